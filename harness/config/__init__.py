@@ -1,0 +1,1 @@
+"""Definitions as data: YAML files validated against schemas at load time."""

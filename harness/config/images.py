@@ -1,0 +1,86 @@
+"""Guest image recipes: vm-images/NAME.yaml."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DefinitionError
+from ..paths import project_root
+from .loader import load_yaml
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["suite", "packages"],
+    "properties": {
+        "description": {"type": "string"},
+        "suite": {"type": "string", "pattern": "^[a-z]+$"},
+        "variant": {"enum": ["minbase", "buildd", "fakechroot", "-"]},
+        "mirror": {"type": "string"},
+        "packages": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9+.-]*$"},
+                     "minItems": 1},
+        "size": {"type": "string", "pattern": "^[0-9]+[MG]$"},
+        "hostname": {"type": "string", "pattern": "^[a-z0-9-]+$"},
+        "sysctl": {"type": "object", "additionalProperties": {"type": "string"}},
+        "mask_units": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+REQUIRED_PACKAGES = ("openssh-server", "fio", "xfsprogs", "e2fsprogs", "ocfs2-tools", "util-linux",
+                     "procps", "python3")
+
+
+@dataclass(frozen=True)
+class ImageDef:
+    """A validated image recipe."""
+
+    name: str
+    path: Path
+    description: str
+    suite: str
+    variant: str
+    mirror: str | None
+    packages: tuple[str, ...]
+    size: str
+    hostname: str
+    sysctl: dict[str, str]
+    mask_units: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "variant": self.variant, "mirror": self.mirror,
+                "packages": list(self.packages), "size": self.size, "hostname": self.hostname,
+                "sysctl": self.sysctl, "mask_units": list(self.mask_units)}
+
+
+def images_dir() -> Path:
+    return project_root() / "vm-images"
+
+
+def list_images(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (directory or images_dir()).glob("*.yaml"))
+
+
+def load_image(name: str, directory: Path | None = None) -> ImageDef:
+    """Load and validate vm-images/NAME.yaml."""
+    d = directory or images_dir()
+    path = d / f"{name}.yaml"
+    if not path.exists():
+        raise DefinitionError(path, "", f"no image recipe named {name!r} (known: "
+                              f"{', '.join(list_images(d)) or 'none'})")
+    data = load_yaml(path, SCHEMA)
+    missing = [p for p in REQUIRED_PACKAGES if p not in data["packages"]]
+    if missing:
+        raise DefinitionError(path, "packages", f"the harness needs these packages too: {', '.join(missing)}")
+    for k in data.get("sysctl", {}):
+        if not re.match(r"^[a-z0-9_.]+$", k):
+            raise DefinitionError(path, f"sysctl.{k}", "not a sysctl name")
+    return ImageDef(
+        name=name, path=path, description=data.get("description", ""), suite=data["suite"],
+        variant=data.get("variant", "minbase"), mirror=data.get("mirror"),
+        packages=tuple(data["packages"]), size=data.get("size", "4G"),
+        hostname=data.get("hostname", "kharness"), sysctl=dict(data.get("sysctl", {})),
+        mask_units=tuple(data.get("mask_units", [])),
+    )

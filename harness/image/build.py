@@ -1,0 +1,134 @@
+"""Build a guest image recipe into a cached qcow2 base, without loop mounts.
+
+debootstrap fills a directory, the harness writes the first-boot settings into it, and
+``mkfs.ext4 -d`` turns the directory into a filesystem image, converted to qcow2. Every boot
+uses a throwaway overlay on top (see harness.vm), so the base never changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config.images import ImageDef, load_image
+from ..errors import CommandError, HarnessError
+from ..paths import cache_dir
+from ..util import atomic_dir, file_lock, run, sha256_json, write_json
+from .keys import generate_ed25519
+from .mirror import apt_mirror
+
+BUILDER_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built base image and the SSH key that logs into it as root."""
+
+    name: str
+    key: str
+    dir: Path
+    cached: bool
+
+    @property
+    def qcow2(self) -> Path:
+        return self.dir / "base.qcow2"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.dir / "id_ed25519"
+
+
+def image_key(idef: ImageDef, mirror: str) -> str:
+    return sha256_json({"recipe": idef.as_dict(), "mirror": mirror, "builder": BUILDER_VERSION})[:20]
+
+
+def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    os.chmod(p, mode)
+
+
+def configure_root(root: Path, idef: ImageDef, pubkey: str) -> None:
+    """First-boot settings: fstab, hostname, SSH, serial getty, sysctl, masked units."""
+    _write(root, "etc/hostname", idef.hostname + "\n")
+    _write(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {idef.hostname}\n")
+    _write(root, "etc/fstab", "/dev/vda / ext4 rw,relatime 0 0\n")
+    _write(root, "root/.ssh/authorized_keys", pubkey + "\n", 0o600)
+    os.chmod(root / "root/.ssh", 0o700)
+    _write(root, "etc/ssh/sshd_config.d/kharness.conf",
+           "PermitRootLogin prohibit-password\nUseDNS no\nPasswordAuthentication no\n")
+    sysctl = "".join(f"{k} = {v}\n" for k, v in idef.sysctl.items())
+    _write(root, "etc/sysctl.d/99-kharness.conf", sysctl)
+    # Serial console: autologin root on ttyS0 for interactive debugging.
+    _write(root, "etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf",
+           "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --keep-baud "
+           "115200,57600,38400,9600 %I $TERM\n")
+    # Networking: the kernel configures eth0 by DHCP (ip=dhcp on the command line); DNS is not needed.
+    _write(root, "etc/systemd/journald.conf.d/kharness.conf", "[Journal]\nStorage=volatile\n")
+    for unit in idef.mask_units:
+        link = root / "etc/systemd/system" / unit
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to("/dev/null")
+    (root / "etc/machine-id").write_text("")
+    if not list((root / "etc/ssh").glob("ssh_host_*_key")):
+        run(["chroot", str(root), "ssh-keygen", "-A"], timeout=120)
+
+
+def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | None = None) -> Image:
+    """Build (or find in the cache) the image recipe ``name``."""
+    idef = load_image(name)
+    mirror = idef.mirror or apt_mirror(idef.suite)
+    key = image_key(idef, mirror)
+    entry = cache_dir("images") / f"{name}-{key}"
+    if (entry / "metadata.json").exists() and not force:
+        return Image(name, key, entry, cached=True)
+    for tool in ("debootstrap", "mkfs.ext4", "qemu-img"):
+        if shutil.which(tool) is None:
+            raise HarnessError(f"{tool} is not installed; run scripts/setup")
+    with file_lock(entry.with_suffix(".lock")):
+        if (entry / "metadata.json").exists() and not force:
+            return Image(name, key, entry, cached=True)
+        t0 = time.monotonic()
+        with atomic_dir(entry) as out:
+            root = out / "root"
+            blog = out / "build.log"
+            if log:
+                log(f"debootstrap {idef.suite} from {mirror} ({len(idef.packages)} packages)")
+            debs = cache_dir("debootstrap-debs")
+            try:
+                run(["debootstrap", f"--variant={idef.variant}", f"--cache-dir={debs}",
+                     f"--include={','.join(idef.packages)}", idef.suite, str(root), mirror],
+                    timeout=3600, log=blog)
+            except CommandError as e:
+                raise HarnessError(f"debootstrap of image {name!r} failed; see {blog}\n"
+                                   + "\n".join(e.output.splitlines()[-15:])) from None
+            t_boot = time.monotonic()
+            pub = generate_ed25519(out / "id_ed25519", comment=f"kharness-{name}-{key}")
+            configure_root(root, idef, pub)
+            for d in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                for f in (root / d).glob("*"):
+                    if f.is_file():
+                        f.unlink()
+            if log:
+                log("mkfs.ext4 -d (no loop mount) and qemu-img convert")
+            raw = out / "root.raw"
+            run(["mkfs.ext4", "-q", "-F", "-L", "kharness-root", "-E", "root_owner=0:0",
+                 "-d", str(root), str(raw), idef.size], timeout=1800, log=blog)
+            run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(out / "base.qcow2")],
+                timeout=1800, log=blog)
+            raw.unlink()
+            shutil.rmtree(root)
+            write_json(out / "metadata.json", {
+                "name": name, "key": key, "recipe": idef.as_dict(), "mirror": mirror,
+                "recipe_file": str(idef.path), "builder": BUILDER_VERSION,
+                "durations_s": {"debootstrap": round(t_boot - t0, 1),
+                                "total": round(time.monotonic() - t0, 1)},
+            })
+    return Image(name, key, entry, cached=False)

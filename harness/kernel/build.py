@@ -1,0 +1,243 @@
+"""Build a kernel definition out of tree, with ccache, into the content-addressed artifact cache.
+
+Layout under the cache root:
+  src/<srckey>/          imported git repository; its work tree is the source for every build
+  build/<srckey>/        the O= build tree shared by every definition on that source, so a
+                         patched kernel rebuilds only what its patches (and config) touch
+  kernels/<key>/         finished artifacts: bzImage, .config, System.map, build.log, metadata.json
+  ccache/                compiler cache
+The key hashes everything that changes the result: source, base commit, patch contents, config
+fragments, base config target, toolchain and the harness's build recipe.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config.kernels import KernelDef, load_kernel
+from ..errors import BuildError, CommandError, ConfigError
+from ..paths import cache_dir, project_root
+from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
+from . import kconfig
+from .git import git
+from .patches import parse_series, series_key, apply_series
+from .source import import_source
+
+RECIPE_VERSION = 1
+ARCH = "x86_64"
+KBUILD_ENV = {
+    "KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 2026",
+    "KBUILD_BUILD_USER": "kharness",
+    "KBUILD_BUILD_HOST": "kharness",
+    "KBUILD_BUILD_VERSION": "1",
+}
+ARTIFACTS = ("bzImage", ".config", "System.map", "build.log", "metadata.json")
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """A finished kernel in the cache."""
+
+    name: str
+    key: str
+    dir: Path
+    cached: bool
+
+    @property
+    def bzimage(self) -> Path:
+        return self.dir / "bzImage"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / ".config"
+
+    @property
+    def metadata(self) -> Path:
+        return self.dir / "metadata.json"
+
+
+def harness_fragments(kdef: KernelDef, tree: Path | None = None) -> list[kconfig.Fragment]:
+    """The fragments in merge order: kvm_guest.config, the definition's, then harness.config."""
+    frags = []
+    if tree is not None:
+        frags.append(kconfig.Fragment(tree / "kernel/configs/kvm_guest.config", strict=False))
+    # A definition's fragments (e.g. the trim list) are merged before harness.config, so the
+    # harness's requirements win; a definition overriding them must say so in harness.config.
+    frags += [kconfig.Fragment(p, strict=not p.name.startswith("trim")) for p in kdef.fragments]
+    frags.append(kconfig.Fragment(project_root() / "kernels/fragments/harness.config", strict=True))
+    return frags
+
+
+def _toolchain() -> dict[str, str]:
+    def first(argv: list[str]) -> str:
+        try:
+            return run(argv, timeout=30).stdout.splitlines()[0]
+        except (CommandError, IndexError):
+            return "unknown"
+    return {"gcc": first(["gcc", "--version"]), "ld": first(["ld", "--version"]),
+            "make": first(["make", "--version"])}
+
+
+def _compute_key(kdef: KernelDef, src_key: str, base_commit: str, skey: str,
+                 toolchain: dict[str, str]) -> str:
+    frags = [(f.path.name, sha256_file(f.path)) for f in harness_fragments(kdef)]
+    return sha256_json({
+        "recipe": RECIPE_VERSION, "arch": ARCH, "source": src_key, "base_commit": base_commit,
+        "series": skey, "config_base": kdef.config_base, "fragments": frags,
+        "toolchain": toolchain, "kbuild_env": KBUILD_ENV,
+    })[:24]
+
+
+def _make_argv(build_dir: Path, *targets: str, jobs: int | None = None) -> list[str]:
+    argv = ["make", f"O={build_dir}", f"ARCH={ARCH}", "CC=ccache gcc", "HOSTCC=ccache gcc"]
+    if jobs:
+        argv.append(f"-j{jobs}")
+    return argv + list(targets)
+
+
+_ERR = re.compile(r"(: (fatal )?error: |: undefined reference to |^make(\[\d+\])?: \*\*\* |Error \d+$)")
+
+
+def compiler_errors(log_text: str, limit: int = 40) -> list[str]:
+    """The lines of a build log that explain a failure (compiler errors first, make's last)."""
+    lines = log_text.splitlines()
+    hits = [i for i, l in enumerate(lines) if _ERR.search(l)]
+    out: list[str] = []
+    for i in hits:
+        line = lines[i]
+        if line.startswith("make") and any(not o.startswith("make") for o in out):
+            continue
+        out.append(line)
+        # include the source line + caret gcc prints after an error
+        if ": error: " in line:
+            out += [l for l in lines[i + 1:i + 3] if l.startswith(" ")]
+    return out[:limit]
+
+
+def _stream_make(argv: list[str], cwd: Path, env: dict[str, str], log: Path, timeout: float,
+                 progress: Callable[[str], None] | None) -> int:
+    with open(log, "a", buffering=1) as fh:  # line-buffered: the log is readable while building
+        fh.write(f"$ {' '.join(argv)}\n")
+        fh.flush()
+        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        deadline = time.monotonic() + timeout
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                fh.write(line)
+                if progress:
+                    progress(line.rstrip())
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    fh.write(f"kharness: build killed after {timeout:.0f}s\n")
+                    break
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            rc = proc.wait()
+    return rc
+
+
+def apply_definition(kdef: KernelDef) -> tuple[str, str]:
+    """Import the source and apply the definition's series; return (base commit, patched commit).
+
+    Takes the source repository's lock, so it is safe while another process builds.
+    """
+    src = import_source(kdef.source)
+    patches = parse_series(list(kdef.patches))
+    with file_lock(src.repo.with_suffix(".lock")):
+        return src.commit, apply_series(src.repo, src.commit, patches)
+
+
+def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
+                 progress: Callable[[str], None] | None = None, timeout: float = 4 * 3600) -> KernelBuild:
+    """Build (or find in the cache) the kernel definition ``name``."""
+    kdef = load_kernel(name)
+    t0 = time.monotonic()
+    src = import_source(kdef.source)
+    patches = parse_series(list(kdef.patches))
+    skey = series_key(src.commit, patches)
+    toolchain = _toolchain()
+    key = _compute_key(kdef, src.key, src.commit, skey, toolchain)
+    entry = cache_dir("kernels") / key
+    if (entry / "metadata.json").exists() and not force:
+        return KernelBuild(name, key, entry, cached=True)
+
+    jobs = jobs or os.cpu_count() or 1
+    build_dir = cache_dir("build") / src.key
+    # One lock per source repository: it guards the work tree's checkout and the O= tree.
+    with file_lock(src.repo.with_suffix(".lock")):
+        if (entry / "metadata.json").exists() and not force:
+            return KernelBuild(name, key, entry, cached=True)
+        t_patch = time.monotonic()
+        commit = apply_series(src.repo, src.commit, patches)
+        git(src.repo, "checkout", "-q", "-f", "--detach", commit)
+        t_config = time.monotonic()
+
+        with atomic_dir(entry) as out:
+            log = out / "build.log"
+            env = {**KBUILD_ENV, "CCACHE_DIR": str(cache_dir("ccache")), "CCACHE_MAXSIZE": "10G",
+                   "CCACHE_NOHASHDIR": "1"}
+            build_dir.mkdir(parents=True, exist_ok=True)
+            # 1. base config, 2. merge fragments over it, 3. olddefconfig, 4. check what stuck.
+            run(_make_argv(build_dir, kdef.config_base), cwd=src.repo, env=env, log=log, timeout=600)
+            frags = harness_fragments(kdef, src.repo)
+            base_cfg = kconfig.parse_config((build_dir / ".config").read_text(), build_dir / ".config")
+            parsed = [(f, kconfig.parse_config(f.path.read_text(), f.path)) for f in frags]
+            merged = kconfig.merge(base_cfg, [p for _, p in parsed])
+            (build_dir / ".config").write_text(kconfig.render(merged))
+            run(_make_argv(build_dir, "olddefconfig"), cwd=src.repo, env=env, log=log, timeout=600)
+            final = kconfig.parse_config((build_dir / ".config").read_text(), build_dir / ".config")
+            strict_req = kconfig.merge({}, [p for f, p in parsed if f.strict])
+            soft_req = kconfig.merge({}, [p for f, p in parsed if not f.strict])
+            missing = kconfig.check(strict_req, final)
+            if missing:
+                raise ConfigError(missing, build_dir / ".config")
+            soft_missing = {k: v for k, v in kconfig.check(soft_req, final).items() if k not in strict_req}
+
+            t_build = time.monotonic()
+            rc = _stream_make(_make_argv(build_dir, "bzImage", jobs=jobs), src.repo, env, log,
+                              timeout, progress)
+            if rc != 0:
+                failed = cache_dir("failed") / f"{name}-{key}.log"
+                shutil.copy(log, failed)
+                raise BuildError(name, compiler_errors(log.read_text()), failed)
+            t_done = time.monotonic()
+
+            shutil.copy(build_dir / "arch/x86/boot/bzImage", out / "bzImage")
+            shutil.copy(build_dir / ".config", out / ".config")
+            shutil.copy(build_dir / "System.map", out / "System.map")
+            release = (build_dir / "include/config/kernel.release").read_text().strip()
+            make_cmd = " ".join(_make_argv(build_dir, "bzImage", jobs=jobs))
+            write_json(out / "metadata.json", {
+                "name": name, "key": key, "definition": str(kdef.path), "based_on": kdef.based_on,
+                "source": src.describe, "source_repo": str(src.repo), "base_commit": src.commit,
+                "commit": commit, "release": release,
+                "patches": [{"file": str(p.source), "subject": p.subject, "sha256": p.sha256}
+                            for p in patches],
+                "config_base": kdef.config_base,
+                "fragments": [{"file": str(f.path), "sha256": sha256_file(f.path), "strict": f.strict}
+                              for f in frags],
+                "options_not_applied": {k: list(v) for k, v in soft_missing.items()},
+                "toolchain": toolchain, "jobs": jobs,
+                "reproducer": [
+                    f"git -C {src.repo} checkout -f --detach {commit}",
+                    f"cp {out / '.config'} {build_dir / '.config'}",
+                    f"cd {src.repo} && {' '.join(f'{k}={v!r}' for k, v in KBUILD_ENV.items())} "
+                    f"{make_cmd}",
+                ],
+                "durations_s": {"import_and_series": round(t_config - t0, 1),
+                                "patch": round(t_config - t_patch, 1),
+                                "config": round(t_build - t_config, 1),
+                                "compile": round(t_done - t_build, 1),
+                                "total": round(time.monotonic() - t0, 1)},
+            })
+    return KernelBuild(name, key, entry, cached=False)

@@ -1,0 +1,130 @@
+"""Turn a kernel Source (tarball, git, plain tree) into a commit in a cached local git repository.
+
+Every source ends up as a non-bare repository under ``<cache>/src/<key>`` whose work tree is the
+source tree builds use (out of tree, with ``O=``). A tarball is imported once; histories stay
+available for bisecting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config.kernels import Source
+from ..errors import CommandError, SourceError
+from ..paths import cache_dir
+from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json
+from .git import git, rev_parse
+
+BASE_REF = "refs/kharness/base"  # the imported commit; HEAD moves as builds check out series
+
+
+@dataclass(frozen=True)
+class SourceRepo:
+    """A cached repository and the base commit a definition builds from."""
+
+    repo: Path
+    commit: str
+    key: str          # identifies the repository (not the commit)
+    describe: str     # human-readable origin
+
+
+def tarball_digest(path: Path) -> str:
+    """sha256 of a tarball, memoised by (path, size, mtime) so cache hits stay fast."""
+    st = path.stat()
+    memo = cache_dir("src") / "tarball-digests.json"
+    ident = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    with file_lock(memo.with_suffix(".lock")):
+        table = json.loads(memo.read_text()) if memo.exists() else {}
+        if ident not in table:
+            table[ident] = sha256_file(path)
+            memo.write_text(json.dumps(table, indent=1))
+        return table[ident]
+
+
+def _import_tarball(tarball: Path, final: Path) -> None:
+    with atomic_dir(final) as tmp:
+        run(["tar", "-xf", str(tarball), "-C", str(tmp), "--strip-components=1"], timeout=1800)
+        if not (tmp / "Makefile").exists():
+            raise SourceError(f"{tarball}: no top-level Makefile after extraction; not a kernel tarball?")
+        git(tmp, "init", "-q")
+        git(tmp, "config", "core.autocrlf", "false")
+        # Debian's linux-source tarball has a top-level .gitignore whose last rule ignores
+        # everything at the top level ("/*"); add with -f or the import commits an empty tree.
+        git(tmp, "add", "-A", "-f", ".")
+        git(tmp, "commit", "-q", "--no-verify", "-m", f"Import {tarball.name}")
+        git(tmp, "update-ref", BASE_REF, "HEAD")
+        count = int(git(tmp, "ls-files", "--", "Makefile", "fs/direct-io.c").count("\n") + 1)
+        if count < 2:
+            raise SourceError(f"{tarball}: import committed no kernel files (ignored by .gitignore?)")
+
+
+def _clone_git(url: str, final: Path) -> None:
+    with atomic_dir(final) as tmp:
+        run(["git", "clone", "-q", "--no-checkout", url, str(tmp / "repo")], timeout=7200)
+        for entry in (tmp / "repo").iterdir():
+            os.rename(entry, tmp / entry.name)
+        (tmp / "repo").rmdir()
+
+
+def _import_tree(tree: Path, final: Path) -> None:
+    with atomic_dir(final) as tmp:
+        git(tmp, "init", "-q")
+        git(tmp, "config", "core.autocrlf", "false")
+        run(["git", f"--git-dir={tmp / '.git'}", f"--work-tree={tree}", "add", "-A", "-f", "."],
+            timeout=1800)
+        git(tmp, "commit", "-q", "--no-verify", "-m", f"Import tree {tree}")
+        git(tmp, "update-ref", BASE_REF, "HEAD")
+        git(tmp, "checkout", "-q", "-f", "HEAD")
+
+
+def import_source(src: Source) -> SourceRepo:
+    """Make sure the source is in the cache and return its repository and base commit."""
+    if src.kind == "tarball":
+        tarball = Path(src.location)
+        if not tarball.exists():
+            raise SourceError(f"tarball not found: {tarball}")
+        digest = tarball_digest(tarball)
+        key = f"tarball-{digest[:16]}"
+        repo = cache_dir("src") / key
+        with file_lock(repo.with_suffix(".lock")):
+            if not (repo / ".git").exists():
+                _import_tarball(tarball, repo)
+        commit = rev_parse(repo, BASE_REF)
+        return SourceRepo(repo, commit, key, f"tarball {tarball} (sha256 {digest[:16]})")
+
+    if src.kind == "git":
+        key = f"git-{sha256_json(src.location)[:16]}"
+        repo = cache_dir("src") / key
+        with file_lock(repo.with_suffix(".lock")):
+            if not (repo / ".git").exists():
+                try:
+                    _clone_git(src.location, repo)
+                except CommandError as e:
+                    raise SourceError(f"cannot clone {src.location}: {e}") from None
+            ref = src.ref or "HEAD"
+            commit = rev_parse(repo, ref) if len(ref) == 40 else None
+            if commit is None:
+                try:
+                    git(repo, "fetch", "-q", "origin", ref, timeout=7200)
+                    commit = rev_parse(repo, "FETCH_HEAD")
+                except CommandError:
+                    commit = rev_parse(repo, ref)
+            if commit is None:
+                raise SourceError(f"{src.location}: ref {ref!r} not found")
+        return SourceRepo(repo, commit, key, f"git {src.location} {ref}")
+
+    if src.kind == "tree":
+        tree = Path(src.location)
+        key = f"tree-{sha256_json(str(tree.resolve()))[:16]}"
+        repo = cache_dir("src") / key
+        with file_lock(repo.with_suffix(".lock")):
+            if (repo / ".git").exists():
+                shutil.rmtree(repo)  # a plain tree may have changed: re-import (git stat cache keeps it cheap)
+            _import_tree(tree, repo)
+        return SourceRepo(repo, rev_parse(repo, BASE_REF), key, f"tree {tree}")
+
+    raise SourceError(f"unknown source kind {src.kind!r}")

@@ -1,0 +1,115 @@
+"""Small shared helpers: running commands with deadlines, locks, atomic cache entries, hashing."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .errors import CommandError
+
+
+def run(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None, timeout: float = 600,
+        env: dict[str, str] | None = None, check: bool = True, log: Path | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run argv (never a shell string) with a deadline; stdout and stderr are merged and captured.
+
+    With ``log``, output is appended to that file as well. Raises CommandError on failure or timeout.
+    """
+    args = [str(a) for a in argv]
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        proc = subprocess.run(args, cwd=cwd, env=full_env, input=input, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout if isinstance(e.stdout, str) else (e.stdout or b"").decode(errors="replace")
+        raise CommandError(args, None, out, log=log, timeout=timeout) from None
+    except FileNotFoundError as e:
+        raise CommandError(args, 127, f"{args[0]}: not found ({e})") from None
+    if log is not None:
+        with open(log, "a") as fh:
+            fh.write(f"$ {' '.join(args)}\n{proc.stdout}")
+    if check and proc.returncode != 0:
+        raise CommandError(args, proc.returncode, proc.stdout, log=log)
+    return proc
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout: float = 7200) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created), waited for at most ``timeout`` seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"could not lock {path} within {timeout:.0f}s") from None
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory; rename it to ``final`` only if the block succeeds.
+
+    An interrupted or failed block never leaves ``final`` looking complete.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_json(obj: object) -> str:
+    """Hex sha256 of a JSON-serialisable object in canonical form."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a text file, or '' if it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])

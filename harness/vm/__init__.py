@@ -1,0 +1,1 @@
+"""VM stage: QEMU command lines, accelerator probe, QMP control, serial console, SSH, lifecycle."""

@@ -1,0 +1,271 @@
+"""A QEMU VM as a context manager: boot, wait for SSH, run commands, copy files, shut down.
+
+The serial console streams to ``console.log`` in the run directory from the first byte. QEMU is
+started so that it dies with the harness (see process.py), and ``shutdown`` escalates from ACPI
+poweroff to QMP quit to SIGKILL, so a hung guest never hangs the harness.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from ..errors import BootError, HarnessError, VMError
+from ..image.build import Image
+from ..util import run, tail
+from .accel import Accel
+from .disks import Disk, disk_args
+from .process import popen_qemu, stop_process
+from .ssh import SSH, Result
+
+PANIC = re.compile(r"(Kernel panic - not syncing:.*|end Kernel panic.*)")
+BASE_CMDLINE = ("root=/dev/vda rw console=ttyS0,115200 panic=-1 ip=dhcp net.ifnames=0 "
+                "mitigations=off systemd.show_status=false")
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (QEMU binds it; a race is retried by VM.start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class VMConfig:
+    """Everything that defines one VM boot."""
+
+    kernel: Path
+    image: Image
+    accel: Accel
+    run_dir: Path
+    disks: list[Disk] = field(default_factory=list)
+    memory_mb: int = 2048
+    cpus: int = 2
+    cmdline: str = ""
+    boot_timeout: float = 180.0
+
+
+def qemu_argv(cfg: VMConfig, overlay: Path, scratch: list[Path], port: int, qmp: Path,
+              console: Path) -> list[str]:
+    """The full QEMU command line for ``cfg``."""
+    argv = ["qemu-system-x86_64", "-name", "kharness", "-machine", "q35", *cfg.accel.qemu_args,
+            "-smp", str(cfg.cpus), "-m", str(cfg.memory_mb), "-nodefaults", "-display", "none",
+            "-no-reboot", "-kernel", str(cfg.kernel),
+            "-append", f"{BASE_CMDLINE} {cfg.cmdline}".strip(),
+            "-chardev", f"file,id=con0,path={console}", "-serial", "chardev:con0",
+            "-qmp", f"unix:{qmp},server=on,wait=off",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device", "virtio-net-pci,netdev=net0",
+            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+            "-device", "virtio-blk-pci,drive=root"]
+    if any(d.kind == "scsi" for d in cfg.disks):
+        argv += ["-device", "virtio-scsi-pci,id=scsi0"]
+    for i, (disk, path) in enumerate(zip(cfg.disks, scratch)):
+        argv += disk_args(disk, path, i)
+    return argv
+
+
+class VM:
+    """One running guest. Use as ``with VM(cfg) as vm: vm.run([...])``."""
+
+    def __init__(self, cfg: VMConfig):
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.console = self.run_dir / "console.log"
+        self.qmp_path = self.run_dir / "qmp.sock"
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.ssh: SSH | None = None
+        self._qmp: QEMUMonitorProtocol | None = None
+        self.boot_seconds: float | None = None
+        self.argv: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the overlay and scratch disks and launch QEMU (retrying if the port is taken)."""
+        overlay = self.run_dir / "root-overlay.qcow2"
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+             str(self.cfg.image.qcow2), str(overlay)], timeout=60)
+        scratch = []
+        for i, d in enumerate(self.cfg.disks):
+            p = self.run_dir / f"scratch{i}-{d.kind}.raw"
+            with open(p, "wb") as fh:
+                fh.truncate(d.size_bytes)
+            scratch.append(p)
+        for attempt in range(5):
+            self.port = free_port()
+            self.argv = qemu_argv(self.cfg, overlay, scratch, self.port, self.qmp_path, self.console)
+            (self.run_dir / "qemu-argv.json").write_text(json.dumps(self.argv, indent=1))
+            qlog = open(self.run_dir / "qemu.log", "w")
+            self.t_start = time.monotonic()
+            self.proc = popen_qemu(self.argv, stdout=qlog, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+            qlog.close()
+            # QEMU reports a taken hostfwd port at once and exits.
+            for _ in range(20):
+                if self.proc.poll() is not None or self.qmp_path.exists():
+                    break
+                time.sleep(0.1)
+            if self.proc.poll() is None:
+                return
+            err = (self.run_dir / "qemu.log").read_text(errors="replace")
+            if "host forwarding rule" in err or "Address already in use" in err:
+                continue
+            raise VMError(f"QEMU exited at start (exit {self.proc.returncode}): {err.strip()}",
+                          console_log=self.console)
+        raise VMError("QEMU could not bind a forwarding port on 127.0.0.1 after 5 attempts")
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Wait until SSH logs in; return seconds since QEMU started. Raises BootError on a
+        panic, a QEMU exit or the deadline, with the console's last lines."""
+        assert self.proc is not None and self.port is not None
+        deadline = time.monotonic() + (timeout or self.cfg.boot_timeout)
+        ssh = SSH(self.port, self.cfg.image.ssh_key)
+        while time.monotonic() < deadline:
+            panic = self.panic_line()
+            if panic:
+                self.kill()
+                raise BootError("guest kernel panicked during boot", panic_line=panic,
+                                console_tail=self.console_tail(), console_log=self.console)
+            if self.proc.poll() is not None:
+                raise BootError(f"QEMU exited during boot (exit {self.proc.returncode})",
+                                panic_line=self.panic_line(), console_tail=self.console_tail(),
+                                console_log=self.console)
+            if ssh.try_connect(timeout=3):
+                self.ssh = ssh
+                self.boot_seconds = time.monotonic() - self.t_start
+                return self.boot_seconds
+            time.sleep(0.5)
+        tail_ = self.console_tail()
+        self.kill()
+        raise BootError(f"guest did not answer SSH within {timeout or self.cfg.boot_timeout:.0f}s",
+                        panic_line=self.panic_line(), console_tail=tail_, console_log=self.console)
+
+    def __enter__(self) -> "VM":
+        try:
+            self.start()
+            self.wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Poweroff, then QMP quit, then SIGKILL: each step with a deadline.
+
+        The root disk is a throwaway overlay, so poweroff is immediate (``poweroff -f`` over
+        SSH after a sync; ACPI system_powerdown when SSH is gone) rather than a full systemd
+        shutdown."""
+        if not self.alive:
+            self.kill()
+            return
+        assert self.proc is not None
+        try:
+            if self.ssh is not None:
+                self.ssh.run("sync; poweroff -f >/dev/null 2>&1 &", timeout=10, check=False)
+            else:
+                self.qmp("system_powerdown")
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                self.qmp("quit")
+                self.proc.wait(5)
+            except Exception:
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        """Stop QEMU at once (SIGTERM then SIGKILL)."""
+        if self.ssh:
+            self.ssh.close()
+            self.ssh = None
+        if self.proc is not None:
+            stop_process(self.proc, grace=2)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._qmp is not None:
+            try:
+                self._qmp.close()
+            except Exception:
+                pass
+            self._qmp = None
+        for p in self.run_dir.glob("scratch*.raw"):
+            p.unlink(missing_ok=True)
+        (self.run_dir / "root-overlay.qcow2").unlink(missing_ok=True)
+
+    # -- control ---------------------------------------------------------------------------
+    def qmp(self, command: str, **args: object) -> object:
+        """Run a QMP command through qemu.qmp and return its result."""
+        if self._qmp is None:
+            mon = QEMUMonitorProtocol(str(self.qmp_path))
+            mon.settimeout(10)
+            mon.connect()
+            self._qmp = mon
+        return self._qmp.cmd(command, **args)
+
+    def status(self) -> str:
+        """QMP query-status: 'running', 'paused', ..."""
+        return str(self.qmp("query-status")["status"])  # type: ignore[index]
+
+    def send_keys(self, *keys: str, hold_ms: int = 200) -> None:
+        """Press keys together through the emulated keyboard (QMP send-key)."""
+        self.qmp("send-key", keys=[{"type": "qcode", "data": k} for k in keys], **{"hold-time": hold_ms})
+
+    def sysrq_keyboard(self, key: str) -> None:
+        """alt+sysrq+KEY through the PS/2 keyboard; works when the guest no longer answers SSH."""
+        self.send_keys("alt", "sysrq", key)
+
+    # -- guest access ----------------------------------------------------------------------
+    def run(self, cmd: str | Sequence[str], *, timeout: float = 300, check: bool = True,
+            stdin: str | None = None) -> Result:
+        """Run a command in the guest over SSH, with a deadline."""
+        if self.ssh is None:
+            raise VMError("the guest is not reachable over SSH", self.console_tail(), self.console)
+        return self.ssh.run(cmd, timeout=timeout, check=check, stdin=stdin)
+
+    def put(self, local: Path, remote: str) -> None:
+        assert self.ssh is not None
+        self.ssh.put(local, remote)
+
+    def get(self, remote: str, local: Path) -> None:
+        assert self.ssh is not None
+        self.ssh.get(remote, local)
+
+    def device_for(self, disk: Disk) -> str:
+        """The guest block device (/dev/...) of a scratch disk, found by its serial."""
+        out = self.run(["lsblk", "--json", "-d", "-o", "NAME,SERIAL"], timeout=30).stdout
+        for dev in json.loads(out)["blockdevices"]:
+            if (dev.get("serial") or "").strip() == disk.serial:
+                return f"/dev/{dev['name']}"
+        raise VMError(f"guest has no block device with serial {disk.serial} ({disk.kind}); lsblk: {out}")
+
+    # -- console ---------------------------------------------------------------------------
+    def console_text(self) -> str:
+        return self.console.read_text(errors="replace") if self.console.exists() else ""
+
+    def console_tail(self, lines: int = 25) -> str:
+        return tail(self.console, lines)
+
+    def panic_line(self) -> str | None:
+        m = PANIC.search(self.console_text())
+        return m.group(1).strip() if m else None

@@ -1,0 +1,1 @@
+"""Workloads run inside guests: job definitions, rendering and output parsing."""

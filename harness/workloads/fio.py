@@ -1,0 +1,208 @@
+"""fio workloads: O_DIRECT|O_DSYNC AIO write patterns, job-file rendering and JSON(+) parsing.
+
+Three patterns, each for ioengine libaio and io_uring, all ``direct=1`` + ``sync=dsync`` (O_DSYNC):
+
+* ``randwrite-overwrite``: random overwrites of a fully written file (a ``prep.*`` job writes the
+  whole file and fsyncs it, the measured job follows after ``stonewall``; time-based).
+* ``append-extend``: sequential writes at EOF (``file_append=1``) of a fresh, unpreallocated
+  (``fallocate=none``) file, so each write extends i_size at completion (size-based: one pass,
+  ``runtime`` is a cap).
+* ``unwritten-convert``: random writes, each block once, into a freshly ``fallocate()``d
+  (``fallocate=native``, never written) file, so each write converts an unwritten extent at
+  completion (size-based: one pass, ``runtime`` is a cap).
+
+For the last two a ``prep.*`` job with ``ioengine=filedelete`` first removes any file left by an
+earlier run. ``create_serialize=0`` makes each job set its files up when it starts (after the
+``stonewall``) rather than fio laying out every job's files before the first job runs.
+
+Job-name convention: the measured job is ``measure.<pattern>.<engine>`` and set-up jobs are
+``prep.<pattern>``. ``group_reporting=1`` is set, so fio reports one entry per job section with
+its ``numjobs`` clones aggregated (IOPS and bandwidth summed, latency percentiles merged).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..errors import HarnessError, WorkloadError
+
+PATTERNS = ("randwrite-overwrite", "append-extend", "unwritten-convert")
+ENGINES = ("libaio", "io_uring")
+MEASURE_PREFIX = "measure."
+PREP_PREFIX = "prep."
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "fio"
+
+_SIZE = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
+_TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class FioJob:
+    """One fio job file: a pattern and its parameters.
+
+    ``size`` is the file size per clone (and, for the size-based patterns, the amount written);
+    ``bs``/``size`` are fio sizes such as ``"4k"``/``"256m"`` (base 1024) or byte counts.
+    ``runtime``/``ramp_time`` are seconds. ``tag`` goes into the file names (``kh-<pattern>-<tag>.N.0``
+    in ``directory``); use a fresh directory or a distinct tag per run so no stale file is reused
+    (measured jobs unlink their files at the end).
+    """
+
+    pattern: str
+    directory: str
+    engine: str = "libaio"
+    iodepth: int = 16
+    numjobs: int = 1
+    bs: str | int = "4k"
+    size: str | int = "256m"
+    runtime: int = 30
+    ramp_time: int = 0
+    tag: str = "0"
+
+    @property
+    def name(self) -> str:
+        """The measured job's name, ``measure.<pattern>.<engine>``."""
+        return job_name(self.pattern, self.engine)
+
+
+@dataclass
+class FioResult:
+    """Write statistics of one measured fio job (clones aggregated by group_reporting).
+
+    Latencies are microseconds; percentiles are of completion latency (clat) and None when fio
+    reported none (e.g. no I/O completed). ``error`` is fio's errno for the job (0 = fine).
+    """
+
+    job: str
+    pattern: str
+    engine: str
+    iops: float
+    bw_kib_s: float
+    clat_p50_us: float | None
+    clat_p99_us: float | None
+    clat_p999_us: float | None
+    lat_mean_us: float
+    runtime_ms: int
+    total_ios: int
+    io_kbytes: int
+    error: int
+    usr_cpu: float
+    sys_cpu: float
+
+
+def job_name(pattern: str, engine: str) -> str:
+    """The measured job's name for a pattern and engine."""
+    return f"{MEASURE_PREFIX}{pattern}.{engine}"
+
+
+def parse_job_name(name: str) -> tuple[str, str] | None:
+    """(pattern, engine) from a ``measure.<pattern>.<engine>`` job name, else None."""
+    if not name.startswith(MEASURE_PREFIX):
+        return None
+    pattern, sep, engine = name[len(MEASURE_PREFIX):].rpartition(".")
+    return (pattern, engine) if sep and pattern and engine else None
+
+
+def validate_job(job: FioJob) -> None:
+    """Raise HarnessError naming the first invalid field of ``job``."""
+    if job.pattern not in PATTERNS:
+        raise HarnessError(f"unknown fio pattern {job.pattern!r} (known: {', '.join(PATTERNS)})")
+    if job.engine not in ENGINES:
+        raise HarnessError(f"unknown fio ioengine {job.engine!r} (known: {', '.join(ENGINES)})")
+    if not job.directory.startswith("/") or any(c.isspace() or c in ":;#" for c in job.directory):
+        raise HarnessError(f"fio directory {job.directory!r}: want an absolute path without "
+                           "whitespace, ':', ';' or '#'")
+    for key in ("bs", "size"):
+        value = getattr(job, key)
+        if not _SIZE.match(str(value)) or isinstance(value, bool):
+            raise HarnessError(f"fio {key} {value!r}: want a positive size like 4k, 64m, 1g or bytes")
+    for key, low in (("iodepth", 1), ("numjobs", 1), ("runtime", 1), ("ramp_time", 0)):
+        value = getattr(job, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise HarnessError(f"fio {key} {value!r}: want an integer >= {low}")
+    if not _TAG.match(job.tag):
+        raise HarnessError(f"fio tag {job.tag!r}: want 1-64 characters of [A-Za-z0-9_-]")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+                              autoescape=False)
+
+
+def render_job(job: FioJob) -> str:
+    """The fio job file text for ``job``; HarnessError if the pattern, engine or a value is invalid."""
+    validate_job(job)
+    template = _environment().get_template(f"{job.pattern}.fio.j2")
+    return template.render(name=job.name, pattern=job.pattern, engine=job.engine,
+                           directory=job.directory, iodepth=job.iodepth, numjobs=job.numjobs,
+                           bs=str(job.bs).lower(), size=str(job.size).lower(), runtime=job.runtime,
+                           ramp_time=job.ramp_time, tag=job.tag)
+
+
+def fio_argv(jobfile_path_in_guest: str, output_path: str) -> list[str]:
+    """The fio command line writing JSON+ output to ``output_path``."""
+    return ["fio", "--output-format=json+", f"--output={output_path}", jobfile_path_in_guest]
+
+
+def _load_document(text: str, source: str) -> dict[str, Any]:
+    """The first JSON object holding ``jobs`` in ``text``, skipping noise before (and after) it."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"^\s*\{", text, re.MULTILINE):
+        try:
+            doc, _ = decoder.raw_decode(text, match.end() - 1)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("jobs"), list):
+            return doc
+    head = text.strip()[:400] or "(empty)"
+    raise WorkloadError(f"no fio JSON output in {source or 'fio output'}", head)
+
+
+def _ns_to_us(value: Any) -> float | None:
+    return None if value is None else float(value) / 1000.0
+
+
+def _result(job: dict[str, Any], glob: dict[str, Any], source: str) -> FioResult:
+    name = str(job.get("jobname", ""))
+    parsed = parse_job_name(name)
+    options = job.get("job options") or {}
+    engine = options.get("ioengine") or glob.get("ioengine") or (parsed[1] if parsed else "")
+    try:
+        write = job["write"]
+        percentiles = (write.get("clat_ns") or {}).get("percentile") or {}
+        lat_mean = float((write.get("lat_ns") or {}).get("mean", math.nan)) / 1000.0
+        return FioResult(
+            job=name, pattern=parsed[0] if parsed else "", engine=str(engine),
+            iops=float(write["iops"]), bw_kib_s=float(write["bw"]),
+            clat_p50_us=_ns_to_us(percentiles.get("50.000000")),
+            clat_p99_us=_ns_to_us(percentiles.get("99.000000")),
+            clat_p999_us=_ns_to_us(percentiles.get("99.900000")),
+            lat_mean_us=lat_mean, runtime_ms=int(write["runtime"]),
+            total_ios=int(write["total_ios"]), io_kbytes=int(write["io_kbytes"]),
+            error=int(job.get("error", 0)), usr_cpu=float(job.get("usr_cpu", 0.0)),
+            sys_cpu=float(job.get("sys_cpu", 0.0)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise WorkloadError(f"{source or 'fio output'}: job {name!r}: unexpected JSON ({e!r})") from None
+
+
+def parse_fio_json(text: str, source: str = "") -> list[FioResult]:
+    """Write results of every non-``prep.*`` job in fio ``--output-format=json``/``json+`` output.
+
+    Text before the JSON document (fio warnings and the like) is skipped. WorkloadError naming
+    ``source`` (and showing the start of the text) when there is no usable JSON or no job.
+    """
+    doc = _load_document(text, source)
+    glob = doc.get("global options") or {}
+    results = [_result(job, glob, source) for job in doc["jobs"]
+               if isinstance(job, dict) and not str(job.get("jobname", "")).startswith(PREP_PREFIX)]
+    if not results:
+        raise WorkloadError(f"no measured job in fio output {source or ''}".rstrip(),
+                            text.strip()[:400])
+    return results

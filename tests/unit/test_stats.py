@@ -1,0 +1,135 @@
+"""Statistics: summaries and the noise-aware base-versus-new comparison."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.results.stats import compare, format_comparison, mann_whitney_p, summarize
+
+BASE_IOPS = [8979.0, 9010.0, 8950.0, 9100.0, 8890.0]
+NEW_IOPS = [498.0, 510.0, 490.0, 505.0, 480.0]
+
+
+def test_summarize_basic():
+    s = summarize([1.0, 2.0, 3.0, 4.0])
+    assert (s.n, s.median, s.mean, s.min, s.max) == (4, 2.5, 2.5, 1.0, 4.0)
+    assert s.stdev == pytest.approx(1.2909944, rel=1e-6)
+    assert s.cv == pytest.approx(s.stdev / 2.5)
+    assert s.iqr == pytest.approx(1.5)
+
+
+def test_summarize_single_and_invalid():
+    s = summarize([7.0])
+    assert (s.n, s.median, s.stdev, s.cv, s.iqr) == (1, 7.0, 0.0, 0.0, 0.0)
+    with pytest.raises(HarnessError):
+        summarize([])
+    with pytest.raises(HarnessError):
+        summarize([1.0, math.nan])
+
+
+def test_clear_regression_5v5():
+    c = compare(BASE_IOPS, NEW_IOPS, metric="IOPS", higher_is_better=True)
+    assert c.verdict == "regression" and c.significant
+    assert c.p_value == pytest.approx(2 / 252, rel=1e-6)  # smallest exact two-sided p at 5 vs 5
+    assert not c.ranges_overlap
+    assert c.pct_change == pytest.approx((498 - 8979) / 8979 * 100)
+    assert format_comparison("ext4/nvme randwrite-overwrite libaio", c) == (
+        "ext4/nvme randwrite-overwrite libaio: IOPS -94% (498 vs 8979 median, 5 runs each, p=0.008) "
+        "regression")
+
+
+def test_clear_improvement_is_the_mirror():
+    c = compare(NEW_IOPS, BASE_IOPS, metric="IOPS", higher_is_better=True)
+    assert c.verdict == "improvement" and c.significant
+    assert c.pct_change > 1000
+
+
+def test_noise_is_no_change():
+    base = [100.0, 103.0, 97.0, 101.0, 99.0]
+    new = [102.0, 98.0, 104.0, 100.0, 97.0]
+    c = compare(base, new, metric="IOPS", higher_is_better=True)
+    assert c.verdict == "no change" and not c.significant
+    assert c.ranges_overlap
+    assert abs(c.pct_change) < 3
+    assert c.p_value is not None and c.p_value > 0.05
+
+
+def test_small_but_certain_change_is_below_min_effect():
+    base = [100.0, 100.5, 101.0, 101.5, 102.0]
+    new = [103.5, 104.0, 104.5, 105.0, 105.5]  # +3.5 %, perfectly separated
+    c = compare(base, new, metric="IOPS", higher_is_better=True)
+    assert c.p_value == pytest.approx(2 / 252, rel=1e-6) and not c.ranges_overlap
+    assert c.verdict == "no change"
+    assert compare(base, new, metric="IOPS", higher_is_better=True, min_effect_pct=3.0).verdict == "improvement"
+
+
+def test_big_but_noisy_change_is_inconclusive():
+    base = [100.0, 60.0, 140.0, 90.0, 115.0]
+    new = [120.0, 80.0, 170.0, 105.0, 150.0]  # medians +20 %, but runs spread +-40 %
+    c = compare(base, new, metric="IOPS", higher_is_better=True)
+    assert c.pct_change == pytest.approx(20.0)
+    assert c.ranges_overlap and c.p_value > 0.05
+    assert c.verdict == "inconclusive" and not c.significant
+
+
+def test_separated_ranges_but_shift_within_spread_is_inconclusive():
+    base = [1.0, 2.0, 10.0, 11.0, 12.0]
+    new = [12.5, 13.0, 13.5, 30.0, 31.0]  # ranges separate, p=0.008, +35 %, but IQRs are 9 and 17
+    c = compare(base, new, metric="IOPS", higher_is_better=True)
+    assert not c.ranges_overlap and c.p_value < 0.01 and c.pct_change > 30
+    assert c.verdict == "inconclusive"
+
+
+def test_3v3_non_overlapping_flagged_by_range_rule():
+    base = [100.0, 102.0, 104.0]
+    new = [50.0, 51.0, 53.0]
+    c = compare(base, new, metric="IOPS", higher_is_better=True)
+    assert c.p_value == pytest.approx(0.1)  # Mann-Whitney alone can never reach 0.05 at 3 vs 3
+    assert not c.ranges_overlap
+    assert c.verdict == "regression" and c.significant
+
+
+def test_3v3_overlapping_large_change_is_inconclusive():
+    c = compare([100.0, 102.0, 104.0], [50.0, 51.0, 101.0], metric="IOPS", higher_is_better=True)
+    assert c.pct_change < -40 and c.ranges_overlap
+    assert c.verdict == "inconclusive"
+
+
+def test_lower_is_better_latency_direction():
+    base = [500.0, 510.0, 490.0, 505.0, 495.0]
+    worse = [600.0, 610.0, 590.0, 620.0, 605.0]
+    c = compare(base, worse, metric="p99 clat us", higher_is_better=False)
+    assert c.pct_change > 15 and c.verdict == "regression" and not c.higher_is_better
+    c = compare(worse, base, metric="p99 clat us", higher_is_better=False)
+    assert c.verdict == "improvement"
+
+
+@pytest.mark.parametrize("base,new", [([100.0, 101.0], [50.0, 51.0]), ([100.0], [50.0, 51.0, 52.0]),
+                                      ([100.0, 101.0, 102.0], [50.0])])
+def test_fewer_than_three_runs_is_inconclusive(base, new):
+    c = compare(base, new, metric="IOPS", higher_is_better=True)
+    assert c.verdict == "inconclusive" and not c.significant
+    assert c.pct_change < -45
+    if min(len(base), len(new)) < 2:
+        assert c.p_value is None
+        assert "p=n/a" in format_comparison("x", c)
+
+
+def test_identical_values_are_no_change():
+    c = compare([5.0] * 4, [5.0] * 4, metric="IOPS", higher_is_better=True)
+    assert c.verdict == "no change" and c.p_value == 1.0 and c.pct_change == 0.0
+
+
+def test_mann_whitney_p_none_below_two():
+    assert mann_whitney_p([1.0], [2.0, 3.0]) is None
+    assert mann_whitney_p([1.0, 2.0], [3.0, 4.0]) == pytest.approx(1 / 3)
+
+
+def test_format_unequal_runs_and_small_numbers():
+    c = compare([52.1, 52.4, 52.3], [60.2, 60.5, 60.1, 60.4], metric="p50 clat us", higher_is_better=False)
+    line = format_comparison("xfs/virtio append-extend io_uring", c)
+    assert line.startswith("xfs/virtio append-extend io_uring: p50 clat us +15% (60.3 vs 52.3 median, 4 vs 3 runs, p=")
+    assert line.endswith(" regression")
