@@ -109,7 +109,8 @@ def run_fio_once(vm: VM, job: FioJob, rundir: RunDir, label: str, *, kernel: str
             vm.run(["cat", guest_out], check=False, timeout=30)
             raise HarnessError(f"fio failed for {label}: {e}") from None
         evidence = rundir.subdir("sysrq")
-        cap = capture_sysrq(vm, "wt", via="auto", out_dir=evidence, label=f"hang-{label}")
+        # The guest may no longer answer SSH: go through the emulated keyboard (QMP send-key).
+        cap = capture_sysrq(vm, "wt", via="qmp", out_dir=evidence, label=f"hang-{label}")
         events = scan_console(_console_since(vm, start))
         rundir.write_events(events)
         (evidence / f"hang-{label}-summary.txt").write_text("\n".join(cap.summary()) + "\n")

@@ -23,7 +23,7 @@ from typing import Callable
 
 from ..config.kernels import KernelDef, load_kernel
 from ..errors import BuildError, CommandError, ConfigError
-from ..paths import cache_dir, project_root
+from ..paths import REPO_ROOT, cache_dir
 from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
 from . import kconfig
 from .git import git
@@ -38,6 +38,7 @@ KBUILD_ENV = {
     "KBUILD_BUILD_HOST": "kharness",
     "KBUILD_BUILD_VERSION": "1",
 }
+HARNESS_FRAGMENT = REPO_ROOT / "kernels/fragments/harness.config"
 ARTIFACTS = ("bzImage", ".config", "System.map", "build.log", "metadata.json")
 
 
@@ -71,7 +72,7 @@ def harness_fragments(kdef: KernelDef, tree: Path | None = None) -> list[kconfig
     # A definition's fragments (e.g. the trim list) are merged before harness.config, so the
     # harness's requirements win; a definition overriding them must say so in harness.config.
     frags += [kconfig.Fragment(p, strict=not p.name.startswith("trim")) for p in kdef.fragments]
-    frags.append(kconfig.Fragment(project_root() / "kernels/fragments/harness.config", strict=True))
+    frags.append(kconfig.Fragment(HARNESS_FRAGMENT, strict=True))
     return frags
 
 

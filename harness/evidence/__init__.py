@@ -1,0 +1,1 @@
+"""Evidence parsers: sysrq task/workqueue dumps and kernel-report events found in console logs."""

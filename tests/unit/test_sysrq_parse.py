@@ -1,0 +1,533 @@
+"""Tests for harness.evidence.sysrq: console-line cleaning, frames, and sysrq/workqueue dumps.
+
+Every ``*.txt`` under tests/fixtures/sysrq/ (synthesized ``synth-*`` and real ``captured-*``
+consoles) is checked against generic invariants; the synthesized ones also have exact expectations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.evidence.sysrq import (Frame, SysrqDump, blocked_in, clean_console_line, parse_dumps,
+                                    parse_frame, rip_function, summarize, to_json, wq_flag_names)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SYSRQ_FIXTURES = sorted((FIXTURES / "sysrq").glob("*.txt"))
+ALL_FIXTURES = SYSRQ_FIXTURES + sorted((FIXTURES / "console").glob("*.txt"))
+TASK_STATES = set("RSDTtXZPIKWN")  # task_state_to_char() and older variants
+
+
+def read(path: Path) -> str:
+    with open(path, newline="") as fh:  # keep \r\n as captured
+        return fh.read()
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [p.name for p in paths]
+
+
+def shape(dumps: list[SysrqDump]) -> list[dict]:
+    """Dumps as JSON without positional fields, to compare parses of transformed texts."""
+    out = []
+    for d in dumps:
+        data = to_json(d)
+        for key in ("start_offset", "end_offset", "timestamp"):
+            data.pop(key)
+        for task in data["tasks"]:
+            task.pop("offset")
+        out.append(data)
+    return out
+
+
+def lines_in(text: str, start: int, end: int, pattern: str) -> int:
+    return len(re.findall(pattern, text[start:end], flags=re.M))
+
+
+# ------------------------------------------------------------------------------------------
+# Generic invariants, for every fixture (add captured-*.txt files and they are checked too)
+# ------------------------------------------------------------------------------------------
+
+
+def test_there_are_sysrq_fixtures():
+    names = ids(SYSRQ_FIXTURES)
+    assert "synth-6.1-sysrq-t-dio-sync.txt" in names
+    assert "synth-6.1-wq-lockup-sysrq-w-dio-vdb-crlf.txt" in names
+
+
+@pytest.mark.parametrize("path", SYSRQ_FIXTURES, ids=ids(SYSRQ_FIXTURES))
+def test_every_header_gives_a_dump(path):
+    text = read(path)
+    dumps = parse_dumps(text)
+    assert dumps, f"no dump found in {path.name}"
+    sysrq = [("w" if m[1] else "t") for m in re.finditer(r"sysrq: Show (Blocked )?State", text)]
+    assert [d.kind for d in dumps if d.kind != "wq"] == sysrq
+    # sysrq-t's own "Showing busy workqueues" belongs to its 't' dump; others stand alone
+    t_spans = [(d.start_offset, d.end_offset) for d in dumps if d.kind == "t"]
+    standalone = [m.start() for m in re.finditer(r"Showing busy workqueues", text)
+                  if not any(a <= m.start() < b for a, b in t_spans)]
+    assert sum(1 for d in dumps if d.kind == "wq") == len(standalone)
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=ids(ALL_FIXTURES))
+def test_dump_invariants(path):
+    text = read(path)
+    dumps = parse_dumps(text)
+    previous_end = 0
+    for d in dumps:
+        assert d.kind in {"w", "t", "wq"}
+        assert previous_end <= d.start_offset < d.end_offset <= len(text)
+        previous_end = d.end_offset
+        first = text[d.start_offset:].split("\n", 1)[0]
+        assert ("Show Blocked State" in first) if d.kind == "w" else True
+        assert ("Show State" in first) if d.kind == "t" else True
+        assert ("Showing busy workqueues" in first) if d.kind == "wq" else True
+        if d.kind == "t":
+            assert d.tasks, "sysrq-t always prints at least the task that triggered it"
+        # nothing inside the dump's span was skipped: every task and workqueue line was parsed
+        assert lines_in(text, d.start_offset, d.end_offset, r"task:.*state:.*pid:") == len(d.tasks)
+        assert (lines_in(text, d.start_offset, d.end_offset, r"workqueue \S+: flags=0x")
+                == len(d.workqueues))
+        assert lines_in(text, d.start_offset, d.end_offset, r"\bpool \d+: cpus=") == len(d.pools)
+        for t in d.tasks:
+            assert t.pid > 0 and t.comm
+            assert t.state in TASK_STATES
+            assert t.raw_stack, f"{t.comm}:{t.pid} has no stack lines"
+            assert all("+0x" not in f and not f.startswith("?") for f in t.stack)
+            assert len(t.stack) <= len(t.raw_stack)
+            assert text[t.offset:].split("\n", 1)[0].find(f"pid:{t.pid}") >= 0
+        for wq in d.workqueues:
+            assert wq.name and re.fullmatch(r"0x[0-9a-f]+", wq.flags)
+            assert wq.pwqs, f"workqueue {wq.name} without pwq"
+            for p in wq.pwqs:
+                assert p.active >= 0
+                if p.max_active is not None:
+                    assert p.active <= p.max_active
+                assert all(n > 0 for n in [*p.in_flight.values(), *p.pending.values(),
+                                           *p.inactive.values()])
+                assert sum(p.in_flight.values()) >= len(p.in_flight_pids)
+                assert set(p.rescuers) <= set(p.in_flight_pids)
+        for pool in d.pools:
+            assert pool.workers >= len(pool.idle) and pool.hung_seconds >= 0
+        summary = summarize(d)
+        assert all(isinstance(line, str) and line for line in summary)
+        json.dumps(to_json(d))
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=ids(ALL_FIXTURES))
+def test_line_endings_and_indentation_do_not_change_the_parse(path):
+    text = read(path)
+    expected = shape(parse_dumps(text))
+    unix = text.replace("\r\n", "\n")
+    assert shape(parse_dumps(unix)) == expected
+    assert shape(parse_dumps(unix.replace("\n", "\r\n"))) == expected
+    # indentation lost (e.g. by a mail client or a log shipper) must not matter either
+    flat = re.sub(r"^((?:\[\s*\d+\.\d+\] )?)[ \t]+", r"\1", unix, flags=re.M)
+    assert shape(parse_dumps(flat)) == expected
+
+
+TIMED_FIXTURES = [p for p in SYSRQ_FIXTURES
+                  if re.search(r"^\[\s*\d+\.\d+\] ", read(p), flags=re.M)]
+
+
+@pytest.mark.parametrize("path", TIMED_FIXTURES, ids=ids(TIMED_FIXTURES))
+def test_journal_prefixes_parse_like_printk_times(path):
+    """The same dump read from the journal: "host kernel: " tags, other units' lines mixed in."""
+    text = read(path).replace("\r\n", "\n")
+    out = []
+    for line in text.split("\n")[:-1]:
+        m = re.match(r"^\[\s*\d+\.\d+\] ", line)
+        if m:
+            out.append("Nov 28 16:55:01 kharness kernel: " + line[m.end():])
+        else:  # user-space console output becomes another unit's journal line
+            out.append("Nov 28 16:55:01 kharness systemd[1]: " + line)
+    journal = "\n".join(out) + "\n"
+    assert shape(parse_dumps(journal)) == shape(parse_dumps(text))
+
+
+# ------------------------------------------------------------------------------------------
+# synth-6.1-sysrq-t-dio-sync.txt: sysrq-t with sched-debug output, dio-sync 1/1 + 64 inactive
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sysrq_t() -> tuple[str, SysrqDump]:
+    text = read(FIXTURES / "sysrq" / "synth-6.1-sysrq-t-dio-sync.txt")
+    dumps = parse_dumps(text)
+    assert len(dumps) == 1
+    return text, dumps[0]
+
+
+def test_sysrq_t_tasks(sysrq_t):
+    text, d = sysrq_t
+    assert d.kind == "t"
+    assert d.timestamp == pytest.approx(245.118307)
+    assert text[d.start_offset:].startswith("[  245.118307] sysrq: Show State")
+    assert [(t.comm, t.pid, t.state) for t in d.tasks] == [
+        ("systemd", 1, "S"), ("kthreadd", 2, "S"), ("kworker/0:1", 23, "I"),
+        ("jbd2/vdb-8", 172, "D"), ("kworker/u4:2", 187, "D"), ("fio", 1234, "D"),
+        ("stress-ng", 1301, "R"), ("bash", 1150, "R")]
+    assert [t.blocked_in for t in d.tasks] == [
+        "do_epoll_wait", "kthreadd", "worker_thread", "jbd2_journal_commit_transaction",
+        "jbd2_log_wait_commit", "__iomap_dio_rw", None, "sched_show_task"]
+
+
+def test_sysrq_t_dio_sync_kworker(sysrq_t):
+    _, d = sysrq_t
+    kw = next(t for t in d.tasks if t.pid == 187)
+    assert (kw.comm, kw.state, kw.ppid, kw.flags) == ("kworker/u4:2", "D", 2, "0x00004000")
+    assert (kw.workqueue, kw.function, kw.worker_desc) == ("dio-sync", "iomap_dio_complete_work",
+                                                         None)
+    # a user-space line ("[  OK  ] Started session-3.scope") is printed inside this stack
+    assert kw.stack == [
+        "__schedule", "schedule", "jbd2_log_wait_commit", "jbd2_complete_transaction",
+        "ext4_sync_file", "iomap_dio_complete", "iomap_dio_complete_work", "process_one_work",
+        "worker_thread", "kthread", "ret_from_fork"]
+    assert "? prepare_to_wait_event+0x5d/0x180" in kw.raw_stack
+    assert kw.raw_stack[0] == "<TASK>" and kw.raw_stack[-1] == "</TASK>"
+    assert kw.blocked_in == "jbd2_log_wait_commit"
+
+
+def test_sysrq_t_user_and_running_tasks(sysrq_t):
+    _, d = sysrq_t
+    by_comm = {t.comm: t for t in d.tasks}
+    fio = by_comm["fio"]
+    assert fio.ppid == 1230 and fio.flags == "0x00000002" and fio.workqueue is None
+    assert fio.stack[-1] == "entry_SYSCALL_64_after_hwframe"  # user registers are not frames
+    assert "RIP: 0033:0x7f6b2c8f5f33" in fio.raw_stack
+    assert by_comm["stress-ng"].stack == []  # caught running: only "?" entries
+    assert len(by_comm["stress-ng"].raw_stack) == 5
+    assert by_comm["bash"].stack[:2] == ["sched_show_task", "show_state_filter"]
+
+
+def test_sysrq_t_workqueues_after_sched_debug(sysrq_t):
+    text, d = sysrq_t
+    assert [wq.name for wq in d.workqueues] == ["events", "dio-sync"]
+    events, dio = d.workqueues
+    assert events.flags == "0x0" and events.flag_names == []
+    assert events.pwqs[0].pending == {"vmstat_shepherd": 1, "psi_avgs_work": 1}
+    assert dio.flags == "0xa000a"
+    assert dio.flag_names == ["WQ_UNBOUND", "WQ_MEM_RECLAIM", "__WQ_ORDERED",
+                              "__WQ_ORDERED_EXPLICIT"]
+    (pwq,) = dio.pwqs
+    assert (pwq.pool, pwq.cpus, pwq.node, pwq.pool_flags, pwq.nice) == (4, "0-1", None, "0x4", 0)
+    assert (pwq.active, pwq.max_active, pwq.refcnt, pwq.mayday) == (1, 1, 66, False)
+    assert pwq.in_flight == {"iomap_dio_complete_work": 1}
+    assert pwq.in_flight_pids == {187: "iomap_dio_complete_work"}
+    # 64 items do not fit one printk record: the list continues on a ", ..." line
+    assert len(re.findall(r"iomap_dio_complete_work, iomap", text)) >= 2
+    assert re.search(r"^\[[ \d.]+\] , iomap_dio_complete_work", text, flags=re.M)
+    assert pwq.inactive == {"iomap_dio_complete_work": 64}
+    assert pwq.pending == {} and pwq.scheduled == {}
+
+
+def test_sysrq_t_pools_and_end(sysrq_t):
+    text, d = sysrq_t
+    assert [(p.id, p.cpus, p.node, p.flags, p.nice, p.hung_seconds, p.workers, p.idle, p.manager)
+            for p in d.pools] == [(0, "0", 0, "0x0", 0, 3, 3, [23, 61], None),
+                                  (4, "0-1", None, "0x4", 0, 0, 4, [95, 103, 46], None)]
+    assert text[d.end_offset:].startswith("[  246.004411] audit:")
+
+
+def test_sysrq_t_summary(sysrq_t):
+    _, d = sysrq_t
+    assert summarize(d) == [
+        "events: active 2/256, 1 pending vmstat_shepherd, 1 pending psi_avgs_work",
+        "dio-sync: active 1/1, 64 inactive iomap_dio_complete_work; "
+        "1 kworker blocked in jbd2_log_wait_commit",
+        "pool 0 (cpus=0): first pending work waiting 3s, 3 workers, 2 idle",
+        "jbd2/vdb-8 (pid 172) D, blocked in jbd2_journal_commit_transaction",
+        "kworker/u4:2 (pid 187) D in workqueue dio-sync (iomap_dio_complete_work), "
+        "blocked in jbd2_log_wait_commit",
+        "fio (pid 1234) D, blocked in __iomap_dio_rw",
+    ]
+
+
+def test_to_json(sysrq_t):
+    _, d = sysrq_t
+    data = json.loads(json.dumps(to_json(d)))
+    assert data["kind"] == "t" and len(data["tasks"]) == 8
+    dio = data["workqueues"][1]
+    assert dio["flag_names"][0] == "WQ_UNBOUND"
+    assert dio["pwqs"][0]["in_flight_pids"] == {"187": "iomap_dio_complete_work"}
+    assert dio["pwqs"][0]["inactive"] == {"iomap_dio_complete_work": 64}
+    assert data["tasks"][4]["blocked_in"] == "jbd2_log_wait_commit"
+    assert data["summary"] == summarize(d)
+
+
+# ------------------------------------------------------------------------------------------
+# synth-6.1-wq-lockup-sysrq-w-dio-vdb-crlf.txt: CRLF serial console, login prompt interleaved
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dio_vdb() -> tuple[str, list[SysrqDump]]:
+    text = read(FIXTURES / "sysrq" / "synth-6.1-wq-lockup-sysrq-w-dio-vdb-crlf.txt")
+    assert "\r\n" in text
+    return text, parse_dumps(text)
+
+
+def test_dio_vdb_workqueue_dump(dio_vdb):
+    text, dumps = dio_vdb
+    assert [d.kind for d in dumps] == ["wq", "w"]
+    wq = dumps[0]
+    assert wq.timestamp == pytest.approx(150.771214 + 0.000173)
+    assert [w.name for w in wq.workqueues] == ["kblockd", "dio/vdb"]
+    kblockd, vdb = wq.workqueues
+    assert kblockd.flag_names == ["WQ_MEM_RECLAIM", "WQ_HIGHPRI"] and kblockd.pwqs[0].nice == -20
+    assert vdb.flags == "0x8" and vdb.flag_names == ["WQ_MEM_RECLAIM"]
+    assert [(p.pool, p.cpus, p.node, p.active, p.max_active, p.refcnt, p.mayday)
+            for p in vdb.pwqs] == [(0, "0", 0, 1, 256, 2, False), (2, "1", 0, 3, 256, 5, True)]
+    cpu1 = vdb.pwqs[1]
+    assert cpu1.in_flight == {"iomap_dio_complete_work": 2}
+    assert cpu1.in_flight_pids == {215: "iomap_dio_complete_work", 41: "iomap_dio_complete_work"}
+    assert cpu1.rescuers == [41]
+    assert cpu1.pending == {"iomap_dio_complete_work": 1}
+    assert [(p.id, p.hung_seconds, p.workers, p.idle, p.manager) for p in wq.pools] == [
+        (0, 0, 2, [30], None), (2, 41, 2, [], 218), (3, 12, 2, [26], None)]
+    assert summarize(wq) == [
+        "kblockd: active 1/256, 1 pending blk_mq_run_work_fn",
+        "dio/vdb: active 4/256, 3 in-flight iomap_dio_complete_work, "
+        "1 pending iomap_dio_complete_work, MAYDAY",
+        "pool 2 (cpus=1): first pending work waiting 41s, 2 workers, 0 idle",
+        "pool 3 (cpus=1): first pending work waiting 12s, 2 workers, 1 idle",
+    ]
+
+
+def test_dio_vdb_blocked_tasks(dio_vdb):
+    text, dumps = dio_vdb
+    w = dumps[1]
+    assert w.timestamp == pytest.approx(160.512001)
+    # "kworker/1:3" shares its console line with a "debian login: " prompt
+    assert [(t.comm, t.pid) for t in w.tasks] == [
+        ("dio/vdb", 41), ("kworker/0:2", 201), ("kworker/1:3", 215), ("fio", 1240),
+        ("sync", 1402)]
+    assert {t.workqueue for t in w.tasks[:3]} == {"dio/vdb"}
+    assert w.tasks[0].stack[-5:-2] == ["iomap_dio_complete_work", "process_one_work",
+                                       "rescuer_thread"]
+    # the hung-task report that follows is not part of the sysrq-w dump
+    assert "INFO: task kworker/0:2:201 blocked" in text[w.end_offset:]
+    assert "INFO: task" not in text[w.start_offset:w.end_offset]
+    assert summarize(w) == [
+        "dio/vdb (pid 41) D in workqueue dio/vdb (iomap_dio_complete_work), "
+        "blocked in start_this_handle",
+        "kworker/0:2 (pid 201) D in workqueue dio/vdb (iomap_dio_complete_work), "
+        "blocked in start_this_handle",
+        "kworker/1:3 (pid 215) D in workqueue dio/vdb (iomap_dio_complete_work), "
+        "blocked in start_this_handle",
+        "fio (pid 1240) D, blocked in __iomap_dio_rw",
+        "sync (pid 1402) D, blocked in iterate_supers",
+    ]
+
+
+def test_pasted_report_without_timestamps():
+    text = read(FIXTURES / "sysrq" / "synth-6.1-pasted-wq-lockup-nvme.txt")
+    (d,) = parse_dumps(text)
+    assert d.kind == "wq" and d.timestamp is None
+    assert [w.name for w in d.workqueues] == ["writeback", "dio/nvme0n1"]
+    assert d.workqueues[0].flag_names == ["WQ_UNBOUND", "WQ_MEM_RECLAIM", "WQ_SYSFS"]
+    assert [p.id for p in d.pools] == [2, 8]
+    assert text[d.end_offset:].startswith("Any idea")  # the prose after the dump ends it
+    assert summarize(d) == [
+        "writeback: active 1/256, 1 pending wb_workfn",
+        "dio/nvme0n1: active 3/256, 3 in-flight iomap_dio_complete_work",
+        "pool 8 (cpus=0-3): first pending work waiting 35s, 3 workers, 2 idle",
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+# Small inline cases: other kernel versions, list syntax, section ends
+# ------------------------------------------------------------------------------------------
+
+TASK_BLOCK = """\
+[   10.000001] task:kworker/0:1     state:D stack:0     pid:23    ppid:2      flags:0x00004000
+[   10.000002] Workqueue: events_unbound flush_to_ldisc (ttyS0)
+[   10.000003] Call Trace:
+[   10.000004]  <TASK>
+[   10.000005]  __schedule+0x34d/0x9e0
+[   10.000006]  schedule+0x5a/0xd0
+[   10.000007]  rwsem_down_write_slowpath.isra.0+0x2a8/0x4c0
+[   10.000008]  down_write+0x43/0x90
+[   10.000009]  n_tty_receive_buf_common+0x4f/0x5b0
+[   10.000010]  </TASK>
+"""
+
+
+def test_section_ends_at_unrelated_kernel_message():
+    text = ("[   10.000000] sysrq: Show Blocked State\n" + TASK_BLOCK
+            + "[   10.100000] EXT4-fs error (device vdb): ext4_find_entry:1598: comm ls: bad\n"
+            + TASK_BLOCK.replace("pid:23 ", "pid:99 "))
+    (d,) = parse_dumps(text)
+    assert [t.pid for t in d.tasks] == [23]
+    assert text[d.end_offset:].startswith("[   10.100000] EXT4-fs error")
+    t = d.tasks[0]
+    assert (t.workqueue, t.function, t.worker_desc) == ("events_unbound", "flush_to_ldisc", "ttyS0")
+    assert t.blocked_in == "n_tty_receive_buf_common"  # ".isra.0" slowpath skipped
+
+
+def test_sysrq_w_with_no_blocked_task_is_an_empty_dump():
+    text = ("[   13.637332] sysrq: Show Blocked State\n[   15.766289] sysrq: Show State\n"
+            + TASK_BLOCK)
+    dumps = parse_dumps(text)
+    assert [(d.kind, len(d.tasks)) for d in dumps] == [("w", 0), ("t", 1)]
+
+
+def test_newer_task_header_fields():
+    text = ("sysrq: Show Blocked State\n"
+            "task:kworker/0:1     state:D stack:0     pid:23    tgid:23    ppid:2      "
+            "task_flags:0x4208060 flags:0x00004000\n"
+            "Call Trace:\n <TASK>\n __schedule+0x1/0x2\n schedule+0x1/0x2\n foo+0x1/0x2\n"
+            " </TASK>\n")
+    (d,) = parse_dumps(text)
+    (t,) = d.tasks
+    assert (t.pid, t.tgid, t.ppid, t.flags, t.blocked_in) == (23, 23, 2, "0x00004000", "foo")
+
+
+def test_comm_with_spaces():
+    text = ("sysrq: Show Blocked State\n"
+            "task:Web Content     state:D stack:0     pid:4242  ppid:4000   flags:0x00000000\n"
+            "Call Trace:\n <TASK>\n __schedule+0x1/0x2\n folio_wait_bit_common+0x1/0x2\n"
+            " folio_wait_writeback+0x1/0x2\n </TASK>\n")
+    (t,) = parse_dumps(text)[0].tasks
+    assert t.comm == "Web Content" and t.blocked_in == "folio_wait_writeback"
+
+
+def test_work_list_syntax():
+    text = """\
+Showing busy workqueues and worker pools:
+workqueue ext4-rsv-conversion: flags=0x2000a
+  pwq 4: cpus=0-1 flags=0x4 nice=0 active=1 refcnt=4
+    in-flight: 123:ext4_end_io_rsv_work [ext4] BAR(456) drain_one [mod], 789(RESCUER):other_work
+    pending: ext4_end_io_rsv_work [ext4], 3*wb_workfn BAR(77)
+    delayed: 64*iomap_dio_complete_work
+pool 4: cpus=0-1 flags=0x4 nice=0 hung=7s workers=3 manager: 12 idle: 5
+"""
+    (d,) = parse_dumps(text)
+    (pwq,) = d.workqueues[0].pwqs
+    assert (pwq.active, pwq.max_active, pwq.refcnt) == (1, None, 4)  # "active=N" (newer kernels)
+    assert pwq.in_flight == {"ext4_end_io_rsv_work": 1, "other_work": 1}
+    assert pwq.in_flight_pids == {123: "ext4_end_io_rsv_work", 789: "other_work"}
+    assert pwq.rescuers == [789]
+    assert pwq.scheduled == {"BAR(456)": 1, "drain_one": 1}
+    assert pwq.pending == {"ext4_end_io_rsv_work": 1, "wb_workfn": 3, "BAR(77)": 1}
+    assert pwq.inactive == {"iomap_dio_complete_work": 64}  # "delayed:" and "N*func" forms
+    assert d.pools[0].manager == 12 and d.pools[0].idle == [5]
+    assert summarize(d) == [
+        "ext4-rsv-conversion: active 1, 1 in-flight ext4_end_io_rsv_work, 1 in-flight other_work, "
+        "1 pending ext4_end_io_rsv_work, 3 pending wb_workfn, 1 pending BAR(77), "
+        "64 inactive iomap_dio_complete_work",
+        "pool 4 (cpus=0-1): first pending work waiting 7s, 3 workers, 1 idle",
+    ]
+
+
+UNRELIABLE_TASK = """\
+task:kworker/1:0     state:D stack:14584 pid:19    ppid:2      flags:0x00004000
+Workqueue: dio/nvme0n1 iomap_dio_complete_work
+Call Trace:
+ <TASK>
+ ? iomap_dio_complete+0x108/0x130
+ ? process_one_work+0x1c3/0x310
+ </TASK>
+"""
+
+
+def test_unreliable_only_stack_is_reported_as_such():
+    # real 6.1 captures show D-state kworkers caught running on another CPU: only "?" entries
+    (d,) = parse_dumps("sysrq: Show Blocked State\n" + UNRELIABLE_TASK)
+    assert d.tasks[0].stack == [] and d.tasks[0].blocked_in is None
+    assert summarize(d) == ["kworker/1:0 (pid 19) D in workqueue dio/nvme0n1 "
+                            "(iomap_dio_complete_work), no reliable stack frames"]
+    untimed_block = re.sub(r"^\[[^\]]*\] ", "", TASK_BLOCK, flags=re.M)
+    (t,) = parse_dumps("sysrq: Show State\n" + UNRELIABLE_TASK + untimed_block + """\
+Showing busy workqueues and worker pools:
+workqueue dio/nvme0n1: flags=0x8
+  pwq 2: cpus=1 node=0 flags=0x0 nice=0 active=3/256 refcnt=4
+    in-flight: 19:iomap_dio_complete_work, 23:iomap_dio_complete_work, 31:iomap_dio_complete_work
+""")
+    assert summarize(t)[0] == ("dio/nvme0n1: active 3/256, 1 in-flight iomap_dio_complete_work; "
+                               "1 kworker with no reliable stack frames, "
+                               "1 kworker blocked in n_tty_receive_buf_common")
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("[   12.345678] sysrq: Show State", ("sysrq: Show State", 12.345678, True)),
+    ("[   12.345678]  <TASK>\r", (" <TASK>", 12.345678, True)),
+    ("[   12.345678][  T123] task:fio", ("task:fio", 12.345678, True)),
+    ("<6>[   12.345678] foo", ("foo", 12.345678, True)),
+    ("6,1234,12345678,-;Showing busy workqueues", ("Showing busy workqueues", None, True)),
+    ("Nov 28 16:55:01 debian kernel: foo bar", ("foo bar", None, True)),
+    ("2024-11-28T16:55:01+0000 debian kernel:  __schedule+0x1/0x2",
+     (" __schedule+0x1/0x2", None, True)),
+    ("[   12.345678] debian kernel: foo", ("foo", 12.345678, True)),
+    ("[Thu Nov 28 16:55:01 2024] foo", ("foo", None, True)),
+    ("debian login: [   45.123456] BUG: x", ("BUG: x", 45.123456, True)),
+    ("\x1b[?2004hroot@kharness:~# [    7.187826] EXT4-fs (nvme0n1): mounted",
+     ("EXT4-fs (nvme0n1): mounted", 7.187826, True)),
+    ("Jobs: 1 [10%]\rJobs: 1 [20%]\r[   61.223344] WARNING: x\r", ("WARNING: x", 61.223344, True)),
+    ("Jobs: 1 [10%]\rJobs: 1 [20%]", ("Jobs: 1 [20%]", None, False)),
+    ("[  OK  ] Started foo.service", ("[  OK  ] Started foo.service", None, False)),
+    ("plain text  ", ("plain text", None, False)),
+])
+def test_clean_console_line(raw, expected):
+    assert clean_console_line(raw) == expected
+
+
+@pytest.mark.parametrize("line, expected", [
+    (" __schedule+0x34d/0x9e0", Frame("__schedule", "0x34d/0x9e0", None, True)),
+    (" ? finish_wait+0x80/0x80", Frame("finish_wait", "0x80/0x80", None, False)),
+    (" jbd2_log_wait_commit+0xc5/0x140 [jbd2]", Frame("jbd2_log_wait_commit", "0xc5/0x140",
+                                                      "jbd2", True)),
+    (" ext4_map_blocks+0x2a4/0x6f0 [ext4 0123abcdef]", Frame("ext4_map_blocks", "0x2a4/0x6f0",
+                                                            "ext4", True)),
+    (" [<ffffffff8104a5b2>] warn_slowpath_common+0x82/0xc0", Frame("warn_slowpath_common",
+                                                                  "0x82/0xc0", None, True)),
+    (" finish_task_switch.isra.0+0x7e/0x240", Frame("finish_task_switch.isra.0", "0x7e/0x240",
+                                                    None, True)),
+    ("RIP: 0010:iomap_dio_complete+0x2a/0x1c0", None),
+    ("Call Trace:", None),
+    ("EXT4-fs (vdb): mounted filesystem", None),
+])
+def test_parse_frame(line, expected):
+    assert parse_frame(line) == expected
+
+
+def test_rip_function():
+    rip = "RIP: 0010:ext4_dio_write_end_io+0x2a/0x80 [ext4]"
+    assert rip_function(rip) == "ext4_dio_write_end_io"
+    assert rip_function("RIP: 0033:0x7f6b2c8f5f33") is None
+
+
+@pytest.mark.parametrize("stack, expected", [
+    (["__schedule", "schedule", "io_schedule", "folio_wait_bit_common", "folio_wait_writeback",
+      "__filemap_fdatawait_range"], "folio_wait_writeback"),
+    (["__schedule", "schedule", "rwsem_down_write_slowpath", "down_write", "ext4_setattr"],
+     "ext4_setattr"),
+    (["__schedule", "schedule", "schedule_timeout", "wait_for_completion",
+      "__flush_work.isra.0", "ext4_sync_fs"], "__flush_work"),
+    (["__schedule", "schedule", "schedule_preempt_disabled", "__mutex_lock.constprop.0",
+      "jbd2_log_do_checkpoint"], "jbd2_log_do_checkpoint"),
+    (["__schedule", "schedule", "bit_wait_io", "__wait_on_bit", "out_of_line_wait_on_bit",
+      "__wait_on_buffer", "jbd2_journal_commit_transaction"], "jbd2_journal_commit_transaction"),
+    (["__schedule", "schedule"], None),
+    ([], None),
+])
+def test_blocked_in(stack, expected):
+    assert blocked_in(stack) == expected
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("0x8", ["WQ_MEM_RECLAIM"]),
+    ("0x20002", ["WQ_UNBOUND", "__WQ_ORDERED"]),
+    ("0x0", []),
+    (0x100001, ["0x100001"]),
+])
+def test_wq_flag_names(flags, expected):
+    assert wq_flag_names(flags) == expected
