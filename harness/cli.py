@@ -15,7 +15,7 @@ from rich.table import Table
 from .errors import HarnessError
 
 console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 
 # -- kernel ----------------------------------------------------------------------------------

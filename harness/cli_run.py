@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def _run_fio(args: argparse.Namespace) -> int:

@@ -91,13 +91,17 @@ def run_fio_once(vm: VM, job: FioJob, rundir: RunDir, label: str, *, kernel: str
     fio_dir = rundir.subdir("fio")
     jobfile = fio_dir / f"{label}.fio"
     jobfile.write_text(render_job(job))
-    vm.run(["mkdir", "-p", GUEST_DIR, job.directory], timeout=30)
-    vm.put(jobfile, f"{GUEST_DIR}/{label}.fio")
     guest_out = f"{GUEST_DIR}/{label}.json"
     start = vm.console.stat().st_size if vm.console.exists() else 0
     limit = deadline or fio_deadline(job)
     local_json = fio_dir / f"{label}.json"
+    t_end = time.monotonic() + limit
     try:
+        # Setup touches the scratch filesystem too, so it is guarded by the same deadline.
+        vm.run(["mkdir", "-p", GUEST_DIR], timeout=30)
+        vm.put(jobfile, f"{GUEST_DIR}/{label}.fio")
+        vm.run(["mkdir", "-p", job.directory], timeout=min(60, limit))
+        limit = max(10.0, t_end - time.monotonic())
         if sample_interval:
             with Sampler(vm, rundir.subdir("sysrq"), sample_interval):
                 vm.run(fio_argv(f"{GUEST_DIR}/{label}.fio", guest_out), timeout=limit)
@@ -116,7 +120,7 @@ def run_fio_once(vm: VM, job: FioJob, rundir: RunDir, label: str, *, kernel: str
         (evidence / f"hang-{label}-summary.txt").write_text("\n".join(cap.summary()) + "\n")
         vm.kill()
         titles = sorted({ev.title for ev in events})
-        raise HangError(f"{label}: fio made no progress within {limit:.0f}s "
+        raise HangError(f"{label}: the workload made no progress within {limit:.0f}s "
                         f"(events: {', '.join(titles) or 'none'}); sysrq via {cap.via}:\n  "
                         + "\n  ".join(cap.summary()[:12]), evidence_dir=evidence) from None
     vm.get(guest_out, local_json)

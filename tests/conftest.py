@@ -7,3 +7,5 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+pytest_plugins = ["pytester"]

@@ -26,6 +26,11 @@ SCHEMA: dict[str, Any] = {
         "hostname": {"type": "string", "pattern": "^[a-z0-9-]+$"},
         "sysctl": {"type": "object", "additionalProperties": {"type": "string"}},
         "mask_units": {"type": "array", "items": {"type": "string"}},
+        "xfstests": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"source": {"type": "string"}, "ref": {"type": "string"}},
+        },
     },
 }
 
@@ -48,11 +53,13 @@ class ImageDef:
     hostname: str
     sysctl: dict[str, str]
     mask_units: tuple[str, ...]
+    xfstests: dict[str, str] | None = None   # present: build xfstests into the image
 
     def as_dict(self) -> dict[str, Any]:
         return {"suite": self.suite, "variant": self.variant, "mirror": self.mirror,
                 "packages": list(self.packages), "size": self.size, "hostname": self.hostname,
-                "sysctl": self.sysctl, "mask_units": list(self.mask_units)}
+                "sysctl": self.sysctl, "mask_units": list(self.mask_units),
+                "xfstests": self.xfstests}
 
 
 def images_dir() -> Path:
@@ -83,4 +90,5 @@ def load_image(name: str, directory: Path | None = None) -> ImageDef:
         packages=tuple(data["packages"]), size=data.get("size", "4G"),
         hostname=data.get("hostname", "kharness"), sysctl=dict(data.get("sysctl", {})),
         mask_units=tuple(data.get("mask_units", [])),
+        xfstests=data.get("xfstests"),
     )

@@ -19,6 +19,7 @@ from ..errors import CommandError, HarnessError
 from ..paths import cache_dir
 from ..util import atomic_dir, file_lock, run, sha256_json, write_json
 from .keys import generate_ed25519
+from . import xfstests
 from .mirror import apt_mirror
 
 BUILDER_VERSION = 2
@@ -42,8 +43,9 @@ class Image:
         return self.dir / "id_ed25519"
 
 
-def image_key(idef: ImageDef, mirror: str) -> str:
-    return sha256_json({"recipe": idef.as_dict(), "mirror": mirror, "builder": BUILDER_VERSION})[:20]
+def image_key(idef: ImageDef, mirror: str, xfstests_ident: str | None = None) -> str:
+    return sha256_json({"recipe": idef.as_dict(), "mirror": mirror, "builder": BUILDER_VERSION,
+                        "xfstests": xfstests_ident})[:20]
 
 
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
@@ -85,7 +87,14 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
     """Build (or find in the cache) the image recipe ``name``."""
     idef = load_image(name)
     mirror = idef.mirror or apt_mirror(idef.suite)
-    key = image_key(idef, mirror)
+    xsrc = None
+    if idef.xfstests is not None:
+        where = xfstests.configured_source(idef.xfstests.get("source"), idef.xfstests.get("ref"))
+        if where is None:
+            raise xfstests.XfstestsSourceError(f"image {name!r} builds xfstests but no source is "
+                                               f"configured: {xfstests.HOW_TO}")
+        xsrc = xfstests.resolve(*where)
+    key = image_key(idef, mirror, xsrc.ident if xsrc else None)
     entry = cache_dir("images") / f"{name}-{key}"
     if (entry / "metadata.json").exists() and not force:
         return Image(name, key, entry, cached=True)
@@ -112,6 +121,10 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
             t_boot = time.monotonic()
             pub = generate_ed25519(out / "id_ed25519", comment=f"kharness-{name}-{key}")
             configure_root(root, idef, pub)
+            if xsrc is not None:
+                if log:
+                    log(f"building xfstests {xsrc.ident[:12]} from {xsrc.origin} in the image root (chroot)")
+                xfstests.build_in_root(root, xsrc, out / "xfstests-build.log")
             for d in ("var/cache/apt/archives", "var/lib/apt/lists"):
                 for f in (root / d).glob("*"):
                     if f.is_file():
@@ -128,6 +141,7 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
             write_json(out / "metadata.json", {
                 "name": name, "key": key, "recipe": idef.as_dict(), "mirror": mirror,
                 "recipe_file": str(idef.path), "builder": BUILDER_VERSION,
+                "xfstests": {"origin": xsrc.origin, "ident": xsrc.ident} if xsrc else None,
                 "durations_s": {"debootstrap": round(t_boot - t0, 1),
                                 "total": round(time.monotonic() - t0, 1)},
             })

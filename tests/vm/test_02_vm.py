@@ -13,7 +13,6 @@ import pytest
 
 from harness.errors import BootError
 from harness.session import vm_config
-from harness.vm.disks import parse_disk
 from harness.vm.machine import VM
 
 pytestmark = pytest.mark.vm
@@ -114,9 +113,3 @@ def test_no_qemu_outlives_the_harness(baseline_kernel, image, accel, tmp_path, s
     while qemu_pids_for(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not qemu_pids_for(tmp_path)
-
-
-def test_disk_spec_parsing():
-    assert parse_disk("nvme:4G", 2).serial == "khnvme2"
-    with pytest.raises(Exception, match="unknown kind"):
-        parse_disk("floppy:1M")
