@@ -95,6 +95,21 @@ def _sysrq_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_xfstests(args: argparse.Namespace) -> int:
+    from .xfstests_run import run_xfstests
+    tests = [t for t in args.tests.split(",") if t]
+    run = run_xfstests(args.kernel, args.section, tests, disk_kind=args.disk, accel=args.accel,
+                       run_dir=Path(args.results_dir) if args.results_dir else None, say=console.print,
+                       default_watchdog=args.watchdog)
+    table = Table("test", "status", "seconds", "message")
+    for r in run.results:
+        table.add_row(r.name, r.status, "-" if r.duration_s is None else f"{r.duration_s:.0f}",
+                      escape((r.message or "")[:80]))
+    out.print(table)
+    out.print(f"results: {run.run_dir}")
+    return 0 if all(r.status in ("pass", "notrun") for r in run.results) else 1
+
+
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     """Register `run fio` and `sysrq parse`."""
     r = sub.add_parser("run", help="run workloads").add_subparsers(dest="sub", required=True)
@@ -116,6 +131,16 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--accel", choices=["kvm", "tcg"])
     f.add_argument("--results-dir")
     f.set_defaults(func=_run_fio)
+
+    x = r.add_parser("xfstests", help="run xfstests in a section (needs KHARNESS_XFSTESTS)")
+    x.add_argument("--kernel", required=True)
+    x.add_argument("--section", required=True, help="a section of fstests-configs/*.yaml, e.g. xfs_4k")
+    x.add_argument("--tests", required=True, help="comma-separated: generic/001,group:quick")
+    x.add_argument("--disk", default="virtio", help="virtio, nvme or scsi")
+    x.add_argument("--watchdog", type=float, default=1800, help="per-test deadline without check.time")
+    x.add_argument("--accel", choices=["kvm", "tcg"])
+    x.add_argument("--results-dir")
+    x.set_defaults(func=_run_xfstests)
 
     s = sub.add_parser("sysrq", help="sysrq evidence").add_subparsers(dest="sub", required=True)
     p = s.add_parser("parse", help="parse a console log or dmesg into tasks and workqueues")

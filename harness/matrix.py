@@ -115,7 +115,7 @@ class CellOutcome:
 
     def comparisons(self, min_effect_pct: float = 5.0) -> list[Comparison]:
         out = []
-        for metric, label, hib in (("iops", "IOPS", True), ("clat_p99_us", "p99 latency", False)):
+        for metric, label, hib in (("iops", "IOPS", True), ("clat_p99_us", "p99 latency us", False)):
             b, n = self.values("base", metric), self.values("new", metric)
             if b and n:
                 out.append(compare(b, n, metric=label, higher_is_better=hib, min_effect_pct=min_effect_pct))

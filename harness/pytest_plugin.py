@@ -35,6 +35,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="where run directories go (default: results/<time>-<kernel>)")
     g.addoption("--quick", action="store_true", default=False,
                 help="CI profile: fewer cells and shorter runtimes")
+    g.addoption("--xfstests", action="store", default=None,
+                help="comma-separated xfstests (generic/001) or groups (group:quick) to run as items")
+    g.addoption("--xfstests-section", action="store", default=None,
+                help="comma-separated fstests-configs sections (default: ext4_4k,xfs_4k or per --fs)")
+    g.addoption("--xfstests-disk", action="store", default="virtio", help="disk kind for xfstests")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,6 +72,28 @@ class Kharness:
         self.results = Path(rd) if rd else Path("results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.kernel}"
         self.accel = config.getoption("--accel")
         self._matrix = None
+        self._xfstests: dict[str, dict] = {}
+
+    def xfstests(self, section: str) -> dict:
+        """Run the --xfstests selection in ``section`` on the kernel and its baseline (once)."""
+        from .image.xfstests import HOW_TO, configured_source
+        from .xfstests_run import run_xfstests
+        if configured_source(None, None) is None:
+            pytest.skip(f"no xfstests source configured: {HOW_TO}")
+        if self.baseline is None:
+            pytest.skip(f"kernel {self.kernel!r} has no baseline: give --baseline NAME")
+        if section not in self._xfstests:
+            tests = [t for t in self.config.getoption("--xfstests").split(",") if t]
+            disk = self.config.getoption("--xfstests-disk")
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            say = (lambda m: reporter.write_line(m)) if reporter else (lambda m: None)
+            dirs, res = {}, {}
+            for role, k in (("base", self.baseline), ("new", self.kernel)):
+                rd = self.results.resolve() / f"xfstests-{k}-{section}"
+                run = run_xfstests(k, section, tests, disk_kind=disk, accel=self.accel, run_dir=rd, say=say)
+                dirs[role], res[role] = rd, run.by_name()
+            self._xfstests[section] = {"dirs": dirs, **res}
+        return self._xfstests[section]
 
     def matrix(self):
         """The MatrixRun comparing --kernel against its baseline (measured on first use)."""

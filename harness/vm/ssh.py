@@ -121,8 +121,12 @@ class SSH:
             if transport is None or not transport.is_active():
                 raise HarnessError(f"SSH connection dropped while running: {command}")
             time.sleep(0.02)
-        res = Result(command, chan.recv_exit_status(), out.decode(errors="replace"),
-                     err.decode(errors="replace"))
+        status = chan.recv_exit_status()
+        if status == -1 and not transport.is_active():
+            # paramiko reports -1 when the connection closed before an exit status arrived:
+            # the guest died (panic, poweroff) or QEMU exited.
+            raise HarnessError(f"SSH connection dropped while running: {command}")
+        res = Result(command, status, out.decode(errors="replace"), err.decode(errors="replace"))
         chan.close()
         if check and not res.ok:
             raise GuestCommandError(res, command)

@@ -1,0 +1,49 @@
+"""xfstests as pytest items: `pytest --kernel=patched --xfstests=generic/001,generic/013`.
+
+Each xfstest of each section (--xfstests-section, default: one per --fs filesystem) is a pytest
+item. The tests run on the kernel and on its baseline; a pass passes, a notrun is a skip with
+its reason, a failure only on the kernel fails with the .out.bad diff and a dmesg excerpt, and a
+failure on both kernels is an xfail ("fails on the baseline too").
+"""
+
+import pytest
+
+pytestmark = [pytest.mark.vm, pytest.mark.kernel_suite]
+
+
+def _sections(config):
+    explicit = config.getoption("--xfstests-section")
+    if explicit:
+        return [s for s in explicit.split(",") if s]
+    fs = (config.getoption("--fs") or "ext4,xfs").split(",")
+    return [{"ext4": "ext4_4k", "xfs": "xfs_4k", "ocfs2": "ocfs2_local"}[f] for f in fs if f]
+
+
+def pytest_generate_tests(metafunc):
+    if "xfstest" not in metafunc.fixturenames:
+        return
+    spec = metafunc.config.getoption("--xfstests")
+    tests = [t for t in spec.split(",") if t] if spec else []
+    params = [(s, t) for s in _sections(metafunc.config) for t in tests]
+    metafunc.parametrize("xfstest", params, ids=[f"{s}:{t}" for s, t in params])
+
+
+def test_xfstest(kharness, xfstest):
+    section, test = xfstest
+    outcome = kharness.xfstests(section)
+    new, base = outcome["new"].get(test), outcome["base"].get(test)
+    assert new is not None, f"{test}: no result on {kharness.kernel}"
+    if new.status == "notrun":
+        pytest.skip(f"{test} [{section}] not run: {new.message}")
+    if new.status == "pass":
+        return
+    detail = [f"{test} [{section}] {new.status} on {kharness.kernel}: {new.message}"]
+    if new.output_diff:
+        detail += ["--- .out.bad diff ---", new.output_diff[-4000:]]
+    if new.dmesg:
+        detail += ["--- dmesg ---", new.dmesg[-3000:]]
+    detail.append(f"artifacts: {outcome['dirs']['new']}/tests/{test.replace('/', '-')}")
+    if base is not None and base.status in ("fail", "error"):
+        pytest.xfail(f"fails on the baseline {kharness.baseline} too (shared failure): {new.message}")
+    pytest.fail("\n".join(detail) + f"\n(NEW failure: {base.status if base else 'no result'} on "
+                f"{kharness.baseline})", pytrace=False)

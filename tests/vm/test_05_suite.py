@@ -1,0 +1,39 @@
+"""The kernel suite run for real, as a user runs it: `pytest --kernel=patched --quick`.
+
+The shipped patch makes ext4 unwritten-extent AIO O_DSYNC completions single-threaded; the
+suite must flag that as a regression with numbers and sysrq evidence naming dio-sync, and the
+invariant tests (no kernel errors, every workload completed) must pass.
+"""
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_suite_flags_the_dio_workqueue_regression(tmp_path):
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched", "--quick", "--fs=ext4",
+         f"--results-dir={tmp_path / 'results'}", f"--junitxml={junit}", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, timeout=2400)
+    out = proc.stdout
+    print(out[-6000:])
+    assert proc.returncode == 1, "the suite should fail on the regression"
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    reg = cases["test_no_regression[ext4-nvme-unwritten-convert-libaio]"]
+    failure = reg.find("failure")
+    assert failure is not None
+    msg = failure.get("message", "") + (failure.text or "")
+    assert "ext4/nvme unwritten-convert libaio: IOPS -" in msg and "regression" in msg
+    assert "dio-sync: active 1/1" in msg
+    for name in ("test_no_kernel_errors[baseline]", "test_no_kernel_errors[kernel]",
+                 "test_every_workload_completed"):
+        assert cases[name].find("failure") is None and cases[name].find("skipped") is None, name
+    assert "kharness: patched vs baseline" in out  # the summary table
+    assert (tmp_path / "results" / "comparison.json").exists()
