@@ -23,7 +23,7 @@ from .image.build import build_image
 from .kernel.build import KernelBuild, build_kernel
 from .results.rundir import RunDir
 from .results.stats import Comparison, compare, format_comparison
-from .runner import Measurement, run_fio_once, MOUNTPOINT
+from .runner import MOUNTPOINT, Measurement, record, run_fio_once
 from .session import vm_config
 from .vm.accel import Accel, choose_accel
 from .vm.disks import Disk, parse_disk
@@ -215,10 +215,7 @@ class MatrixRun:
                     self.outcomes[c].failures.append(f"{kernel} run {i}: {e}")
                     continue
                 (self.outcomes[c].base if role == "base" else self.outcomes[c].new).append(m)
-                r = m.result
-                self.say(f"  {lbl}: " + (f"{r.iops:.0f} IOPS, p99 {r.clat_p99_us or 0:.0f}us" if r else m.status))
-                with open(rundir.path / "measurements.jsonl", "a") as fh:
-                    fh.write(json.dumps(m.as_dict(), default=str) + "\n")
+                record(m, rundir, lbl, self.say)
             unmount(vm, MOUNTPOINT)
         return []
 

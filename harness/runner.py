@@ -142,6 +142,14 @@ def _console_since(vm: VM, offset: int) -> str:
         return ""
 
 
+def record(m: Measurement, rundir: RunDir, label: str, say: Say) -> None:
+    """Append a measurement to ``<run>/measurements.jsonl`` and report it."""
+    with open(rundir.path / "measurements.jsonl", "a") as fh:
+        fh.write(json.dumps(m.as_dict(), default=str) + "\n")
+    r = m.result
+    say(f"  {label}: " + (f"{r.iops:.0f} IOPS, p99 {r.clat_p99_us or 0:.0f}us" if r else m.status))
+
+
 def measure_filesystem(vm: VM, disk: Disk, fs: Filesystem, jobs: Sequence[FioJob], runs: int,
                        rundir: RunDir, *, kernel: str, say: Say = lambda m: None,
                        sample_interval: float | None = None) -> list[Measurement]:
@@ -158,10 +166,7 @@ def measure_filesystem(vm: VM, disk: Disk, fs: Filesystem, jobs: Sequence[FioJob
                 m = run_fio_once(vm, job, rundir, label, kernel=kernel, fs=fs.fstype, disk=disk.kind,
                                  run_index=i, sample_interval=sample_interval)
                 out.append(m)
-                with open(rundir.path / "measurements.jsonl", "a") as fh:
-                    fh.write(json.dumps(m.as_dict(), default=str) + "\n")
-                r = m.result
-                say(f"  {label}: " + (f"{r.iops:.0f} IOPS, p99 {r.clat_p99_us or 0:.0f}us" if r else m.status))
+                record(m, rundir, label, say)
     finally:
         if vm.alive and vm.ssh is not None:
             unmount(vm, MOUNTPOINT)

@@ -1,0 +1,1 @@
+"""Results: statistics over repeated runs and base-versus-patched comparisons."""

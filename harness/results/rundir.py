@@ -1,0 +1,62 @@
+"""Run directories: everything one run produced, written as it is produced.
+
+    <run>/metadata.json   kernel, image, disks, filesystem, workload, accelerator, versions, status
+    <run>/console.log     the guest's serial console (written by QEMU from the first byte)
+    <run>/fio/            job files and fio JSON outputs
+    <run>/sysrq/          raw and parsed sysrq captures
+    <run>/events.json     hangs, lockups, oopses, panics found on the console
+metadata.json is rewritten after every step, so a failure later loses nothing already collected.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..util import write_json
+
+
+def _versions() -> dict[str, str]:
+    def first(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.splitlines()[0]
+        except Exception:
+            return "unknown"
+    return {"kharness": __version__, "python": platform.python_version(),
+            "qemu": first(["qemu-system-x86_64", "--version"]), "host_kernel": platform.release()}
+
+
+class RunDir:
+    """A run directory with incrementally updated metadata."""
+
+    def __init__(self, path: Path, **metadata: Any):
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.meta: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                     "status": "running", "versions": _versions(), **metadata}
+        self.save()
+
+    def update(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path / "metadata.json", self.meta)
+
+    def subdir(self, name: str) -> Path:
+        d = self.path / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def finish(self, status: str, **fields: Any) -> None:
+        self.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields)
+
+    def write_events(self, events: list[Any]) -> None:
+        from dataclasses import asdict, is_dataclass
+        rows = [asdict(e) if is_dataclass(e) else e for e in events]
+        (self.path / "events.json").write_text(json.dumps(rows, indent=1))

@@ -1,0 +1,140 @@
+"""Summaries of repeated measurements and a noise-aware base-versus-new comparison.
+
+The decision rule of :func:`compare` (each side is one value per run, e.g. the IOPS of each boot):
+
+1. Fewer than ``MIN_RUNS`` (3) runs on either side: ``inconclusive``, whatever the numbers; the
+   noise cannot be estimated from 1-2 runs (the numbers are still reported).
+2. ``|pct_change| < min_effect_pct`` (change of medians): ``no change``.
+3. Otherwise the change is flagged (``regression``/``improvement`` by direction and
+   ``higher_is_better``) only if it also stands out from the noise, both
+   a. *evidence*: two-sided Mann-Whitney U ``p < alpha``, OR the two ranges [min, max] do not
+      overlap (with >= 3 runs a side; at 3 vs 3 the smallest exact p is 0.1, so this is what
+      lets 3-run comparisons flag anything; at 5 vs 5 it is 0.0079), AND
+   b. *size beyond the spread*: ``|median(new) - median(base)|`` exceeds the larger of the two
+      sides' interquartile ranges (robust like the median; a shift smaller than the typical
+      run-to-run spread is not trusted even when the extremes happen to separate);
+   else ``inconclusive`` (a large but noisy change: rerun with more runs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from ..errors import HarnessError
+
+MIN_RUNS = 3
+VERDICTS = ("regression", "improvement", "no change", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Descriptive statistics of one side; ``stdev`` is the sample one (0 for n=1), ``cv`` = stdev/mean."""
+
+    n: int
+    median: float
+    mean: float
+    stdev: float
+    min: float
+    max: float
+    cv: float
+    iqr: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A metric compared between base and new runs; ``pct_change`` is of the medians, new vs base."""
+
+    metric: str
+    base: Summary
+    new: Summary
+    pct_change: float
+    p_value: float | None
+    ranges_overlap: bool
+    significant: bool
+    verdict: str
+    higher_is_better: bool
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Summary of a non-empty list of finite numbers; HarnessError otherwise."""
+    data = np.asarray([float(v) for v in values], dtype=float)
+    if data.size == 0:
+        raise HarnessError("cannot summarize an empty list of measurements")
+    if not np.all(np.isfinite(data)):
+        raise HarnessError(f"non-finite measurement in {list(values)!r}")
+    mean = float(data.mean())
+    stdev = float(data.std(ddof=1)) if data.size > 1 else 0.0
+    cv = stdev / abs(mean) if mean else (0.0 if stdev == 0 else math.inf)
+    q1, q3 = np.percentile(data, [25, 75])
+    return Summary(n=int(data.size), median=float(np.median(data)), mean=mean, stdev=stdev,
+                   min=float(data.min()), max=float(data.max()), cv=cv, iqr=float(q3 - q1))
+
+
+def percent_change(base: float, new: float) -> float:
+    """(new - base) / |base| in percent; +-inf when base is 0 and new is not, 0 when both are."""
+    if base == 0:
+        return 0.0 if new == 0 else math.copysign(math.inf, new)
+    return (new - base) / abs(base) * 100.0
+
+
+def mann_whitney_p(base: Sequence[float], new: Sequence[float]) -> float | None:
+    """Two-sided Mann-Whitney U p-value (exact for small samples without ties); None if a side has < 2."""
+    if len(base) < 2 or len(new) < 2:
+        return None
+    p = float(mannwhitneyu(list(new), list(base), alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else p  # all values tied: no evidence of a difference
+
+
+def compare(base: list[float], new: list[float], *, metric: str, higher_is_better: bool,
+            min_effect_pct: float = 5.0, alpha: float = 0.05) -> Comparison:
+    """Compare new runs against base runs of one metric; see the module docstring for the rule."""
+    b, n = summarize(base), summarize(new)
+    pct = percent_change(b.median, n.median)
+    p = mann_whitney_p(base, new)
+    overlap = not (n.max < b.min or n.min > b.max)
+    if b.n < MIN_RUNS or n.n < MIN_RUNS:
+        verdict = "inconclusive"
+    elif abs(pct) < min_effect_pct:
+        verdict = "no change"
+    else:
+        evidence = (p is not None and p < alpha) or not overlap
+        beyond_spread = abs(n.median - b.median) > max(b.iqr, n.iqr)
+        if evidence and beyond_spread:
+            better = (n.median > b.median) == higher_is_better
+            verdict = "improvement" if better else "regression"
+        else:
+            verdict = "inconclusive"
+    return Comparison(metric=metric, base=b, new=n, pct_change=pct, p_value=p,
+                      ranges_overlap=overlap, significant=verdict in ("regression", "improvement"),
+                      verdict=verdict, higher_is_better=higher_is_better)
+
+
+def _num(x: float) -> str:
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def _pct(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:+.0f}%" if abs(x) >= 10 else f"{x:+.1f}%"
+
+
+def format_comparison(label: str, c: Comparison) -> str:
+    """One line, new vs base, e.g. ``ext4/nvme randwrite-overwrite libaio: IOPS -94% (498 vs 8979
+    median, 5 runs each, p=0.008) regression``."""
+    runs = f"{c.new.n} runs each" if c.new.n == c.base.n else f"{c.new.n} vs {c.base.n} runs"
+    if c.p_value is None:
+        p = "p=n/a"
+    elif c.p_value < 0.001:
+        p = "p<0.001"
+    else:
+        p = f"p={c.p_value:.3f}" if c.p_value < 0.1 else f"p={c.p_value:.2f}"
+    return (f"{label}: {c.metric} {_pct(c.pct_change)} ({_num(c.new.median)} vs {_num(c.base.median)} "
+            f"median, {runs}, {p}) {c.verdict}")
