@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +83,9 @@ class VM:
         self.run_dir = cfg.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.console = self.run_dir / "console.log"
-        self.qmp_path = self.run_dir / "qmp.sock"
+        # UNIX socket paths are limited to 108 bytes: keep the QMP socket in a short temp dir.
+        self._sockdir = Path(tempfile.mkdtemp(prefix="kh-qmp-"))
+        self.qmp_path = self._sockdir / "qmp.sock"
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.ssh: SSH | None = None
@@ -209,6 +213,7 @@ class VM:
             except Exception:
                 pass
             self._qmp = None
+        shutil.rmtree(self._sockdir, ignore_errors=True)
         for p in self.run_dir.glob("scratch*.raw"):
             p.unlink(missing_ok=True)
         (self.run_dir / "root-overlay.qcow2").unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.config.kernels import load_kernel
-from harness.errors import PatchError
+from harness.errors import BuildError, PatchError
 from harness.kernel.build import apply_definition, build_kernel
 from harness.kernel.git import git
 from harness.kernel.source import import_source
@@ -105,3 +105,74 @@ def test_build_baseline_then_patched_incrementally_and_cache_hit():
 
     again = build_kernel("patched")  # cache-hit time is measured in benchmarks/, not asserted
     assert again.cached and again.key == patched.key and again.dir == patched.dir
+
+
+def _tiny_tree(d: Path) -> Path:
+    (d / "fs").mkdir(parents=True)
+    (d / "Makefile").write_text("all:\n")
+    (d / "fs/a.c").write_text("int a(void)\n{\n\treturn 1;\n}\n")
+    return d
+
+
+TINY_PATCH = """From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: Dev <dev@example.org>
+Date: Mon, 1 Jan 2024 00:00:00 +0000
+Subject: [PATCH] fs: return 2
+
+---
+ fs/a.c | 2 +-
+ 1 file changed, 1 insertion(+), 1 deletion(-)
+
+diff --git a/fs/a.c b/fs/a.c
+--- a/fs/a.c
++++ b/fs/a.c
+@@ -1,4 +1,4 @@
+ int a(void)
+ {
+-\treturn 1;
++\treturn 2;
+ }
+--
+2.39.5
+"""
+
+
+@pytest.mark.parametrize("kind", ["git", "tree"])
+def test_git_and_plain_tree_sources(tmp_path, kind):
+    tree = _tiny_tree(tmp_path / "src")
+    if kind == "git":
+        for argv in (["init", "-q", "-b", "main"], ["add", "-A"],
+                     ["-c", "user.name=d", "-c", "user.email=d@x", "commit", "-qm", "init"]):
+            subprocess.run(["git", "-C", str(tree), *argv], check=True)
+        source = f"source: {{git: {tree}, ref: main}}\n"
+    else:
+        source = f"source: {{tree: {tree}}}\n"
+    d = tmp_path / "kernels"
+    (d / "patches").mkdir(parents=True)
+    (d / "patches/0001.patch").write_text(TINY_PATCH)
+    (d / "k.yaml").write_text(source + "patches: [patches/0001.patch]\n")
+    kdef = load_kernel("k", d)
+    base, commit = apply_definition(kdef)
+    src = import_source(kdef.source)
+    assert "return 1;" in git(src.repo, "show", f"{base}:fs/a.c")
+    assert "return 2;" in git(src.repo, "show", f"{commit}:fs/a.c")
+
+
+def test_compile_error_shows_compiler_lines_and_log(tmp_path, monkeypatch):
+    good = (ROOT / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch").read_text()
+    broken = good.replace("WQ_UNBOUND, 1);", "WQ_UNBOUND, 1)")
+    assert broken != good
+    d = tmp_path / "kernels"
+    (d / "patches").mkdir(parents=True)
+    (d / "fragments").mkdir()
+    (d / "fragments/trim.config").write_text((ROOT / "kernels/fragments/trim.config").read_text())
+    (d / "patches/0001-broken.patch").write_text(broken)
+    (d / "broken.yaml").write_text("source: {tarball: /usr/src/linux-source-6.1.tar.xz}\n"
+                                   "config: {fragments: [fragments/trim.config]}\n"
+                                   "patches: [patches/0001-broken.patch]\n")
+    monkeypatch.setenv("KHARNESS_ROOT", str(tmp_path))
+    with pytest.raises(BuildError) as e:
+        build_kernel("broken")
+    msg = str(e.value)
+    assert "fs/direct-io.c" in msg and "error:" in msg
+    assert e.value.log.exists() and "fs/direct-io.o" in e.value.log.read_text()
