@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,15 +69,27 @@ def _clone_git(url: str, final: Path) -> None:
         (tmp / "repo").rmdir()
 
 
-def _import_tree(tree: Path, final: Path) -> None:
-    with atomic_dir(final) as tmp:
-        git(tmp, "init", "-q")
-        git(tmp, "config", "core.autocrlf", "false")
-        run(["git", f"--git-dir={tmp / '.git'}", f"--work-tree={tree}", "add", "-A", "-f", "."],
-            timeout=1800)
-        git(tmp, "commit", "-q", "--no-verify", "-m", f"Import tree {tree}")
-        git(tmp, "update-ref", BASE_REF, "HEAD")
-        git(tmp, "checkout", "-q", "-f", "HEAD")
+def _import_tree(tree: Path, repo: Path) -> None:
+    """Record the plain tree's current content as the base commit (a new commit only if it
+    changed). A separate index keeps git's stat cache for the user's tree, so re-imports of an
+    unchanged kernel tree take seconds."""
+    if not (repo / ".git").exists():
+        with atomic_dir(repo) as tmp:
+            git(tmp, "init", "-q")
+            git(tmp, "config", "core.autocrlf", "false")
+    gitdir = repo / ".git"
+    env = {"GIT_INDEX_FILE": str(gitdir / "kharness-import-index")}
+    run(["git", f"--git-dir={gitdir}", f"--work-tree={tree}", "add", "-A", "-f", "."],
+        cwd=tree, env=env, timeout=1800)
+    tree_id = run(["git", f"--git-dir={gitdir}", "write-tree"], env=env, timeout=600).stdout.strip()
+    old = rev_parse(repo, BASE_REF)
+    if old and git(repo, "rev-parse", f"{old}^{{tree}}") == tree_id:
+        return
+    parent = ["-p", old] if old else []
+    commit = git(repo, "commit-tree", tree_id, *parent, "-m", f"Import tree {tree}",
+                 env={"GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z"})
+    git(repo, "update-ref", BASE_REF, commit)
+    git(repo, "checkout", "-q", "-f", "--detach", commit)
 
 
 def import_source(src: Source) -> SourceRepo:
@@ -122,8 +133,6 @@ def import_source(src: Source) -> SourceRepo:
         key = f"tree-{sha256_json(str(tree.resolve()))[:16]}"
         repo = cache_dir("src") / key
         with file_lock(repo.with_suffix(".lock")):
-            if (repo / ".git").exists():
-                shutil.rmtree(repo)  # a plain tree may have changed: re-import (git stat cache keeps it cheap)
             _import_tree(tree, repo)
         return SourceRepo(repo, rev_parse(repo, BASE_REF), key, f"tree {tree}")
 
