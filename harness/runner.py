@@ -22,7 +22,7 @@ from .results.rundir import RunDir
 from .vm.disks import Disk
 from .vm.machine import VM
 from .vm.ssh import GuestCommandError
-from .workloads.fio import FioJob, FioResult, fio_argv, parse_fio_json, render_job
+from .workloads.fio import FioJob, FioResult, parse_fio_json, render_job
 from .workloads.fs import Filesystem, make_and_mount, unmount
 
 Say = Callable[[str], None]
@@ -91,27 +91,27 @@ def run_fio_once(vm: VM, job: FioJob, rundir: RunDir, label: str, *, kernel: str
     fio_dir = rundir.subdir("fio")
     jobfile = fio_dir / f"{label}.fio"
     jobfile.write_text(render_job(job))
-    guest_out = f"{GUEST_DIR}/{label}.json"
     start = vm.console.stat().st_size if vm.console.exists() else 0
     limit = deadline or fio_deadline(job)
     local_json = fio_dir / f"{label}.json"
     t_end = time.monotonic() + limit
+    fio = ["fio", "--output-format=json+", f"{GUEST_DIR}/{label}.fio"]  # JSON on stdout
     try:
-        # Setup touches the scratch filesystem too, so it is guarded by the same deadline.
-        vm.run(["mkdir", "-p", GUEST_DIR], timeout=30)
-        vm.put(jobfile, f"{GUEST_DIR}/{label}.fio")
-        vm.run(["mkdir", "-p", job.directory], timeout=min(60, limit))
+        # One round trip for setup (it touches the scratch filesystem, so the deadline guards
+        # it too); the job file goes in on stdin.
+        vm.run(["sh", "-c", 'mkdir -p "$1" "$2" && cat > "$3"', "sh", GUEST_DIR, job.directory,
+                f"{GUEST_DIR}/{label}.fio"], stdin=jobfile.read_text(), timeout=min(60, limit))
         limit = max(10.0, t_end - time.monotonic())
         if sample_interval:
             with Sampler(vm, rundir.subdir("sysrq"), sample_interval):
-                vm.run(fio_argv(f"{GUEST_DIR}/{label}.fio", guest_out), timeout=limit)
+                res = vm.run(fio, timeout=limit)
         else:
-            vm.run(fio_argv(f"{GUEST_DIR}/{label}.fio", guest_out), timeout=limit)
+            res = vm.run(fio, timeout=limit)
     except GuestCommandError as e:
         events = scan_console(_console_since(vm, start))
         if e.result is not None:  # fio exited non-zero: keep what it wrote
-            vm.run(["cat", guest_out], check=False, timeout=30)
-            raise HarnessError(f"fio failed for {label}: {e}") from None
+            local_json.write_text(e.result.stdout + e.result.stderr)
+            raise HarnessError(f"fio failed for {label} (output in {local_json}): {e}") from None
         evidence = rundir.subdir("sysrq")
         # The guest may no longer answer SSH: go through the emulated keyboard (QMP send-key).
         cap = capture_sysrq(vm, "wt", via="qmp", out_dir=evidence, label=f"hang-{label}")
@@ -123,8 +123,8 @@ def run_fio_once(vm: VM, job: FioJob, rundir: RunDir, label: str, *, kernel: str
         raise HangError(f"{label}: the workload made no progress within {limit:.0f}s "
                         f"(events: {', '.join(titles) or 'none'}); sysrq via {cap.via}:\n  "
                         + "\n  ".join(cap.summary()[:12]), evidence_dir=evidence) from None
-    vm.get(guest_out, local_json)
-    text = local_json.read_text()
+    text = res.stdout
+    local_json.write_text(text)
     results = parse_fio_json(text, source=str(local_json))
     events = scan_console(_console_since(vm, start))
     return Measurement(kernel=kernel, fs=fs, disk=disk, pattern=job.pattern, engine=job.engine,
