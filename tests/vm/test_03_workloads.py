@@ -136,3 +136,17 @@ def test_hang_on_frozen_filesystem_collects_evidence_and_kills_vm(baseline_kerne
     assert "made no progress" in str(e.value) and blocked[0].comm in str(e.value)
     events = json.loads((run.path / "events.json").read_text())
     assert any(ev["kind"] == "hung_task" and ev["title"].startswith("INFO: task hung in") for ev in events)
+
+
+def test_periodic_sysrq_sampling_during_a_run(patched_kernel, image, accel, tmp_path):
+    cfg = vm_config(patched_kernel, image, accel, tmp_path / "vm", ["nvme:1G"])
+    run = RunDir(tmp_path / "run", kernel="patched")
+    with VM(cfg) as vm:
+        make_and_mount(vm, get_filesystem("ext4"), vm.device_for(cfg.disks[0]))
+        m = run_fio_once(vm, short_job(runtime=8, size="64m", iodepth=32), run, "sampled", kernel="patched",
+                         fs="ext4", disk="nvme", run_index=0, sample_interval=2.0)
+    assert m.status == "ok" and m.result.iops > 0
+    samples = sorted((run.path / "sysrq").glob("sample*-w-*.json"))
+    assert len(samples) >= 2, samples
+    parsed = [json.loads(p.read_text()) for p in samples]
+    assert all(p["via"] == "ssh" and p["dumps"] and p["dumps"][0]["kind"] == "w" for p in parsed)
