@@ -22,7 +22,7 @@ from harness.runner import MOUNTPOINT, run_fio_once
 from harness.session import vm_config
 from harness.vm.accel import choose_accel
 from harness.vm.machine import VM
-from harness.workloads.fio import FioJob, parse_fio_json, render_job
+from harness.workloads.fio import FioJob, fio_argv, parse_fio_json, render_job
 from harness.workloads.fs import get_filesystem, make_and_mount
 
 
@@ -45,7 +45,7 @@ def main() -> None:
             hand_t, hand_iops, kh_t, kh_iops = [], [], [], []
             for i in range(args.runs):
                 t0 = time.monotonic()
-                res = vm.run(["fio", "--output-format=json+", "/root/bench/job.fio"], timeout=600)
+                res = vm.run(fio_argv("/root/bench/job.fio"), timeout=600)
                 hand_t.append(time.monotonic() - t0)
                 hand_iops.append(parse_fio_json(res.stdout)[0].iops)
                 t0 = time.monotonic()

@@ -22,7 +22,7 @@ from .results.rundir import RunDir
 from .vm.disks import Disk
 from .vm.machine import VM
 from .vm.ssh import GuestCommandError
-from .workloads.fio import FioJob, FioResult, parse_fio_json, render_job
+from .workloads.fio import FioJob, FioResult, fio_argv, parse_fio_json, render_job
 from .workloads.fs import Filesystem, make_and_mount, unmount
 
 Say = Callable[[str], None]
@@ -95,7 +95,7 @@ def run_fio_once(vm: VM, job: FioJob, rundir: RunDir, label: str, *, kernel: str
     limit = deadline or fio_deadline(job)
     local_json = fio_dir / f"{label}.json"
     t_end = time.monotonic() + limit
-    fio = ["fio", "--output-format=json+", f"{GUEST_DIR}/{label}.fio"]  # JSON on stdout
+    fio = fio_argv(f"{GUEST_DIR}/{label}.fio")  # JSON on stdout: no copy-back round trip
     try:
         # One round trip for setup (it touches the scratch filesystem, so the deadline guards
         # it too); the job file goes in on stdin.

@@ -146,9 +146,10 @@ def render_job(job: FioJob) -> str:
                            ramp_time=job.ramp_time, tag=job.tag)
 
 
-def fio_argv(jobfile_path_in_guest: str, output_path: str) -> list[str]:
-    """The fio command line writing JSON+ output to ``output_path``."""
-    return ["fio", "--output-format=json+", f"--output={output_path}", jobfile_path_in_guest]
+def fio_argv(jobfile_path_in_guest: str, output_path: str | None = None) -> list[str]:
+    """The fio command line writing JSON+ output to ``output_path``, or to stdout if None."""
+    out = [f"--output={output_path}"] if output_path else []
+    return ["fio", "--output-format=json+", *out, jobfile_path_in_guest]
 
 
 def _load_document(text: str, source: str) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def test_render_rejects_bad_values(kw, word):
 def test_fio_argv():
     assert fio_argv("/root/job.fio", "/root/out.json") == [
         "fio", "--output-format=json+", "--output=/root/out.json", "/root/job.fio"]
+    assert fio_argv("/root/job.fio") == ["fio", "--output-format=json+", "/root/job.fio"]
 
 
 def test_job_names():
