@@ -12,11 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.image.build import build_image
-from harness.kernel.build import build_kernel
-from harness.session import vm_config
-from harness.vm.accel import choose_accel
-from harness.vm.machine import VM
+from harness.run.boot import booted
+from harness.run.testbed import Testbed
 
 
 def main() -> None:
@@ -25,18 +22,15 @@ def main() -> None:
     ap.add_argument("--boots", type=int, default=5)
     ap.add_argument("--accel", choices=["kvm", "tcg"])
     args = ap.parse_args()
-    kb, img = build_kernel(args.kernel), build_image("debian-bookworm")
-    acc = choose_accel(kb.bzimage, args.accel)
-    print(f"accelerator: {acc.name} ({acc.reason})")
+    bed = Testbed([args.kernel], accel=args.accel).prepare()
     boots, shutdowns = [], []
     for _ in range(args.boots):
         with tempfile.TemporaryDirectory() as td:
-            vm = VM(vm_config(kb, img, acc, Path(td), ["nvme:1G", "virtio:1G"]))
-            with vm:
+            with booted(bed, args.kernel, Path(td), disks=["nvme:1G", "virtio:1G"]) as vm:
                 boots.append(vm.boot_seconds)
                 t0 = time.monotonic()
             shutdowns.append(time.monotonic() - t0)
-    print(f"boot to SSH ({acc.name}, {args.boots} boots): median {statistics.median(boots):.1f}s, "
+    print(f"boot to SSH ({bed.accel_name}, {args.boots} boots): median {statistics.median(boots):.1f}s, "
           f"min {min(boots):.1f}s, max {max(boots):.1f}s")
     print(f"shutdown: median {statistics.median(shutdowns):.1f}s")
 

@@ -113,6 +113,31 @@ class WorkloadError(HarnessError):
 class HangError(WorkloadError):
     """A workload made no progress before its deadline; evidence was collected."""
 
-    def __init__(self, message: str, evidence_dir: Path | None = None):
+    def __init__(self, message: str, evidence_dir: Path | None = None,
+                 summary: list[str] | None = None, events: list | None = None):
         self.evidence_dir = evidence_dir
-        super().__init__(message + (f" (evidence: {evidence_dir})" if evidence_dir else ""))
+        self.summary = list(summary or [])
+        self.events = list(events or [])
+        super().__init__(message + (f"\n(evidence: {evidence_dir})" if evidence_dir else ""))
+
+
+class ReproduceError(HarnessError):
+    """A recorded run cannot be redone as recorded; names what changed since."""
+
+    def __init__(self, run: str, changes: list[str], hint: str = ""):
+        self.run = run
+        self.changes = list(changes)
+        body = "\n".join(f"  {c}" for c in changes)
+        super().__init__(f"cannot reproduce {run} as recorded:\n{body}" + (f"\n{hint}" if hint else ""))
+
+
+class LockTimeout(HarnessError):
+    """A cache lock was not acquired in time; names the lock file and, if known, the holder's PID."""
+
+    def __init__(self, path: Path | str, timeout: float, pid: int | None = None):
+        self.path = Path(path)
+        self.timeout = timeout
+        self.pid = pid
+        holder = f"held by PID {pid}" if pid is not None else "held by another process"
+        super().__init__(f"could not lock {self.path} within {timeout:.0f}s: {holder} (a "
+                         "kharness process using the same cache entry)")

@@ -1,22 +1,23 @@
 """pytest plugin, registered through the ``pytest11`` entry point: ``pytest --kernel=NAME``.
 
-Options name the kernel under test, its baseline, the matrix (filesystems, disks), the
-accelerator, the number of runs and the results directory. The session fixture ``kharness``
-builds kernels and the image once (cached across sessions), and measures the matrix once,
-lazily, the first time a test asks for a comparison. Per-test artifacts (console logs, fio
-JSON, sysrq captures) live in the results directory; a failing test prints their paths.
+A front end: options name the kernel under test, its baseline, the matrix, the accelerator, the
+runs and the results directory; the session object composes ``harness.run`` (a MatrixRun for the
+fio cells, executed xfstests specs for the xfstests items) and keeps the records in the typed
+stash. Every boot is a run directory with its spec and record, and is written to the results
+store (``--kharness-store``, else $KHARNESS_STORE, else the default path).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from .errors import HarnessError
 
-_MATRIX_KEY = pytest.StashKey["object"]()
+_SESSION_KEY = pytest.StashKey["Kharness"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,6 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="fio runs per side (each a fresh boot; at least 3 for a verdict)")
     g.addoption("--results-dir", action="store", default=None,
                 help="where run directories go (default: results/<time>-<kernel>)")
+    g.addoption("--kharness-store", action="store", default=None,
+                help="results store (SQLite) every run is recorded in (default: $KHARNESS_STORE or "
+                     "~/.local/share/kharness/results.sqlite)")
     g.addoption("--quick", action="store_true", default=False,
                 help="CI profile: fewer cells and shorter runtimes")
     g.addoption("--xfstests", action="store", default=None,
@@ -48,67 +52,89 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel_suite: part of the default suite; needs --kernel")
 
 
-def _split(v: str | None) -> list[str] | None:
+def split_option(v: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
     return [x.strip() for x in v.split(",") if x.strip()] if v else None
 
 
+def profile_from(config: pytest.Config):
+    """The matrix profile the options select; a UsageError names a bad --fs/--disk/--runs."""
+    from .run.matrix import make_profile
+    try:
+        return make_profile("quick" if config.getoption("--quick") else "full",
+                            filesystems=split_option(config.getoption("--fs")),
+                            disks=split_option(config.getoption("--disk")), runs=config.getoption("--runs"))
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 class Kharness:
-    """Session state: which kernels, which matrix, where results go."""
+    """Session state: which kernels, which matrix, where results go, the records so far."""
 
     def __init__(self, config: pytest.Config):
         from .config.kernels import load_kernel
-        from .matrix import make_profile
+        from .results.store import Store
         self.config = config
         self.kernel: str | None = config.getoption("--kernel")
         if self.kernel is None:
             raise pytest.UsageError("this test needs --kernel NAME (a definition in kernels/)")
         kdef = load_kernel(self.kernel)
         self.baseline: str | None = config.getoption("--baseline") or kdef.based_on
-        self.profile = make_profile("quick" if config.getoption("--quick") else "full",
-                                    filesystems=_split(config.getoption("--fs")),
-                                    disks=_split(config.getoption("--disk")),
-                                    runs=config.getoption("--runs"))
+        self.profile = profile_from(config)
         rd = config.getoption("--results-dir")
-        self.results = Path(rd) if rd else Path("results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.kernel}"
+        self.results = (Path(rd) if rd else Path("results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.kernel}").resolve()
         self.accel = config.getoption("--accel")
+        store = config.getoption("--kharness-store")
+        self.store = Store(Path(store) if store else None)
         self._matrix = None
         self._xfstests: dict[str, dict] = {}
 
-    def xfstests(self, section: str) -> dict:
-        """Run the --xfstests selection in ``section`` on the kernel and its baseline (once)."""
-        from .image.xfstests import HOW_TO, configured_source
-        from .xfstests_run import run_xfstests
-        if configured_source(None, None) is None:
-            pytest.skip(f"no xfstests source configured: {HOW_TO}")
+    def say(self) -> Callable[[str], None]:
+        """Progress lines shown live on the terminal (not captured), plain when piped."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+
+        def say(msg: str) -> None:
+            if reporter is not None:
+                reporter.write_line(msg, flush=True)
+        return say
+
+    def _need_baseline(self) -> str:
         if self.baseline is None:
             pytest.skip(f"kernel {self.kernel!r} has no baseline: give --baseline NAME")
+        return self.baseline
+
+    def xfstests(self, section: str) -> dict:
+        """Run the --xfstests selection in ``section`` on the kernel and its baseline (once)."""
+        from .image.xfstests import HOW_TO, configured_source, resolve
+        from .run.execute import execute
+        from .run.plan import xfstests_spec, xfstests_tests
+        from .run.testbed import XFSTESTS_IMAGE, Testbed
+        if configured_source(None, None) is None:
+            pytest.skip(f"no xfstests source configured: {HOW_TO}")
+        baseline = self._need_baseline()
         if section not in self._xfstests:
-            tests = [t for t in self.config.getoption("--xfstests").split(",") if t]
+            src_tree = resolve(*configured_source(None, None)).tree  # type: ignore[misc]
+            tests = xfstests_tests(split_option(self.config.getoption("--xfstests")) or [], src_tree)
             disk = self.config.getoption("--xfstests-disk")
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-            say = (lambda m: reporter.write_line(m)) if reporter else (lambda m: None)
+            bed = Testbed([baseline, self.kernel], image=XFSTESTS_IMAGE, accel=self.accel, say=self.say()).prepare()
+            group = f"xfstests-{time.strftime('%Y%m%d-%H%M%S')}-{self.kernel}-{section}"
             dirs, res = {}, {}
-            for role, k in (("base", self.baseline), ("new", self.kernel)):
-                rd = self.results.resolve() / f"xfstests-{k}-{section}"
-                run = run_xfstests(k, section, tests, disk_kind=disk, accel=self.accel, run_dir=rd, say=say)
-                dirs[role], res[role] = rd, run.by_name()
+            for role, k in (("base", baseline), ("new", self.kernel)):
+                spec = xfstests_spec(bed, k, section, tests, disk_kind=disk, label=f"xfstests-{k}-{section}", role=role)
+                recs = execute([spec], self.results, sink=self.store, say=self.say(), group=group,
+                               front_end="pytest", tests_source=src_tree)
+                dirs[role] = [r.run_dir for r in recs]
+                res[role] = {x.test: x for r in recs for x in r.xfstests}
             self._xfstests[section] = {"dirs": dirs, **res}
         return self._xfstests[section]
 
     def matrix(self):
         """The MatrixRun comparing --kernel against its baseline (measured on first use)."""
-        from .matrix import MatrixRun
-        if self.baseline is None:
-            pytest.skip(f"kernel {self.kernel!r} has no baseline: give --baseline NAME")
+        from .run.matrix import MatrixRun
+        baseline = self._need_baseline()
         if self._matrix is None:
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-
-            def say(msg: str) -> None:
-                if reporter is not None:
-                    reporter.write_line(msg)
-            self._matrix = MatrixRun(self.kernel, self.baseline, self.profile, self.results.resolve(),
-                                     accel=self.accel, say=say)
-            self.config.stash[_MATRIX_KEY] = self._matrix
+            self._matrix = MatrixRun(self.kernel, baseline, self.profile, self.results, accel=self.accel,
+                                     say=self.say(), sink=self.store, front_end="pytest")
         return self._matrix.run()
 
 
@@ -116,19 +142,28 @@ class Kharness:
 def kharness(pytestconfig: pytest.Config) -> Kharness:
     """The kharness session: kernel, baseline, profile, results directory, matrix."""
     try:
-        return Kharness(pytestconfig)
+        session = Kharness(pytestconfig)
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
+    pytestconfig.stash[_SESSION_KEY] = session
+    return session
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """End the session with the comparison table."""
-    m = config.stash.get(_MATRIX_KEY, None)
-    if m is None or not getattr(m, "_done", False):
+    session = config.stash.get(_SESSION_KEY, None)
+    m = session._matrix if session is not None else None
+    if m is None or not m.done:
         return
     from .results.report import comparison_table
     terminalreporter.section(f"kharness: {m.kernel} vs {m.baseline} ({m.profile.name} profile, "
                              f"{m.profile.runs} runs a side)")
     for line in comparison_table(m).splitlines():
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"results: {m.results}")
+    terminalreporter.write_line(f"results: {m.results} (group {m.group} in {session.store.path})")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        session.store.close()

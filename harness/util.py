@@ -12,9 +12,9 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
-from .errors import CommandError
+from .errors import CommandError, LockTimeout
 
 
 def run(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None, timeout: float = 600,
@@ -42,22 +42,51 @@ def run(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None, tim
     return proc
 
 
+def _lock_holder(fd: int) -> int | None:
+    """The PID a lock holder wrote into the lock file, if there is one."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 7200) -> Iterator[None]:
-    """An exclusive flock on ``path`` (created), waited for at most ``timeout`` seconds."""
+def file_lock(path: Path, timeout: float = 7200, *, say: Callable[[str], None] | None = None,
+              say_after: float = 5.0) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created), waited for at most ``timeout`` seconds.
+
+    The holder writes its PID into the file. If the lock is still busy after ``say_after``
+    seconds, ``say`` (if given) is told once "waiting for lock PATH held by PID N"; after
+    ``timeout`` seconds LockTimeout names the file and that PID.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    told = False
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not lock {path} within {timeout:.0f}s") from None
-                time.sleep(0.5)
-        yield
+                waited = time.monotonic() - start
+                if waited > timeout:
+                    raise LockTimeout(path, timeout, _lock_holder(fd)) from None
+                if say is not None and not told and waited >= say_after:
+                    told = True
+                    pid = _lock_holder(fd)
+                    say(f"waiting for lock {path} held by "
+                        + (f"PID {pid}" if pid is not None else "another process"))
+                time.sleep(min(0.5, max(0.05, timeout / 10)))
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # still held: no waiter reads a stale PID
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)
 

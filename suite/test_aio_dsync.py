@@ -9,8 +9,9 @@ every workload completed.
 
 import pytest
 
-from harness.matrix import cells, make_profile
+from harness.pytest_plugin import profile_from
 from harness.results.stats import format_comparison
+from harness.run.matrix import cells
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel_suite]
 
@@ -20,19 +21,15 @@ BAD_EVENTS = ("hung_task", "soft_lockup", "rcu_stall", "oops", "bug", "panic", "
 
 def pytest_generate_tests(metafunc):
     if "cell" in metafunc.fixturenames:
-        cfg = metafunc.config
-        split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
-        profile = make_profile("quick" if cfg.getoption("--quick") else "full",
-                               filesystems=split(cfg.getoption("--fs")), disks=split(cfg.getoption("--disk")))
-        cs = cells(profile)
-        metafunc.parametrize("cell", cs, ids=[f"{c.fs}-{c.disk}-{c.pattern}-{c.engine}" for c in cs])
+        cs = cells(profile_from(metafunc.config))
+        metafunc.parametrize("cell", cs, ids=[c.id.replace("/", "-") for c in cs])
     if "role" in metafunc.fixturenames:
         metafunc.parametrize("role", ["baseline", "kernel"])
 
 
 def test_no_regression(kharness, cell):
     m = kharness.matrix()
-    outcome = m.outcomes[cell]
+    outcome = m.outcomes[cell.id]
     if outcome.failures:
         pytest.fail(f"{cell.id}: {len(outcome.failures)} run(s) failed:\n" + "\n".join(outcome.failures)
                     + ("\nevidence: " + ", ".join(outcome.evidence_paths) if outcome.evidence_paths else ""))
@@ -58,7 +55,7 @@ def test_no_kernel_errors(kharness, role):
 
 def test_every_workload_completed(kharness):
     m = kharness.matrix()
-    failed = {c.id: o.failures for c, o in m.outcomes.items() if o.failures}
-    short = {c.id: (len(o.base), len(o.new)) for c, o in m.outcomes.items()
+    failed = {c: o.failures for c, o in m.outcomes.items() if o.failures}
+    short = {c: (len(o.base), len(o.new)) for c, o in m.outcomes.items()
              if len(o.base) < m.profile.runs or len(o.new) < m.profile.runs}
     assert not failed and not short, f"failed: {failed}\nincomplete (base, new runs): {short}"

@@ -47,7 +47,7 @@ def test_xfstest(kharness, xfstest):
         detail += ["--- .out.bad diff ---", new.output_diff[-4000:]]
     if new.dmesg:
         detail += ["--- dmesg ---", new.dmesg[-3000:]]
-    detail.append(f"artifacts: {outcome['dirs']['new']}/tests/{test.replace('/', '-')}")
+    detail.append("artifacts: " + ", ".join(f"{d}/{new.artifacts}" for d in outcome["dirs"]["new"]))
     if base is not None and base.status in ("fail", "error"):
         pytest.xfail(f"fails on the baseline {kharness.baseline} too (shared failure): {new.message}")
     pytest.fail("\n".join(detail) + f"\n(NEW failure: {base.status if base else 'no result'} on "

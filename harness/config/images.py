@@ -1,4 +1,8 @@
-"""Guest image recipes: vm-images/NAME.yaml."""
+"""Guest image recipes: vm-images/NAME.yaml.
+
+The recipe name is a plain file name; ``mask_units`` entries are systemd unit names (``foo.service``,
+no '/'), since the image build links each one to /dev/null under the image's etc/systemd/system.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 from ..errors import DefinitionError
 from ..paths import project_root
-from .loader import load_yaml
+from .loader import check_name, load_yaml
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -33,6 +37,9 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+# A unit file name: no '/', so a masked unit cannot leave etc/systemd/system.
+UNIT_NAME = re.compile(r"^[A-Za-z0-9@_.:-]+\.(service|socket|timer|target|mount|path)$")
 
 REQUIRED_PACKAGES = ("openssh-server", "fio", "xfsprogs", "e2fsprogs", "ocfs2-tools", "util-linux",
                      "procps", "python3")
@@ -73,6 +80,7 @@ def list_images(directory: Path | None = None) -> list[str]:
 def load_image(name: str, directory: Path | None = None) -> ImageDef:
     """Load and validate vm-images/NAME.yaml."""
     d = directory or images_dir()
+    check_name(name, d, "", "image recipe")
     path = d / f"{name}.yaml"
     if not path.exists():
         raise DefinitionError(path, "", f"no image recipe named {name!r} (known: "
@@ -84,6 +92,10 @@ def load_image(name: str, directory: Path | None = None) -> ImageDef:
     for k in data.get("sysctl", {}):
         if not re.match(r"^[a-z0-9_.]+$", k):
             raise DefinitionError(path, f"sysctl.{k}", "not a sysctl name")
+    for i, unit in enumerate(data.get("mask_units", [])):
+        if not UNIT_NAME.match(unit):
+            raise DefinitionError(path, f"mask_units[{i}]", f"{unit!r} is not a systemd unit name "
+                                  "(like foo.service; .socket, .timer, .target, .mount, .path; no '/')")
     return ImageDef(
         name=name, path=path, description=data.get("description", ""), suite=data["suite"],
         variant=data.get("variant", "minbase"), mirror=data.get("mirror"),

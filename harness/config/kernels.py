@@ -1,14 +1,20 @@
-"""Kernel definitions: kernels/NAME.yaml."""
+"""Kernel definitions: kernels/NAME.yaml.
+
+Names (the one asked for and ``base:``) are plain file names. Patches and config fragments must
+resolve, after symlinks, inside the project root (or inside the definitions directory a caller
+passed explicitly); source locations may be anywhere (e.g. /usr/src/linux-source-6.1.tar.xz). A git
+URL or ref must not start with '-', which git would take as an option.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import DefinitionError
 from ..paths import project_root
-from .loader import load_yaml, resolve_file
+from .loader import check_name, is_inside, load_yaml, resolve_file
 
 _PATHLIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
@@ -77,19 +83,33 @@ def list_kernels(directory: Path | None = None) -> list[str]:
     return sorted(p.stem for p in d.glob("*.yaml"))
 
 
-def _patch_files(path: Path, key: str, value: str) -> list[Path]:
-    p = resolve_file(path, key, value)
+def _patch_files(path: Path, key: str, value: str, roots: Sequence[Path]) -> list[Path]:
+    p = resolve_file(path, key, value, inside=roots)
     if p.is_dir():
         files = sorted(q for q in p.iterdir() if q.suffix in (".patch", ".mbox", ".eml", ".diff"))
         if not files:
             raise DefinitionError(path, key, f"directory {p} holds no .patch/.mbox files")
+        for q in files:  # a symlink in the directory may point anywhere
+            if not is_inside(q, roots):
+                raise DefinitionError(path, key, f"{q} resolves to {q.resolve()}, outside the "
+                                      f"project ({' or '.join(map(str, roots))})")
         return files
     return [p]
+
+
+def _not_an_option(path: Path, key: str, value: str) -> str:
+    if value.startswith("-"):
+        raise DefinitionError(path, key, f"{value!r} must not start with '-' (git would read it "
+                              "as an option)")
+    return value
 
 
 def load_kernel(name: str, directory: Path | None = None, _seen: tuple[str, ...] = ()) -> KernelDef:
     """Load and validate kernels/NAME.yaml, following ``base:`` inheritance."""
     d = directory or kernels_dir()
+    check_name(name, d, "", "kernel")
+    # Where patches and fragments may live: the project, or a directory the caller chose.
+    roots = [project_root()] + ([d] if directory is not None else [])
     path = d / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(list_kernels(d)) or "none"
@@ -102,7 +122,8 @@ def load_kernel(name: str, directory: Path | None = None, _seen: tuple[str, ...]
     if "base" in data:
         if "source" in data:
             raise DefinitionError(path, "source", "give either 'base' or 'source', not both")
-        parent = load_kernel(data["base"], d, _seen + (name,))
+        check_name(data["base"], path, "base", "kernel")
+        parent = load_kernel(data["base"], directory, _seen + (name,))
     elif "source" not in data:
         raise DefinitionError(path, "source", "required (or 'base' naming another definition)")
 
@@ -116,17 +137,17 @@ def load_kernel(name: str, directory: Path | None = None, _seen: tuple[str, ...]
         elif "tree" in src:
             source = Source("tree", str(resolve_file(path, "source.tree", src["tree"])))
         else:
-            url = src["git"]
+            url = _not_an_option(path, "source.git", src["git"])
             if "://" not in url and not url.startswith("git@"):
                 url = str(resolve_file(path, "source.git", url))
-            source = Source("git", url, src.get("ref", "HEAD"))
+            source = Source("git", url, _not_an_option(path, "source.ref", src.get("ref", "HEAD")))
 
     cfg = data.get("config", {})
-    fragments = [resolve_file(path, f"config.fragments[{i}]", f)
+    fragments = [resolve_file(path, f"config.fragments[{i}]", f, inside=roots)
                  for i, f in enumerate(cfg.get("fragments", []))]
     patches: list[Path] = []
     for i, p in enumerate(data.get("patches", [])):
-        patches += _patch_files(path, f"patches[{i}]", p)
+        patches += _patch_files(path, f"patches[{i}]", p, roots)
 
     return KernelDef(
         name=name,

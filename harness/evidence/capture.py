@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..vm.machine import VM
-from .sysrq import SysrqDump, parse_dumps, summarize, to_json
+from .summary import summarize, to_json
+from .sysrq import SysrqDump, parse_dumps
 
 
 @dataclass

@@ -29,8 +29,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .sysrq import (base_name, blocked_in, clean_console_line, is_call_trace, is_stack_line,
-                    is_wait_primitive, parse_frame, rip_function)
+from .console import (base_name, blocked_in, clean_console_line, is_call_trace, is_stack_line,
+                      is_wait_primitive, parse_frame, rip_function)
 
 
 KINDS: tuple[str, ...] = ("hung_task", "soft_lockup", "hard_lockup", "rcu_stall", "oops", "bug",
@@ -50,7 +50,7 @@ class Event:
 
 
 # Frames that are part of the reporting or interrupt machinery, never the culprit; skipped (with
-# the wait primitives of harness.evidence.sysrq) when a title names a function from a stack.
+# the wait primitives of harness.evidence.console) when a title names a function from a stack.
 GENERIC_FRAMES: frozenset[str] = frozenset({
     "dump_stack", "dump_stack_lvl", "show_stack", "show_regs", "show_trace_log_lvl",
     "sched_show_task", "nmi_cpu_backtrace", "nmi_trigger_cpumask_backtrace",

@@ -48,6 +48,12 @@ def image_key(idef: ImageDef, mirror: str, xfstests_ident: str | None = None) ->
                         "xfstests": xfstests_ident})[:20]
 
 
+def find_image(name: str, key: str) -> Image | None:
+    """The built image of recipe ``name`` with ``key``, if it is still in the cache."""
+    entry = cache_dir("images") / f"{name}-{key}"
+    return Image(name, key, entry, cached=True) if (entry / "metadata.json").exists() else None
+
+
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     p = root / rel
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +63,18 @@ def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
 
 def configure_root(root: Path, idef: ImageDef, pubkey: str) -> None:
     """First-boot settings: fstab, hostname, SSH, serial getty, sysctl, masked units."""
+    # This runs as root on the host: check before writing anything that every masked unit names a
+    # file directly in the image's etc/systemd/system (load_image checks the names too).
+    units_dir = root / "etc/systemd/system"
+    units_dir.mkdir(parents=True, exist_ok=True)
+    real_units_dir = units_dir.resolve()
+    for i, unit in enumerate(idef.mask_units):
+        link = units_dir / unit
+        if (not unit or "/" in unit or unit in (".", "..")
+                or not real_units_dir.is_relative_to(root.resolve())
+                or link.parent.resolve() != real_units_dir):
+            raise HarnessError(f"{idef.path}: mask_units[{i}]: refusing to mask {unit!r}: the link "
+                               f"would not be inside the image's {units_dir}")
     _write(root, "etc/hostname", idef.hostname + "\n")
     _write(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {idef.hostname}\n")
     _write(root, "etc/fstab", "/dev/vda / ext4 rw,relatime 0 0\n")
@@ -73,8 +91,7 @@ def configure_root(root: Path, idef: ImageDef, pubkey: str) -> None:
     # Networking: the kernel configures eth0 by DHCP (ip=dhcp on the command line); DNS is not needed.
     _write(root, "etc/systemd/journald.conf.d/kharness.conf", "[Journal]\nStorage=volatile\n")
     for unit in idef.mask_units:
-        link = root / "etc/systemd/system" / unit
-        link.parent.mkdir(parents=True, exist_ok=True)
+        link = units_dir / unit
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to("/dev/null")

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Callable
 
 from ..config.kernels import KernelDef, load_kernel
-from ..errors import BuildError, CommandError, ConfigError
+from ..errors import BuildError, CommandError, ConfigError, SourceError
 from ..paths import REPO_ROOT, cache_dir
 from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
 from . import kconfig
-from .git import git
-from .patches import parse_series, series_key, apply_series
-from .source import import_source
+from .git import git, rev_parse
+from .patches import Patch, apply_series, parse_series, series_key
+from .source import SourceRepo, import_source
 
 RECIPE_VERSION = 1
 ARCH = "x86_64"
@@ -158,16 +158,51 @@ def apply_definition(kdef: KernelDef) -> tuple[str, str]:
         return src.commit, apply_series(src.repo, src.commit, patches)
 
 
-def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
-                 progress: Callable[[str], None] | None = None, timeout: float = 4 * 3600) -> KernelBuild:
-    """Build (or find in the cache) the kernel definition ``name``."""
+@dataclass(frozen=True)
+class KernelInputs:
+    """Everything that goes into a definition's cache key, resolved without building."""
+
+    kdef: KernelDef
+    src: SourceRepo
+    patches: tuple[Patch, ...]
+    series_key: str
+    toolchain: dict[str, str]
+    key: str
+
+
+def kernel_inputs(name: str, base_commit: str | None = None) -> KernelInputs:
+    """Load definition ``name``, import its source and parse its series; compute the key.
+
+    ``base_commit`` pins the source commit (a recorded run's) instead of the definition's ref;
+    it must be present in the imported repository."""
     kdef = load_kernel(name)
-    t0 = time.monotonic()
+    patches = tuple(parse_series(list(kdef.patches)))  # parse before the (slow) import
     src = import_source(kdef.source)
-    patches = parse_series(list(kdef.patches))
-    skey = series_key(src.commit, patches)
+    if base_commit is not None and base_commit != src.commit:
+        if rev_parse(src.repo, f"{base_commit}^{{commit}}") is None:
+            raise SourceError(f"{name}: recorded source commit {base_commit} is not in {src.repo}")
+        src = SourceRepo(src.repo, base_commit, src.key, src.describe)
+    skey = series_key(src.commit, list(patches))
     toolchain = _toolchain()
     key = _compute_key(kdef, src.key, src.commit, skey, toolchain)
+    return KernelInputs(kdef, src, patches, skey, toolchain, key)
+
+
+def find_kernel(key: str, name: str = "") -> KernelBuild | None:
+    """The finished kernel with cache key ``key``, if it is still in the cache."""
+    entry = cache_dir("kernels") / key
+    return KernelBuild(name, key, entry, cached=True) if (entry / "metadata.json").exists() else None
+
+
+def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
+                 progress: Callable[[str], None] | None = None, timeout: float = 4 * 3600,
+                 base_commit: str | None = None) -> KernelBuild:
+    """Build (or find in the cache) the kernel definition ``name`` (at ``base_commit`` if given)."""
+    t0 = time.monotonic()
+    inputs = kernel_inputs(name, base_commit)
+    kdef, src, key = inputs.kdef, inputs.src, inputs.key
+    patches = list(inputs.patches)
+    toolchain = inputs.toolchain
     entry = cache_dir("kernels") / key
     if (entry / "metadata.json").exists() and not force:
         return KernelBuild(name, key, entry, cached=True)
@@ -224,7 +259,7 @@ def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
                 "commit": commit, "release": release,
                 "patches": [{"file": str(p.source), "subject": p.subject, "sha256": p.sha256}
                             for p in patches],
-                "config_base": kdef.config_base,
+                "config_base": kdef.config_base, "series_key": inputs.series_key,
                 "fragments": [{"file": str(f.path), "sha256": sha256_file(f.path), "strict": f.strict}
                               for f in frags],
                 "options_not_applied": {k: list(v) for k, v in soft_missing.items()},

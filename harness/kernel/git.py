@@ -22,7 +22,10 @@ def git(repo: Path, *args: str, timeout: float = 1800, check: bool = True, env: 
 
 
 def rev_parse(repo: Path, rev: str) -> str | None:
-    """The commit a revision names, or None."""
+    """The commit a revision names, or None (also for a "revision" that starts with '-', which
+    rev-parse would take as an option)."""
+    if rev.startswith("-"):
+        return None
     out = run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
               check=False, timeout=60)
     return out.stdout.strip() if out.returncode == 0 else None

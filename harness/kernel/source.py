@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config.kernels import Source
 from ..errors import CommandError, SourceError
 from ..paths import cache_dir
-from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json
+from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
 from .git import git, rev_parse
 
 BASE_REF = "refs/kharness/base"  # the imported commit; HEAD moves as builds check out series
@@ -37,10 +37,15 @@ def tarball_digest(path: Path) -> str:
     memo = cache_dir("src") / "tarball-digests.json"
     ident = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
     with file_lock(memo.with_suffix(".lock")):
-        table = json.loads(memo.read_text()) if memo.exists() else {}
-        if ident not in table:
+        try:
+            table = json.loads(memo.read_text())
+        except (OSError, ValueError):  # missing, or truncated by an interrupted writer: recompute
+            table = {}
+        if not isinstance(table, dict):
+            table = {}
+        if not isinstance(table.get(ident), str):
             table[ident] = sha256_file(path)
-            memo.write_text(json.dumps(table, indent=1))
+            write_json(memo, table)  # temp file + rename: never leaves a truncated memo
         return table[ident]
 
 
@@ -63,7 +68,8 @@ def _import_tarball(tarball: Path, final: Path) -> None:
 
 def _clone_git(url: str, final: Path) -> None:
     with atomic_dir(final) as tmp:
-        run(["git", "clone", "-q", "--no-checkout", url, str(tmp / "repo")], timeout=7200)
+        # "--": a URL starting with '-' must not be read as an option (e.g. --upload-pack=CMD).
+        run(["git", "clone", "-q", "--no-checkout", "--", url, str(tmp / "repo")], timeout=7200)
         for entry in (tmp / "repo").iterdir():
             os.rename(entry, tmp / entry.name)
         (tmp / "repo").rmdir()
@@ -108,6 +114,11 @@ def import_source(src: Source) -> SourceRepo:
         return SourceRepo(repo, commit, key, f"tarball {tarball} (sha256 {digest[:16]})")
 
     if src.kind == "git":
+        ref = src.ref or "HEAD"
+        for what, value in (("URL", src.location), ("ref", ref)):
+            if value.startswith("-"):
+                raise SourceError(f"git source {src.location!r}: {what} {value!r} starts with '-'; "
+                                  "git would read it as an option")
         key = f"git-{sha256_json(src.location)[:16]}"
         repo = cache_dir("src") / key
         with file_lock(repo.with_suffix(".lock")):
@@ -116,11 +127,11 @@ def import_source(src: Source) -> SourceRepo:
                     _clone_git(src.location, repo)
                 except CommandError as e:
                     raise SourceError(f"cannot clone {src.location}: {e}") from None
-            ref = src.ref or "HEAD"
             commit = rev_parse(repo, ref) if len(ref) == 40 else None
             if commit is None:
                 try:
-                    git(repo, "fetch", "-q", "origin", ref, timeout=7200)
+                    # --end-of-options (git >= 2.24): the ref is never an option, whatever it holds.
+                    git(repo, "fetch", "-q", "origin", "--end-of-options", ref, timeout=7200)
                     commit = rev_parse(repo, "FETCH_HEAD")
                 except CommandError:
                     commit = rev_parse(repo, ref)

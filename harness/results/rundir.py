@@ -1,6 +1,9 @@
-"""Run directories: everything one run produced, written as it is produced.
+"""Run directories: everything one run (one boot) produced, written as it is produced.
 
-    <run>/metadata.json   kernel, image, disks, filesystem, workload, accelerator, versions, status
+    <run>/spec.json       the RunSpec: everything needed to redo the run (kharness reproduce)
+    <run>/record.json     the BootRecord: measurements, xfstests results, events, evidence, failures
+    <run>/metadata.json   status, versions, boot time, QEMU argv (rewritten after every step)
+    <run>/measurements.jsonl  one line per fio measurement, appended as they come
     <run>/console.log     the guest's serial console (written by QEMU from the first byte)
     <run>/fio/            job files and fio JSON outputs
     <run>/sysrq/          raw and parsed sysrq captures
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import json
 import platform
+import re
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +24,25 @@ from typing import Any
 
 from .. import __version__
 from ..util import write_json
+
+
+_LABEL = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def new_run_dir(root: Path, label: str) -> Path:
+    """A fresh run directory ``<root>/<time>-<label>-<4 hex>``; its name is the run id.
+
+    Never an existing directory: a run must not reuse or overwrite another run's files."""
+    root.mkdir(parents=True, exist_ok=True)
+    safe = _LABEL.sub("-", label).strip("-")[:80] or "run"
+    for _ in range(100):
+        d = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a fresh run directory under {root}")
 
 
 def _versions() -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from ..errors import BootError, HarnessError, VMError
+from ..errors import BootError, VMError
 from ..image.build import Image
 from ..util import run, tail
 from .accel import Accel

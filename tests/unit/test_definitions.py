@@ -35,6 +35,7 @@ def test_shipped_definitions_load():
     assert [p.name for p in patched.patches] == ["0001-dio-unbound-single-threaded-wq.patch"]
     assert "debian-bookworm" in list_images()
     assert "fio" in load_image("debian-bookworm").packages
+    assert "o2cb.service" in load_image("debian-bookworm-xfstests").mask_units  # unit names pass
 
 
 def test_unknown_key_is_rejected_with_file_and_key(kdir):

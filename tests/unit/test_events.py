@@ -9,7 +9,7 @@ import pytest
 
 from harness.evidence.events import (KINDS, Event, EventWatcher, first_interesting_frame,
                                      scan_console, unique_titles)
-from harness.evidence.sysrq import clean_console_line
+from harness.evidence.console import clean_console_line
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALL_FIXTURES = sorted((FIXTURES / "console").glob("*.txt")) + sorted(

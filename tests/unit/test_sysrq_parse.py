@@ -1,4 +1,5 @@
-"""Tests for harness.evidence.sysrq: console-line cleaning, frames, and sysrq/workqueue dumps.
+"""Tests for harness.evidence.console (console-line cleaning, frames) and harness.evidence.sysrq
+(sysrq/workqueue dumps).
 
 Every ``*.txt`` under tests/fixtures/sysrq/ (synthesized ``synth-*`` and real ``captured-*``
 consoles) is checked against generic invariants; the synthesized ones also have exact expectations.
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.evidence.sysrq import (Frame, SysrqDump, blocked_in, clean_console_line, parse_dumps,
-                                    parse_frame, rip_function, summarize, to_json, wq_flag_names)
+from harness.evidence.console import Frame, blocked_in, clean_console_line, parse_frame, rip_function
+from harness.evidence.summary import summarize, to_json
+from harness.evidence.sysrq import SysrqDump, parse_dumps, wq_flag_names
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SYSRQ_FIXTURES = sorted((FIXTURES / "sysrq").glob("*.txt"))

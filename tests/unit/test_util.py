@@ -1,5 +1,6 @@
 """Cache-entry atomicity, locks and build-log error extraction."""
 
+import os
 import threading
 import time
 
@@ -7,7 +8,7 @@ import pytest
 
 from harness.kernel.build import compiler_errors
 from harness.util import atomic_dir, file_lock, run
-from harness.errors import CommandError
+from harness.errors import CommandError, HarnessError, LockTimeout
 
 
 def test_atomic_dir_publishes_only_on_success(tmp_path):
@@ -44,10 +45,36 @@ def test_file_lock_deadline(tmp_path):
     lock = tmp_path / "k.lock"
     with file_lock(lock):
         err = []
-        t = threading.Thread(target=lambda: err.append(pytest.raises(TimeoutError, file_lock(lock, timeout=0.5).__enter__)))
+        t = threading.Thread(target=lambda: err.append(pytest.raises(LockTimeout, file_lock(lock, timeout=0.5).__enter__)))
         t.start()
         t.join()
     assert err
+    e = err[0].value
+    assert isinstance(e, HarnessError) and e.path == lock and e.pid == os.getpid()
+    assert str(lock) in str(e) and f"held by PID {os.getpid()}" in str(e)
+
+
+def test_file_lock_records_the_holder_and_says_it_waits(tmp_path):
+    lock = tmp_path / "k.lock"
+    said: list[str] = []
+    entered = threading.Event()
+
+    def waiter():
+        with file_lock(lock, say=said.append, say_after=0.2):
+            entered.set()
+
+    with file_lock(lock):
+        assert lock.read_text() == f"{os.getpid()}\n"
+        t = threading.Thread(target=waiter)
+        t.start()
+        assert not entered.wait(0.8)  # still waiting; told once after 0.2 s, not every poll
+    t.join(5)
+    assert entered.is_set()
+    assert said == [f"waiting for lock {lock} held by PID {os.getpid()}"]
+    assert lock.read_text() == ""  # released: no stale PID left behind
+    with file_lock(lock, say=said.append, say_after=0):  # free: acquired without a word
+        pass
+    assert len(said) == 1
 
 
 def test_run_has_a_deadline_and_names_the_command():

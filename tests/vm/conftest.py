@@ -1,29 +1,32 @@
-"""Shared fixtures for the real tests: the kernels and image are built once (and cached)."""
+"""Shared fixtures for the real tests: one testbed (kernels, image, accelerator) built once."""
 
 import pytest
 
-from harness.image.build import build_image
-from harness.kernel.build import build_kernel
-from harness.vm.accel import choose_accel
+from harness.run.testbed import Testbed
 
 
 @pytest.fixture(scope="session")
-def baseline_kernel():
-    return build_kernel("baseline")
+def testbed():
+    bed = Testbed(["baseline", "patched"]).prepare()
+    print(f"accelerator: {bed.accel.name}: {bed.accel.reason}")
+    return bed
 
 
 @pytest.fixture(scope="session")
-def patched_kernel():
-    return build_kernel("patched")
+def baseline_kernel(testbed):
+    return testbed.kernel("baseline")
 
 
 @pytest.fixture(scope="session")
-def image():
-    return build_image("debian-bookworm")
+def patched_kernel(testbed):
+    return testbed.kernel("patched")
 
 
 @pytest.fixture(scope="session")
-def accel(baseline_kernel):
-    acc = choose_accel(baseline_kernel.bzimage)
-    print(f"accelerator: {acc.name}: {acc.reason}")
-    return acc
+def image(testbed):
+    return testbed.image
+
+
+@pytest.fixture(scope="session")
+def accel(testbed):
+    return testbed.accel

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import BootError
-from harness.session import vm_config
-from harness.vm.machine import VM
+from harness.run.boot import booted
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,10 +32,10 @@ def test_image_is_cached_with_private_key_outside_repo(image):
     assert "file format: qcow2" in info
 
 
-def test_boot_with_nvme_and_virtio_disks(baseline_kernel, image, accel, tmp_path):
-    cfg = vm_config(baseline_kernel, image, accel, tmp_path, ["nvme:1G", "virtio:1G"])
+def test_boot_with_nvme_and_virtio_disks(testbed, image, tmp_path):
     base_mtime = image.qcow2.stat().st_mtime_ns
-    with VM(cfg) as vm:
+    with booted(testbed, "baseline", tmp_path, disks=["nvme:1G", "virtio:1G"]) as vm:
+        cfg = vm.cfg
         assert vm.boot_seconds and vm.boot_seconds < cfg.boot_timeout
         assert vm.status() == "running"
         nvme, virtio = (vm.device_for(d) for d in cfg.disks)
@@ -64,33 +63,28 @@ def test_boot_with_nvme_and_virtio_disks(baseline_kernel, image, accel, tmp_path
     assert image.qcow2.stat().st_mtime_ns == base_mtime  # the base image never changes
 
 
-def test_boot_error_carries_the_panic_line(baseline_kernel, image, accel, tmp_path):
-    cfg = vm_config(baseline_kernel, image, accel, tmp_path, cmdline="init=/nonexistent")
+def test_boot_error_carries_the_panic_line(testbed, tmp_path):
     t0 = time.monotonic()
     with pytest.raises(BootError) as e:
-        with VM(cfg):
+        with booted(testbed, "baseline", tmp_path, cmdline="init=/nonexistent"):
             pass
     assert "Kernel panic - not syncing" in (e.value.panic_line or "")
     assert "/nonexistent" in str(e.value)
     assert str(tmp_path / "console.log") in str(e.value)
-    assert time.monotonic() - t0 < cfg.boot_timeout
+    assert time.monotonic() - t0 < 240
     assert not qemu_pids_for(tmp_path)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_no_qemu_outlives_the_harness(baseline_kernel, image, accel, tmp_path, sig):
+def test_no_qemu_outlives_the_harness(testbed, accel, tmp_path, sig):
     """Ctrl-C (SIGINT) and even SIGKILL of the harness leave no QEMU process behind."""
     script = textwrap.dedent(f"""
         import sys, time
-        from harness.session import vm_config
-        from harness.kernel.build import build_kernel
-        from harness.image.build import build_image
-        from harness.vm.accel import Accel
-        from harness.vm.machine import VM
         from pathlib import Path
-        cfg = vm_config(build_kernel("baseline"), build_image("debian-bookworm"),
-                        Accel({accel.name!r}, "test"), Path({str(tmp_path)!r}), ["nvme:256M"])
-        with VM(cfg) as vm:
+        from harness.run.boot import booted
+        from harness.run.testbed import Testbed
+        bed = Testbed(["baseline"], accel={accel.name!r}, say=lambda m: None).prepare()
+        with booted(bed, "baseline", Path({str(tmp_path)!r}), disks=["nvme:256M"]) as vm:
             print("READY", flush=True)
             time.sleep(600)
     """)

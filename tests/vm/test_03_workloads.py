@@ -1,75 +1,74 @@
-"""Real workloads and evidence: ext4/XFS/ocfs2 on NVMe and virtio, sysrq captures naming the
-dio workqueue on both kernels, and hang detection on a frozen filesystem."""
+"""Real workloads and evidence through the composition layer: run_boot on ext4/XFS/ocfs2 over NVMe
+and virtio, sysrq captures naming the dio workqueue on both kernels, and the one hang handler on a
+frozen filesystem (a boot cut short, its evidence kept, the rest run in a fresh boot)."""
 
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from harness.errors import HangError
 from harness.evidence.capture import capture_sysrq
 from harness.evidence.sysrq import parse_dumps
-from harness.results.rundir import RunDir
-from harness.runner import MOUNTPOINT, measure_filesystem, run_fio_once
-from harness.session import vm_config
-from harness.vm.machine import VM
-from harness.workloads.fio import FioJob
-from harness.workloads.fs import get_filesystem, make_and_mount, unmount
+from harness.errors import WorkloadError
+from harness.results.rundir import new_run_dir
+from harness.run.boot import booted, run_boot
+from harness.run.execute import execute
+from harness.run.fio import measure
+from harness.run.plan import fio_cell, fio_spec
+from harness.run.records import BootRecord
+from harness.run.spec import MOUNTPOINT, SysrqSampling, read_spec
+from harness.workloads.fs import Filesystem, get_filesystem, make_and_mount
 
 pytestmark = pytest.mark.vm
 
 
-def short_job(pattern="unwritten-convert", engine="libaio", runtime=3, size="16m", iodepth=16):
-    return FioJob(pattern=pattern, directory=f"{MOUNTPOINT}/fio", engine=engine, iodepth=iodepth,
-                  size=size, runtime=runtime)
+def short_cell(fs="ext4", disk="nvme", pattern="unwritten-convert", runtime=3, size="16m", iodepth=16, runs=1):
+    return fio_cell(fs, disk, pattern, "libaio", iodepth=iodepth, size=size, runtime=runtime, runs=runs)
 
 
-def test_each_filesystem_on_nvme_and_virtio(baseline_kernel, image, accel, tmp_path):
-    cfg = vm_config(baseline_kernel, image, accel, tmp_path / "vm", ["nvme:1G", "virtio:1G"])
-    run = RunDir(tmp_path / "run", kernel="baseline")
-    with VM(cfg) as vm:
-        for disk in cfg.disks:
-            for fs in ("ext4", "xfs", "ocfs2"):
-                ms = measure_filesystem(vm, disk, get_filesystem(fs), [short_job()], 1, run, kernel="baseline")
-                (m,) = ms
-                assert m.status == "ok", m
-                r = m.result
-                assert r.iops > 0 and r.total_ios > 0 and r.error == 0
-                assert r.clat_p50_us <= r.clat_p99_us <= r.clat_p999_us
-                assert (fs, disk.kind) == (m.fs, m.disk)
-                mounts = vm.run(["findmnt", "-n", MOUNTPOINT], check=False).stdout
-                assert mounts == "", "scratch filesystem left mounted"
-    lines = (run.path / "measurements.jsonl").read_text().splitlines()
-    assert len(lines) == 6
+def test_each_filesystem_on_nvme_and_virtio_in_one_boot(testbed, tmp_path):
+    cells = [short_cell(fs, disk) for disk in ("nvme", "virtio") for fs in ("ext4", "xfs", "ocfs2")]
+    spec = fio_spec(testbed, "baseline", cells, disk_size="1G", label="each-fs")
+    run_dir = new_run_dir(tmp_path, spec.label)
+    rec = run_boot(spec, run_dir, say=print)
+    assert rec.status == "done", rec.failures
+    assert [m.cell for m in rec.measurements] == [c.id for c in cells]
+    for m in rec.measurements:
+        assert m.status == "ok", m
+        assert m.iops > 0 and m.clat_p50_us <= m.clat_p99_us <= m.clat_p999_us
+        assert (run_dir / m.fio_json).exists()
+    assert len((run_dir / "measurements.jsonl").read_text().splitlines()) == 6
+    # the run directory holds the spec that produced it, and the record
+    assert read_spec(run_dir) == spec
+    saved = json.loads((run_dir / "record.json").read_text())
+    assert saved["run_id"] == run_dir.name and len(saved["measurements"]) == 6
+    assert saved["spec"]["kernel"]["key"] == testbed.kernel("baseline").key
 
 
-def test_mkfs_failure_carries_tool_output(baseline_kernel, image, accel, tmp_path):
-    from harness.errors import WorkloadError
-    from harness.workloads.fs import Filesystem
-    cfg = vm_config(baseline_kernel, image, accel, tmp_path, ["virtio:64M"])
-    with VM(cfg) as vm:
+def test_mkfs_failure_carries_tool_output(testbed, tmp_path):
+    with booted(testbed, "baseline", tmp_path, disks=["virtio:64M"]) as vm:
         bad = Filesystem("xfs", ("mkfs.xfs", "-f", "-b", "size=3000", "{dev}"))
         with pytest.raises(WorkloadError) as e:
-            make_and_mount(vm, bad, vm.device_for(cfg.disks[0]))
+            make_and_mount(vm, bad, vm.device_for(vm.cfg.disks[0]))
         assert "mkfs.xfs" in str(e.value) and "size=3000" in str(e.value)
         assert "illegal" in str(e.value).lower() or "invalid" in str(e.value).lower()
 
 
-def _capture_dio_workqueue(kernel, image, accel, tmp_path, wq_prefix):
+def _capture_dio_workqueue(testbed, kernel, tmp_path, wq_prefix):
     """Run unwritten-extent AIO O_DSYNC writes and take sysrq-w+t mid-run until the dio
-    workqueue shows up busy. Returns (workqueue, blocked kworker tasks, capture)."""
-    cfg = vm_config(kernel, image, accel, tmp_path / "vm", ["nvme:1G"])
-    run = RunDir(tmp_path / "run", kernel=kernel.name)
-    with VM(cfg) as vm:
-        make_and_mount(vm, get_filesystem("ext4"), vm.device_for(cfg.disks[0]))
+    workqueue shows up busy. Returns (workqueue, capture)."""
+    cell = short_cell(runtime=12, size="64m", iodepth=32)
+    with booted(testbed, kernel, tmp_path / "vm", disks=["nvme:1G"]) as vm:
+        make_and_mount(vm, get_filesystem("ext4"), vm.device_for(vm.cfg.disks[0]))
         for attempt in range(3):
             found = {}
 
             def sample():
                 time.sleep(2.5)
                 for _ in range(4):
-                    cap = capture_sysrq(vm, "wt", via="ssh", out_dir=run.subdir("sysrq"), label=f"a{attempt}")
+                    cap = capture_sysrq(vm, "wt", via="ssh", out_dir=tmp_path / "sysrq", label=f"a{attempt}")
                     for d in cap.dumps:
                         for wq in d.workqueues:
                             if wq.name.startswith(wq_prefix):
@@ -78,75 +77,84 @@ def _capture_dio_workqueue(kernel, image, accel, tmp_path, wq_prefix):
                         return
             t = threading.Thread(target=sample)
             t.start()
-            run_fio_once(vm, short_job(runtime=12, size="64m", iodepth=32), run, f"ev{attempt}",
-                         kernel=kernel.name, fs="ext4", disk="nvme", run_index=attempt)
+            measure(vm, cell, attempt, tmp_path / "run")
             t.join(120)
             if "wq" in found:
                 return found["wq"], found["cap"]
-    pytest.fail(f"no busy {wq_prefix} workqueue captured in 3 attempts; see {run.path}")
+    pytest.fail(f"no busy {wq_prefix} workqueue captured in 3 attempts; see {tmp_path}")
 
 
-def test_baseline_capture_names_dio_dev_workqueue(baseline_kernel, image, accel, tmp_path):
-    wq, cap = _capture_dio_workqueue(baseline_kernel, image, accel, tmp_path, "dio/")
+def test_baseline_capture_names_dio_dev_workqueue(testbed, tmp_path):
+    wq, cap = _capture_dio_workqueue(testbed, "baseline", tmp_path, "dio/")
     assert wq.name == "dio/nvme0n1"
     assert any(p.max_active > 1 for p in wq.pwqs)
     assert cap.raw_path.exists() and cap.json_path.exists()
     assert any("dio/nvme0n1" in line for line in cap.summary())
 
 
-def test_patched_capture_shows_single_threaded_dio_sync(patched_kernel, image, accel, tmp_path):
-    wq, cap = _capture_dio_workqueue(patched_kernel, image, accel, tmp_path, "dio-sync")
+def test_patched_capture_shows_single_threaded_dio_sync(testbed, tmp_path):
+    wq, cap = _capture_dio_workqueue(testbed, "patched", tmp_path, "dio-sync")
     assert wq.name == "dio-sync"
     assert all(p.max_active == 1 for p in wq.pwqs)
     assert any("dio-sync" in line and "1/1" in line for line in cap.summary())
 
 
-def test_sysrq_through_qmp_keyboard(baseline_kernel, image, accel, tmp_path):
-    cfg = vm_config(baseline_kernel, image, accel, tmp_path)
-    with VM(cfg) as vm:
+def test_sysrq_through_qmp_keyboard(testbed, tmp_path):
+    with booted(testbed, "baseline", tmp_path) as vm:
         cap = capture_sysrq(vm, "w", via="qmp")
         assert cap.via == "qmp"
         assert "sysrq: Show Blocked State" in cap.raw
         assert [d.kind for d in cap.dumps] == ["w"]
 
 
-def test_hang_on_frozen_filesystem_collects_evidence_and_kills_vm(baseline_kernel, image, accel, tmp_path):
-    cfg = vm_config(baseline_kernel, image, accel, tmp_path / "vm", ["virtio:1G"])
-    run = RunDir(tmp_path / "run", kernel="baseline")
-    with VM(cfg) as vm:
-        make_and_mount(vm, get_filesystem("xfs"), vm.device_for(cfg.disks[0]))
-        vm.run(["mkdir", "-p", f"{MOUNTPOINT}/fio"])
-        vm.run(["fsfreeze", "--freeze", MOUNTPOINT])
-        t0 = time.monotonic()
-        with pytest.raises(HangError) as e:
-            run_fio_once(vm, short_job(pattern="append-extend"), run, "frozen", kernel="baseline",
-                         fs="xfs", disk="virtio", run_index=0, deadline=75)
-        assert time.monotonic() - t0 < 75 + 90
-        assert not vm.alive, "the hung VM must be killed"
-    ev = e.value.evidence_dir
-    raws = sorted(ev.glob("hang-frozen-wt-*.txt"))
-    assert raws, f"no raw sysrq capture in {ev}"
+FREEZE = [["mkdir", "-p", f"{MOUNTPOINT}/fio"], ["fsfreeze", "--freeze", MOUNTPOINT]]
+
+
+def test_hang_on_frozen_filesystem_is_handled_and_the_rest_runs_in_a_fresh_boot(testbed, tmp_path):
+    """The hang handler: evidence through the QMP keyboard, the VM killed within the deadline,
+    the hung boot's console kept, and the cells after the hung one run in a fresh boot."""
+    hung, after = short_cell("xfs", "virtio", "append-extend"), short_cell("ext4", "virtio")
+    spec = fio_spec(testbed, "baseline", [hung, after], disk_size="1G", label="frozen",
+                    setup=FREEZE, deadline_s=75)
+    # The frozen setup applies to every cell of the boot; the second boot gets no setup.
+    t0 = time.monotonic()
+    first = run_boot(spec, new_run_dir(tmp_path, "frozen"), say=print)
+    assert time.monotonic() - t0 < 240 + 75 + 120
+    assert first.status == "hang" and first.remaining == (after.id,)
+    assert [m.status for m in first.measurements] == ["hang"]
+    run_dir = first.run_dir
+    raws = sorted((Path(run_dir) / "sysrq").glob("hang-*-wt-*.txt"))
+    assert raws, f"no raw sysrq capture in {run_dir}/sysrq"
     dumps = parse_dumps(raws[0].read_text())
-    # whichever step touched the frozen filesystem first (mkdir -p of the job directory, or fio)
     blocked = [t for d in dumps if d.kind == "w" for t in d.tasks if t.comm in ("mkdir", "fio")]
     assert blocked and all(t.state == "D" for t in blocked)
     # a write to a frozen filesystem waits for the freeze in mnt_want_write / sb_start_write
     assert any(f in ("mnt_want_write", "percpu_rwsem_wait") or "sb_start_write" in f
                for t in blocked for f in t.stack), [t.stack for t in blocked]
-    assert "made no progress" in str(e.value) and blocked[0].comm in str(e.value)
-    events = json.loads((run.path / "events.json").read_text())
-    assert any(ev["kind"] == "hung_task" and ev["title"].startswith("INFO: task hung in") for ev in events)
+    assert any(blocked[0].comm in line for line in first.sysrq_summary)
+    assert any(e.kind == "hung_task" and e.title.startswith("INFO: task hung in") for e in first.events)
+    assert "Linux version" in (Path(run_dir) / "console.log").read_text()
+    assert {e.what for e in first.evidence} == {"sysrq"}
+
+    # execute() reboots for what a hang left, in a fresh run directory of its own
+    import dataclasses
+    from harness.run.execute import narrow
+    rest = dataclasses.replace(narrow(spec, first.remaining), workload=dataclasses.replace(
+        narrow(spec, first.remaining).workload, setup=()))
+    (second,) = execute([rest], tmp_path, say=print)
+    assert isinstance(second, BootRecord) and second.status == "done"
+    assert second.run_dir != first.run_dir
+    assert [m.cell for m in second.measurements] == [after.id]
+    assert "hung_task" in (Path(run_dir) / "events.json").read_text()  # first boot's evidence kept
 
 
-def test_periodic_sysrq_sampling_during_a_run(patched_kernel, image, accel, tmp_path):
-    cfg = vm_config(patched_kernel, image, accel, tmp_path / "vm", ["nvme:1G"])
-    run = RunDir(tmp_path / "run", kernel="patched")
-    with VM(cfg) as vm:
-        make_and_mount(vm, get_filesystem("ext4"), vm.device_for(cfg.disks[0]))
-        m = run_fio_once(vm, short_job(runtime=8, size="64m", iodepth=32), run, "sampled", kernel="patched",
-                         fs="ext4", disk="nvme", run_index=0, sample_interval=2.0)
-    assert m.status == "ok" and m.result.iops > 0
-    samples = sorted((run.path / "sysrq").glob("sample*-w-*.json"))
-    assert len(samples) >= 2, samples
-    parsed = [json.loads(p.read_text()) for p in samples]
+def test_sysrq_sampling_during_a_run(testbed, tmp_path):
+    cell = short_cell(runtime=8, size="64m", iodepth=32)
+    spec = fio_spec(testbed, "patched", [cell], disk_size="1G", label="sampled",
+                    sampling=SysrqSampling("w", delay=2.0, interval=2.0))
+    rec = run_boot(spec, new_run_dir(tmp_path, "sampled"), say=print)
+    assert rec.status == "done" and rec.measurements[0].status == "ok"
+    samples = [e for e in rec.evidence if e.path.endswith(".json")]
+    assert len(samples) >= 2, rec.evidence
+    parsed = [json.loads((Path(rec.run_dir) / s.path).read_text()) for s in samples]
     assert all(p["via"] == "ssh" and p["dumps"] and p["dumps"][0]["kind"] == "w" for p in parsed)

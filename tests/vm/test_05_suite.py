@@ -5,6 +5,7 @@ suite must flag that as a regression with numbers and sysrq evidence naming dio-
 invariant tests (no kernel errors, every workload completed) must pass.
 """
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -21,7 +22,8 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched", "--quick", "--fs=ext4",
          f"--results-dir={tmp_path / 'results'}", f"--junitxml={junit}", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=2400)
+        cwd=ROOT, capture_output=True, text=True, timeout=2400,
+        env={**os.environ, "KHARNESS_STORE": str(tmp_path / "store.sqlite")})
     out = proc.stdout
     print(out[-6000:])
     assert proc.returncode == 1, "the suite should fail on the regression"
@@ -30,10 +32,21 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     failure = reg.find("failure")
     assert failure is not None
     msg = failure.get("message", "") + (failure.text or "")
-    assert "ext4/nvme unwritten-convert libaio: IOPS -" in msg and "regression" in msg
+    assert "ext4/nvme/unwritten-convert/libaio: IOPS -" in msg and "regression" in msg
     assert "dio-sync: active 1/1" in msg
     for name in ("test_no_kernel_errors[baseline]", "test_no_kernel_errors[kernel]",
                  "test_every_workload_completed"):
         assert cases[name].find("failure") is None and cases[name].find("skipped") is None, name
     assert "kharness: patched vs baseline" in out  # the summary table
     assert (tmp_path / "results" / "comparison.json").exists()
+    # every boot is a run in the store, with its spec; the verdicts are stored with the group
+    from harness.results.store import Store
+    with Store(tmp_path / "store.sqlite") as store:
+        runs = store.runs(front_end="pytest")
+        assert len(runs) == 3 * 2 + 1  # 3 runs a side, one boot each, plus the evidence boot
+        assert {r.kernel for r in runs} == {"baseline", "patched"}
+        assert all(r.spec["kernel"]["key"] == r.kernel_key and (Path(r.run_dir) / "spec.json").exists()
+                   for r in runs)
+        (group,) = {r.group for r in runs}
+        verdicts = {(v.cell, v.metric): v.verdict for v in store.verdicts(group)}
+        assert verdicts[("ext4/nvme/unwritten-convert/libaio", "IOPS")] == "regression"

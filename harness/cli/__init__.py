@@ -1,0 +1,38 @@
+"""The `kharness` command. A front end: each verb group composes harness.run and owns no logic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.markup import escape
+
+from ..errors import HarnessError
+from .common import console
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import kernel, reproduce, results, run, sysrq, vm
+    p = argparse.ArgumentParser(prog="kharness", description=__doc__)
+    p.add_argument("--store", default=None, metavar="PATH",
+                   help="results store (SQLite); default $KHARNESS_STORE or ~/.local/share/kharness/results.sqlite")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for module in (kernel, vm, run, sysrq, results, reproduce):
+        module.add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as e:
+        console.print(f"[red]error:[/red] {escape(str(e))}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

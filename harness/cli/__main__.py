@@ -1,0 +1,7 @@
+"""`python -m harness.cli`: the same as the `kharness` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,47 @@
+"""What every verb shares: the two consoles, plain-text escaping, the results store, progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(stderr=True, highlight=False)   # progress and diagnostics
+out = Console(highlight=False, soft_wrap=True)     # results
+
+
+def say(message: str) -> None:
+    """A progress line, printed as plain text (never as rich markup)."""
+    console.print(escape(message))
+
+
+def open_store(args: argparse.Namespace):
+    """The results store named by --store (else $KHARNESS_STORE, else the default path)."""
+    from ..results.store import Store
+    return Store(Path(args.store) if getattr(args, "store", None) else None)
+
+
+def results_root(args: argparse.Namespace) -> Path:
+    """Where run directories go: --results-dir, else $KHARNESS_RESULTS, else ./results."""
+    from ..paths import results_root as default
+    return Path(args.results_dir) if getattr(args, "results_dir", None) else default()
+
+
+def progress_builder(label: str) -> tuple[object, Callable[[str], None]]:
+    """A rich status line showing the compile step being run (plain lines when not a TTY)."""
+    status = console.status(escape(f"{label}: starting"))
+    count = {"n": 0}
+
+    def update(line: str) -> None:
+        if line.startswith("  ") and len(line.split()) >= 2:
+            count["n"] += 1
+            status.update(escape(f"{label}: {count['n']} steps, {line.strip()[:70]}"))
+    return status, update
+
+
+def write_stdout(text: str) -> None:
+    sys.stdout.write(text)

@@ -1,0 +1,121 @@
+"""One fio measurement in a booted guest.
+
+Render the job, send it in (one SSH round trip, which also creates the job directory on the
+scratch filesystem and so is under the deadline too), run fio with JSON+ on stdout, keep the
+JSON in the run directory, parse it. Past the deadline the hang handler takes over.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from ..errors import WorkloadError
+from ..evidence.capture import Capture, capture_sysrq
+from ..vm.machine import VM
+from ..vm.ssh import GuestCommandError
+from ..workloads.fio import FioJob, fio_argv, parse_fio_json, render_job
+from .hang import console_offset, handle_hang
+from .records import EvidenceRef, MeasurementRecord
+from .spec import FioCell, FioJobSpec, SysrqSampling
+
+GUEST_DIR = "/root/kharness"
+
+
+def fio_job(spec: FioJobSpec, tag: str) -> FioJob:
+    """The FioJob a job spec describes, for the run tagged ``tag``."""
+    return FioJob(pattern=spec.pattern, directory=spec.directory, engine=spec.engine,
+                  iodepth=spec.iodepth, numjobs=spec.numjobs, bs=spec.bs, size=spec.size,
+                  runtime=spec.runtime, ramp_time=spec.ramp_time, tag=tag)
+
+
+def fio_deadline(job: FioJobSpec, prep_seconds: float = 120.0) -> float:
+    """How long fio may take before it counts as hung: runtime, prep and a wide margin."""
+    return job.runtime * 3 + job.ramp_time + prep_seconds + 60
+
+
+class Sampler:
+    """sysrq captures over SSH while a workload runs (first after ``delay``, then every
+    ``interval``); failures end the sampling quietly: evidence is best effort."""
+
+    def __init__(self, vm: VM, sampling: SysrqSampling, out_dir: Path, label: str):
+        self.vm, self.sampling, self.out_dir, self.label = vm, sampling, out_dir, label
+        self.captures: list[Capture] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        wait, n = self.sampling.delay, 0
+        while not self._stop.wait(wait):
+            try:
+                self.captures.append(capture_sysrq(self.vm, self.sampling.keys, via="ssh",
+                                                   out_dir=self.out_dir, label=f"{self.label}-s{n:02d}"))
+            except Exception:
+                return
+            n += 1
+            if self.sampling.interval is None:
+                return
+            wait = self.sampling.interval
+
+    def __enter__(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
+            sampling: SysrqSampling | None = None, deadline: float | None = None
+            ) -> tuple[MeasurementRecord, list[EvidenceRef], list[str]]:
+    """Run ``cell`` once; return its record, evidence files and sysrq summary lines.
+
+    A fio that exits non-zero gives a record with status ``error`` (its output kept); a fio
+    past its deadline raises HangError from the hang handler (the VM is then dead)."""
+    label = f"{cell.id.replace('/', '-')}-r{run_index}"
+    fio_dir = run_dir / "fio"
+    fio_dir.mkdir(parents=True, exist_ok=True)
+    job = fio_job(cell.job, tag=f"r{run_index}")
+    jobfile = fio_dir / f"{label}.fio"
+    jobfile.write_text(render_job(job))
+    local_json = fio_dir / f"{label}.json"
+    since = console_offset(vm)
+    limit = deadline or fio_deadline(cell.job)
+    t_end = time.monotonic() + limit
+    guest_job = f"{GUEST_DIR}/{label}.fio"
+    base = dict(cell=cell.id, fs=cell.fs.fstype, disk=cell.disk, pattern=cell.job.pattern,
+                engine=cell.job.engine, run_index=run_index, fio_json=f"fio/{local_json.name}")
+    sampler = Sampler(vm, sampling, run_dir / "sysrq", label) if sampling else None
+    try:
+        vm.run(["sh", "-c", 'mkdir -p "$1" "$2" && cat > "$3"', "sh", GUEST_DIR, job.directory, guest_job],
+               stdin=jobfile.read_text(), timeout=min(60.0, limit))
+        if sampler:
+            sampler.__enter__()
+        try:
+            res = vm.run(fio_argv(guest_job), timeout=max(10.0, t_end - time.monotonic()))
+        finally:
+            if sampler:
+                sampler.__exit__()
+    except GuestCommandError as e:
+        if e.result is not None:  # fio exited non-zero: keep what it wrote
+            local_json.write_text(e.result.stdout + e.result.stderr)
+            return MeasurementRecord(status="error", error=str(e).splitlines()[0], **base), [], []
+        raise handle_hang(vm, what=f"fio {cell.id} run {run_index}", limit=limit,
+                          evidence_dir=run_dir / "sysrq", label=label, since=since) from None
+    local_json.write_text(res.stdout)
+    try:
+        r = parse_fio_json(res.stdout, source=str(local_json))[0]
+    except WorkloadError as e:
+        return MeasurementRecord(status="error", error=str(e).splitlines()[0], **base), [], []
+    evidence, summary = [], []
+    for cap in (sampler.captures if sampler else []):
+        evidence += [EvidenceRef(str(p.relative_to(run_dir)), "sysrq") for p in (cap.raw_path, cap.json_path) if p]
+        summary += cap.summary()
+    rec = MeasurementRecord(status="ok" if not r.error else "error", iops=r.iops, bw_kib_s=r.bw_kib_s,
+                            clat_p50_us=r.clat_p50_us, clat_p99_us=r.clat_p99_us,
+                            clat_p999_us=r.clat_p999_us, error=f"fio errno {r.error}" if r.error else None,
+                            **base)
+    return rec, evidence, summary
+

@@ -1,0 +1,216 @@
+"""Baseline-versus-kernel fio comparisons over a matrix of filesystems, disks and patterns.
+
+Planning: every (kernel, disk kind, run index) is one boot that measures all of that disk's
+cells; runs are interleaved (run 1 on the baseline, run 1 on the kernel, run 2 ...) so the
+between-boot noise (5-9% on TCG) is inside both distributions and slow drift of the host
+cancels out. Folding: the boots' records are grouped by cell and side and compared with the
+suite's statistics. Evidence sampling is kept off measured runs; a cell flagged as a regression
+gets one extra evidence boot on the new kernel with sysrq captures mid-run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..evidence.events import Event
+from ..results.stats import Comparison, compare, format_comparison
+from ..workloads.fio import ENGINES, PATTERNS
+from ..workloads.fs import get_filesystem
+from ..vm.disks import parse_disk
+from .execute import RecordSink, execute
+from .plan import fio_matrix, fio_spec
+from .records import BootRecord
+from .spec import FioCell, SysrqSampling
+from .testbed import Testbed
+
+Say = Callable[[str], None]
+FILESYSTEMS = ("ext4", "xfs", "ocfs2")
+DISKS = ("nvme", "virtio")
+METRICS = (("iops", "IOPS", True), ("clat_p99_us", "p99 latency us", False))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Which cells and how long: 'quick' for CI, 'full' for nightly runs."""
+
+    name: str
+    filesystems: tuple[str, ...]
+    disks: tuple[str, ...]
+    patterns: tuple[str, ...]
+    engines: tuple[str, ...]
+    runs: int
+    runtime: int
+    size: str
+    iodepth: int = 32
+    disk_size: str = "2G"
+
+
+PROFILES = {
+    "quick": Profile("quick", ("ext4", "xfs"), ("nvme",), ("unwritten-convert", "append-extend"),
+                     ("libaio",), runs=3, runtime=5, size="32m"),
+    "full": Profile("full", FILESYSTEMS, DISKS, PATTERNS, ENGINES, runs=5, runtime=20, size="256m"),
+}
+
+
+def make_profile(name: str = "full", *, filesystems: list[str] | None = None,
+                 disks: list[str] | None = None, runs: int | None = None) -> Profile:
+    """A profile with the user's overrides applied, each checked by name."""
+    from ..errors import HarnessError
+    if name not in PROFILES:
+        raise HarnessError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})")
+    p = PROFILES[name]
+    fs = tuple(filesystems) if filesystems else p.filesystems
+    dk = tuple(disks) if disks else p.disks
+    for f in fs:
+        get_filesystem(f)
+    for d in dk:
+        parse_disk(d)
+    if runs is not None and runs < 1:
+        raise HarnessError(f"--runs {runs}: want at least 1 (3 or more for a verdict)")
+    return Profile(p.name, fs, dk, p.patterns, p.engines, runs or p.runs, p.runtime, p.size,
+                   p.iodepth, p.disk_size)
+
+
+def cells(profile: Profile) -> list[FioCell]:
+    """The profile's cells, one run each (a boot measures each cell once per run index)."""
+    return fio_matrix(profile.filesystems, profile.disks, profile.patterns, profile.engines,
+                      iodepth=profile.iodepth, size=profile.size, runtime=profile.runtime)
+
+
+@dataclass
+class CellOutcome:
+    """Everything measured for one cell on both kernels."""
+
+    cell: FioCell
+    base: list = field(default_factory=list)
+    new: list = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    evidence_paths: list[str] = field(default_factory=list)
+
+    def values(self, side: str, metric: str) -> list[float]:
+        ms = self.base if side == "base" else self.new
+        return [getattr(m, metric) for m in ms if m.status == "ok" and getattr(m, metric) is not None]
+
+    def comparisons(self, min_effect_pct: float = 5.0) -> list[Comparison]:
+        out = []
+        for metric, label, hib in METRICS:
+            b, n = self.values("base", metric), self.values("new", metric)
+            if b and n:
+                out.append(compare(b, n, metric=label, higher_is_better=hib, min_effect_pct=min_effect_pct))
+        return out
+
+
+class MatrixRun:
+    """Measure a profile's cells on a baseline and a new kernel: plan, execute, fold."""
+
+    def __init__(self, kernel: str, baseline: str, profile: Profile, results: Path, *,
+                 accel: str | None = None, image: str = "debian-bookworm", say: Say = print,
+                 sink: RecordSink | None = None, front_end: str = "pytest"):
+        self.kernel, self.baseline, self.profile, self.results = kernel, baseline, profile, results
+        self.say, self.sink, self.front_end = say, sink, front_end
+        self.bed = Testbed([baseline, kernel], image=image, accel=accel, say=say)
+        self.group = f"matrix-{time.strftime('%Y%m%d-%H%M%S')}-{kernel}-vs-{baseline}"
+        self.outcomes: dict[str, CellOutcome] = {c.id: CellOutcome(c) for c in cells(profile)}
+        self.records: list[BootRecord] = []
+        self.events: dict[str, list[Event]] = {baseline: [], kernel: []}
+        self.consoles: dict[str, list[str]] = {baseline: [], kernel: []}
+        self.done = False
+
+    @property
+    def boot_seconds(self) -> list[float]:
+        return [r.boot_seconds for r in self.records if r.boot_seconds]
+
+    def plan(self):
+        """The boots, in order: run index, then base/new, then disk kind."""
+        by_disk: dict[str, list[FioCell]] = {}
+        for o in self.outcomes.values():
+            by_disk.setdefault(o.cell.disk, []).append(o.cell)
+        for i in range(self.profile.runs):
+            for role, k in (("base", self.baseline), ("new", self.kernel)):
+                for disk, cs in by_disk.items():
+                    yield fio_spec(self.bed, k, cs, disk_size=self.profile.disk_size,
+                                   label=f"{k}-{disk}-run{i}", role=role, run_index=i)
+
+    def run(self) -> "MatrixRun":
+        """Measure everything (once)."""
+        if self.done:
+            return self
+        self.bed.prepare()
+        self.results.mkdir(parents=True, exist_ok=True)
+        recs = execute(self.plan(), self.results, sink=self.sink, say=self.say, group=self.group,
+                       front_end=self.front_end)
+        for r in recs:
+            self.fold(r)
+        self.done = True
+        self._store_verdicts()
+        return self
+
+    def fold(self, r: BootRecord) -> None:
+        """Add one boot's record to the cells' outcomes."""
+        self.records.append(r)
+        k = r.spec.kernel.name
+        self.events[k] += list(r.events)
+        self.consoles[k].append(str(Path(r.run_dir) / "console.log"))
+        for m in r.measurements:
+            o = self.outcomes.get(m.cell)
+            if o is None:
+                continue
+            if m.status == "ok":
+                (o.base if r.spec.role == "base" else o.new).append(m)
+            else:
+                o.failures.append(f"{k} run {m.run_index}: {m.status}: {m.error or ''}")
+        for f in r.failures:  # per-cell failures (mkfs, mount) name their cell first
+            cid = f.split(":", 1)[0]
+            if cid in self.outcomes:
+                self.outcomes[cid].failures.append(f"{k} run {r.spec.run_index}: {f}")
+        if r.status in ("boot-failed", "error"):  # the boot itself failed: what it left undone
+            why = "; ".join(f.splitlines()[0] for f in r.failures) or r.status
+            for cid in r.remaining:
+                if cid in self.outcomes:
+                    self.outcomes[cid].failures.append(f"{k} run {r.spec.run_index}: {r.status}: {why}")
+        if r.status == "hang":
+            for m in r.measurements:
+                if m.status == "hang" and m.cell in self.outcomes:
+                    self.outcomes[m.cell].evidence_paths.append(str(Path(r.run_dir) / "sysrq"))
+
+    def evidence_for(self, cell: FioCell, kernel: str | None = None, delay: float = 3.0) -> list[str]:
+        """One extra boot of ``cell`` on ``kernel`` with sysrq-w and sysrq-t mid-run; the summary."""
+        kernel = kernel or self.kernel
+        self.bed.prepare()
+        spec = fio_spec(self.bed, kernel, [cell], disk_size=self.profile.disk_size,
+                        label=f"evidence-{kernel}-{cell.id.replace('/', '-')}", role="evidence",
+                        sampling=SysrqSampling("wt", delay=delay))
+        (rec,) = execute([spec], self.results, sink=self.sink, say=self.say, group=self.group,
+                         front_end=self.front_end, max_boots_per_spec=1)
+        out = self.outcomes[cell.id]
+        out.evidence = list(rec.sysrq_summary)
+        out.evidence_paths += [str(Path(rec.run_dir) / e.path) for e in rec.evidence]
+        return out.evidence
+
+    def rows(self) -> list[dict]:
+        """The verdict rows: one per cell and metric."""
+        rows = []
+        for cid, o in self.outcomes.items():
+            for c in o.comparisons():
+                rows.append({"cell": cid, "metric": c.metric, "verdict": c.verdict,
+                             "base_kernel": self.baseline, "new_kernel": self.kernel,
+                             "base_median": c.base.median, "new_median": c.new.median,
+                             "pct_change": c.pct_change, "p_value": c.p_value,
+                             "n_base": c.base.n, "n_new": c.new.n,
+                             "line": format_comparison(cid, c)})
+        return rows
+
+    def _store_verdicts(self) -> None:
+        import json
+        rows = self.rows()
+        (self.results / "comparison.json").write_text(json.dumps(
+            {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,
+             "profile": self.profile.__dict__, "rows": rows,
+             "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
+             "boot_seconds": self.boot_seconds}, indent=1, default=str))
+        if self.sink is not None and hasattr(self.sink, "add_verdicts"):
+            self.sink.add_verdicts(self.group, [{**r, "detail_json": {"line": r["line"]}} for r in rows])
