@@ -22,7 +22,7 @@ from .keys import generate_ed25519
 from . import xfstests
 from .mirror import apt_mirror
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3   # 3: the guest's ed25519 host key is recorded (host_ed25519.pub)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,13 @@ class Image:
     @property
     def ssh_key(self) -> Path:
         return self.dir / "id_ed25519"
+
+    @property
+    def host_key(self) -> str | None:
+        """The guest's ed25519 SSH host public key line, recorded at build time, to pin SSH
+        against; None for an image built before host keys were recorded (builder < 3)."""
+        p = self.dir / "host_ed25519.pub"
+        return p.read_text().strip() if p.exists() else None
 
 
 def image_key(idef: ImageDef, mirror: str, xfstests_ident: str | None = None) -> str:
@@ -138,6 +145,14 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
             t_boot = time.monotonic()
             pub = generate_ed25519(out / "id_ed25519", comment=f"kharness-{name}-{key}")
             configure_root(root, idef, pub)
+            # The guest's host keys are made here, once per image (ssh-keygen -A adds any missing
+            # type); the ed25519 public key is kept beside the image so SSH can pin it.
+            run(["chroot", str(root), "ssh-keygen", "-A"], timeout=120, log=blog)
+            host_pub = root / "etc/ssh/ssh_host_ed25519_key.pub"
+            if not host_pub.is_file():
+                raise HarnessError(f"image {name!r}: ssh-keygen -A made no {host_pub}")
+            host_key = host_pub.read_text().strip()
+            (out / "host_ed25519.pub").write_text(host_key + "\n")
             if xsrc is not None:
                 if log:
                     log(f"building xfstests {xsrc.ident[:12]} from {xsrc.origin} in the image root (chroot)")
@@ -157,7 +172,7 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
             shutil.rmtree(root)
             write_json(out / "metadata.json", {
                 "name": name, "key": key, "recipe": idef.as_dict(), "mirror": mirror,
-                "recipe_file": str(idef.path), "builder": BUILDER_VERSION,
+                "recipe_file": str(idef.path), "builder": BUILDER_VERSION, "host_key": host_key,
                 "xfstests": {"origin": xsrc.origin, "ident": xsrc.ident} if xsrc else None,
                 "durations_s": {"debootstrap": round(t_boot - t0, 1),
                                 "total": round(time.monotonic() - t0, 1)},

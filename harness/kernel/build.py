@@ -188,6 +188,23 @@ def kernel_inputs(name: str, base_commit: str | None = None) -> KernelInputs:
     return KernelInputs(kdef, src, patches, skey, toolchain, key)
 
 
+def resolve_commit(name: str, ref: str) -> str:
+    """The commit ``ref`` (a branch, tag or commit) names in definition ``name``'s source repository.
+
+    A git source is fetched first (``origin``, the ref given); a tarball or tree import holds
+    its import and any history made on top of it (e.g. a test history, or commits a developer
+    applied there)."""
+    kdef = load_kernel(name)
+    src = import_source(kdef.source)
+    commit = rev_parse(src.repo, ref)
+    if commit is None and kdef.source.kind == "git" and not ref.startswith("-"):
+        run(["git", "-C", str(src.repo), "fetch", "-q", "origin", "--end-of-options", ref], timeout=3600, check=False)
+        commit = rev_parse(src.repo, ref) or rev_parse(src.repo, "FETCH_HEAD")
+    if commit is None:
+        raise SourceError(f"{name}: {ref!r} names no commit in {src.repo} ({src.describe})")
+    return commit
+
+
 def find_kernel(key: str, name: str = "") -> KernelBuild | None:
     """The finished kernel with cache key ``key``, if it is still in the cache."""
     entry = cache_dir("kernels") / key

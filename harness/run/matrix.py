@@ -152,7 +152,7 @@ class MatrixRun:
     def fold(self, r: BootRecord) -> None:
         """Add one boot's record to the cells' outcomes."""
         self.records.append(r)
-        k = r.spec.kernel.name
+        k = self.baseline if r.spec.role == "base" else self.kernel
         self.events[k] += list(r.events)
         self.consoles[k].append(str(Path(r.run_dir) / "console.log"))
         for m in r.measurements:

@@ -17,7 +17,7 @@ from ..config.images import load_image
 from ..config.kernels import load_kernel
 from ..errors import HarnessError, ReproduceError
 from ..image.build import Image, build_image, find_image
-from ..kernel.build import KernelBuild, build_kernel, find_kernel, kernel_inputs
+from ..kernel.build import KernelBuild, build_kernel, find_kernel, kernel_inputs, resolve_commit
 from ..kernel.patches import parse_series
 from ..paths import project_root
 from ..util import sha256_json
@@ -42,7 +42,7 @@ def kernel_spec(build: KernelBuild) -> KernelSpec:
     meta = json.loads(build.metadata.read_text())
     frags = tuple(FragmentRef(_rel(f["file"]), f["sha256"]) for f in meta.get("fragments", []))
     return KernelSpec(
-        name=meta.get("name", build.name), key=build.key, source=meta.get("source", ""),
+        name=build.name or meta.get("name", ""), key=build.key, source=meta.get("source", ""),
         base_commit=meta.get("base_commit", ""), commit=meta.get("commit", ""),
         release=meta.get("release", ""), config_base=meta.get("config_base", ""),
         config_sha256=sha256_json([meta.get("config_base", ""), [f.sha256 for f in frags]]),
@@ -50,9 +50,17 @@ def kernel_spec(build: KernelBuild) -> KernelSpec:
         fragments=frags)
 
 
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME@REF`` (a definition at a branch, tag or commit of its source)."""
+    name, sep, at = ref.partition("@")
+    if sep and not at:
+        raise HarnessError(f"kernel {ref!r}: give NAME or NAME@REF")
+    return name, (at or None)
+
+
 class Testbed:
-    """Kernels by definition name, one image, one accelerator: validated at once, built on
-    :meth:`prepare` (idempotent)."""
+    """Kernels by reference (``NAME`` or ``NAME@REF``), one image, one accelerator: validated at
+    once, built on :meth:`prepare` (idempotent)."""
 
     def __init__(self, kernels: Sequence[str], *, image: str = DEFAULT_IMAGE, accel: str | None = None,
                  say: Say = print, progress: Callable[[str], None] | None = None):
@@ -60,7 +68,7 @@ class Testbed:
             raise HarnessError(f"accelerator {accel!r}: use kvm or tcg")
         self.names = list(dict.fromkeys(kernels))
         for n in self.names:  # fast checks before any slow step: definitions and patch files
-            parse_series(list(load_kernel(n).patches))
+            parse_series(list(load_kernel(split_ref(n)[0]).patches))
         load_image(image)
         self.image_name, self.accel_override, self.say, self.progress = image, accel, say, progress
         self.builds: dict[str, KernelBuild] = {}
@@ -71,8 +79,10 @@ class Testbed:
         """Build (or find) every kernel and the image, then choose the accelerator."""
         for n in self.names:
             if n not in self.builds:
-                self.say(f"kernel {n}: building (or cache hit)")
-                self.builds[n] = build_kernel(n, progress=self.progress)
+                name, ref = split_ref(n)
+                commit = resolve_commit(name, ref) if ref else None
+                self.say(f"kernel {n}: building (or cache hit)" + (f" at {commit[:12]}" if commit else ""))
+                self.builds[n] = build_kernel(name, progress=self.progress, base_commit=commit)
         if self.image is None:
             self.image = build_image(self.image_name, log=lambda m: self.say(f"  image: {m}"))
         if self.accel is None:
@@ -81,6 +91,15 @@ class Testbed:
                 Accel(self.accel_override or "tcg", "no kernel to probe with")
             self.say(f"accelerator: {self.accel.name} ({self.accel.reason})")
         return self
+
+    def add(self, ref: str) -> KernelBuild:
+        """Add (and build) one more kernel reference, e.g. a bisect step's ``NAME@COMMIT``."""
+        split_ref(ref)
+        if ref not in self.names:
+            parse_series(list(load_kernel(split_ref(ref)[0]).patches))
+            self.names.append(ref)
+        self.prepare()
+        return self.builds[ref]
 
     def kernel(self, name: str) -> KernelBuild:
         if name not in self.builds:

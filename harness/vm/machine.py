@@ -26,7 +26,7 @@ from ..util import run, tail
 from .accel import Accel
 from .disks import Disk, disk_args
 from .process import popen_qemu, stop_process
-from .ssh import SSH, Result
+from .ssh import SSH, STALL_SECONDS, TRANSFER_SECONDS, Result
 
 PANIC = re.compile(r"(Kernel panic - not syncing:.*|end Kernel panic.*)")
 BASE_CMDLINE = ("root=/dev/vda rw console=ttyS0,115200 panic=-1 ip=dhcp net.ifnames=0 "
@@ -133,7 +133,7 @@ class VM:
         panic, a QEMU exit or the deadline, with the console's last lines."""
         assert self.proc is not None and self.port is not None
         deadline = time.monotonic() + (timeout or self.cfg.boot_timeout)
-        ssh = SSH(self.port, self.cfg.image.ssh_key)
+        ssh = SSH(self.port, self.cfg.image.ssh_key, host_key=self.cfg.image.host_key)
         while time.monotonic() < deadline:
             panic = self.panic_line()
             if panic:
@@ -248,13 +248,19 @@ class VM:
             raise VMError("the guest is not reachable over SSH", self.console_tail(), self.console)
         return self.ssh.run(cmd, timeout=timeout, check=check, stdin=stdin)
 
-    def put(self, local: Path, remote: str) -> None:
-        assert self.ssh is not None
-        self.ssh.put(local, remote)
+    def put(self, local: Path, remote: str, *, timeout: float = TRANSFER_SECONDS,
+            stall: float = STALL_SECONDS) -> None:
+        """Copy a file to the guest; TransferError if it stalls or runs past ``timeout``."""
+        if self.ssh is None:
+            raise VMError("the guest is not reachable over SSH", self.console_tail(), self.console)
+        self.ssh.put(local, remote, timeout=timeout, stall=stall)
 
-    def get(self, remote: str, local: Path) -> None:
-        assert self.ssh is not None
-        self.ssh.get(remote, local)
+    def get(self, remote: str, local: Path, *, timeout: float = TRANSFER_SECONDS,
+            stall: float = STALL_SECONDS) -> None:
+        """Copy a file from the guest; TransferError if it stalls or runs past ``timeout``."""
+        if self.ssh is None:
+            raise VMError("the guest is not reachable over SSH", self.console_tail(), self.console)
+        self.ssh.get(remote, local, timeout=timeout, stall=stall)
 
     def device_for(self, disk: Disk) -> str:
         """The guest block device (/dev/...) of a scratch disk, found by its serial."""

@@ -158,49 +158,96 @@ def _load_document(text: str, source: str) -> dict[str, Any]:
     for match in re.finditer(r"^\s*\{", text, re.MULTILINE):
         try:
             doc, _ = decoder.raw_decode(text, match.end() - 1)
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or an integer of more than 4300 digits
             continue
+        except RecursionError:
+            raise WorkloadError(f"{source or 'fio output'}: JSON nested too deeply",
+                                text.strip()[:400]) from None
         if isinstance(doc, dict) and isinstance(doc.get("jobs"), list):
             return doc
     head = text.strip()[:400] or "(empty)"
     raise WorkloadError(f"no fio JSON output in {source or 'fio output'}", head)
 
 
-def _ns_to_us(value: Any) -> float | None:
-    return None if value is None else float(value) / 1000.0
+class _Job:
+    """Typed access to one job of fio's JSON; errors name the source, the job and the field."""
+
+    def __init__(self, source: str, name: str):
+        self.where = f"{source or 'fio output'}: job {name!r}"
+
+    def fail(self, field: str, problem: str) -> WorkloadError:
+        return WorkloadError(f"{self.where}: {field}: {problem}")
+
+    def mapping(self, value: Any, field: str) -> dict[str, Any]:
+        """A JSON object, {} when absent."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(field, f"want a JSON object, got {type(value).__name__}")
+        return value
+
+    def number(self, value: Any, field: str) -> float:
+        """A finite, non-negative figure (fio prints counts, rates and times, never below 0)."""
+        if value is None:
+            raise self.fail(field, "missing")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise self.fail(field, f"want a number, got {type(value).__name__}")
+        try:
+            figure = float(value)
+        except (ValueError, OverflowError):
+            raise self.fail(field, f"not a usable number: {str(value)[:40]!r}") from None
+        if not math.isfinite(figure) or figure < 0:
+            raise self.fail(field, f"{figure} is not a finite, non-negative figure")
+        return figure
+
+    def integer(self, value: Any, field: str) -> int:
+        return int(self.number(value, field))
+
+    def optional(self, value: Any, field: str) -> float | None:
+        return None if value is None else self.number(value, field)
 
 
 def _result(job: dict[str, Any], glob: dict[str, Any], source: str) -> FioResult:
     name = str(job.get("jobname", ""))
     parsed = parse_job_name(name)
-    options = job.get("job options") or {}
+    j = _Job(source, name)
+    options = j.mapping(job.get("job options"), "job options")
     engine = options.get("ioengine") or glob.get("ioengine") or (parsed[1] if parsed else "")
-    try:
-        write = job["write"]
-        percentiles = (write.get("clat_ns") or {}).get("percentile") or {}
-        lat_mean = float((write.get("lat_ns") or {}).get("mean", math.nan)) / 1000.0
-        return FioResult(
-            job=name, pattern=parsed[0] if parsed else "", engine=str(engine),
-            iops=float(write["iops"]), bw_kib_s=float(write["bw"]),
-            clat_p50_us=_ns_to_us(percentiles.get("50.000000")),
-            clat_p99_us=_ns_to_us(percentiles.get("99.000000")),
-            clat_p999_us=_ns_to_us(percentiles.get("99.900000")),
-            lat_mean_us=lat_mean, runtime_ms=int(write["runtime"]),
-            total_ios=int(write["total_ios"]), io_kbytes=int(write["io_kbytes"]),
-            error=int(job.get("error", 0)), usr_cpu=float(job.get("usr_cpu", 0.0)),
-            sys_cpu=float(job.get("sys_cpu", 0.0)))
-    except (KeyError, TypeError, ValueError) as e:
-        raise WorkloadError(f"{source or 'fio output'}: job {name!r}: unexpected JSON ({e!r})") from None
+    if "write" not in job:
+        raise j.fail("write", "missing (unexpected JSON)")
+    write = j.mapping(job["write"], "write")
+    clat = j.mapping(write.get("clat_ns"), "write.clat_ns")
+    percentiles = j.mapping(clat.get("percentile"), "write.clat_ns.percentile")
+    lat = j.mapping(write.get("lat_ns"), "write.lat_ns")
+
+    def pct(key: str) -> float | None:
+        value = j.optional(percentiles.get(key), f"write.clat_ns.percentile.{key}")
+        return None if value is None else value / 1000.0
+
+    return FioResult(
+        job=name, pattern=parsed[0] if parsed else "", engine=str(engine),
+        iops=j.number(write.get("iops"), "write.iops"),
+        bw_kib_s=j.number(write.get("bw"), "write.bw"),
+        clat_p50_us=pct("50.000000"), clat_p99_us=pct("99.000000"), clat_p999_us=pct("99.900000"),
+        lat_mean_us=j.number(lat.get("mean"), "write.lat_ns.mean") / 1000.0,
+        runtime_ms=j.integer(write.get("runtime"), "write.runtime"),
+        total_ios=j.integer(write.get("total_ios"), "write.total_ios"),
+        io_kbytes=j.integer(write.get("io_kbytes"), "write.io_kbytes"),
+        error=j.integer(job.get("error", 0), "error"),
+        usr_cpu=j.number(job.get("usr_cpu", 0.0), "usr_cpu"),
+        sys_cpu=j.number(job.get("sys_cpu", 0.0), "sys_cpu"))
 
 
 def parse_fio_json(text: str, source: str = "") -> list[FioResult]:
     """Write results of every non-``prep.*`` job in fio ``--output-format=json``/``json+`` output.
 
     Text before the JSON document (fio warnings and the like) is skipped. WorkloadError naming
-    ``source`` (and showing the start of the text) when there is no usable JSON or no job.
+    ``source`` (and showing the start of the text) when there is no usable JSON or no job, and
+    naming the job and the field when a figure is missing, of the wrong type, negative or not
+    finite (NaN, Infinity, or too large for a float).
     """
     doc = _load_document(text, source)
-    glob = doc.get("global options") or {}
+    glob = _Job(source, "(global options)").mapping(doc.get("global options"), "global options")
     results = [_result(job, glob, source) for job in doc["jobs"]
                if isinstance(job, dict) and not str(job.get("jobname", "")).startswith(PREP_PREFIX)]
     if not results:

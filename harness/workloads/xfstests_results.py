@@ -9,6 +9,7 @@ into per-test watchdog deadlines.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -109,11 +110,7 @@ def parse_xunit(xml_text: str, section: str = "") -> list[TestResult]:
         if not name:
             raise HarnessError("xunit report has a <testcase> without a name")
         children = {_local(c.tag): c for c in case}
-        time = (case.get("time") or "").strip()
-        try:
-            duration = float(time) if time else None
-        except ValueError:
-            duration = None
+        duration = _seconds((case.get("time") or "").strip())
         cls = case.get("classname", "")
         sect = section or (cls[len("xfstests."):] if cls.startswith("xfstests.") else cls)
         message = ""
@@ -161,8 +158,9 @@ class CheckLogRun:
         return self.failed_count == 0
 
 
-_FAILED = re.compile(r"^Failed (\d+) of (\d+) tests$")
-_PASSED = re.compile(r"^Passed all (\d+) tests$")
+# ASCII digits, bounded: int() refuses strings of more than 4300 digits.
+_FAILED = re.compile(r"^Failed ([0-9]{1,18}) of ([0-9]{1,18}) tests$")
+_PASSED = re.compile(r"^Passed all ([0-9]{1,18}) tests$")
 
 
 def parse_check_log(text: str) -> list[CheckLogRun]:
@@ -326,25 +324,36 @@ def compare_runs(base: list[TestResult], new: list[TestResult]) -> XfstestsCompa
     return cmp
 
 
+def _seconds(text: str) -> float | None:
+    """A duration: a finite, non-negative number of seconds, else None ("inf", "nan", "-3", "x")."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def parse_check_time(text: str) -> dict[str, float]:
-    """check.time ("generic/001 5" per line) -> {test: seconds}; other lines are ignored."""
+    """check.time ("generic/001 5" per line) -> {test: seconds}; other lines are ignored, and so
+    are durations that are not finite, non-negative numbers ("inf", "nan", "-1"), so that such a
+    test gets the default watchdog rather than none."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) != 2 or "/" not in parts[0]:
             continue
-        try:
-            out[parts[0]] = float(parts[1])
-        except ValueError:
-            continue
+        seconds = _seconds(parts[1])
+        if seconds is not None:
+            out[parts[0]] = seconds
     return out
 
 
 def watchdog_seconds(test: str, check_time: dict[str, float], default: float = 1800,
                      factor: float = 5, minimum: float = 120) -> float:
     """How long ``test`` may run before it counts as hung: ``factor`` x its last check.time
-    duration, at least ``minimum``; ``default`` for a test without a recorded time."""
+    duration, at least ``minimum``; ``default`` for a test without a usable recorded time (none,
+    or not a finite, non-negative number)."""
     last = check_time.get(test)
-    if last is None:
+    if last is None or not math.isfinite(last) or last < 0:
         return float(default)
     return float(max(minimum, factor * last))

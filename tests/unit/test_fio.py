@@ -178,3 +178,70 @@ def test_parse_job_without_write_section_names_the_job():
     del doc["jobs"][1]["write"]
     with pytest.raises(WorkloadError, match="measure.randwrite-overwrite.libaio"):
         parse_fio_json(json.dumps(doc), "x.json")
+
+
+def _measured(doc: dict) -> dict:
+    return next(j for j in doc["jobs"] if j["jobname"].startswith("measure."))
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("iops", float("nan"), "not a finite"),
+    ("iops", -5, "not a finite"),
+    ("bw", float("inf"), "not a finite"),
+    ("iops", 10**400, "not a usable number"),        # OverflowError in float() before
+    ("runtime", float("inf"), "not a finite"),       # OverflowError in int() before
+    ("total_ios", -1, "not a finite"),
+    ("iops", [1], "want a number"),
+    ("iops", True, "want a number"),
+    ("iops", "fast", "not a usable number"),
+])
+def test_parse_rejects_absurd_figures_naming_job_and_field(field, value, problem):
+    doc = json.loads((FIXTURES / "append-extend-libaio.json").read_text())
+    _measured(doc)["write"][field] = value
+    with pytest.raises(WorkloadError, match=problem) as info:
+        parse_fio_json(json.dumps(doc), "x.json")
+    assert "measure.append-extend.libaio" in str(info.value)
+    assert f"write.{field}" in str(info.value) and "x.json" in str(info.value)
+
+
+@pytest.mark.parametrize("where, value", [
+    (("write",), []), (("job options",), [1]), (("write", "clat_ns"), "x"),
+    (("write", "clat_ns", "percentile"), 3), (("write", "lat_ns"), None),
+])
+def test_parse_wrong_json_types_name_the_field(where, value):
+    """A list where fio prints an object raised AttributeError before."""
+    doc = json.loads((FIXTURES / "append-extend-libaio.json").read_text())
+    node = _measured(doc)
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(WorkloadError, match="measure.append-extend.libaio") as info:
+        parse_fio_json(json.dumps(doc), "x.json")
+    assert ".".join(where) in str(info.value)
+
+
+def test_parse_nan_percentile_is_rejected():
+    doc = json.loads((FIXTURES / "append-extend-libaio.json").read_text())
+    _measured(doc)["write"]["clat_ns"]["percentile"]["99.000000"] = float("nan")
+    with pytest.raises(WorkloadError, match=r"write\.clat_ns\.percentile\.99\.000000"):
+        parse_fio_json(json.dumps(doc))
+
+
+def test_parse_global_options_of_the_wrong_type():
+    doc = json.loads((FIXTURES / "append-extend-libaio.json").read_text())
+    doc["global options"] = ["libaio"]
+    with pytest.raises(WorkloadError, match="global options"):
+        parse_fio_json(json.dumps(doc))
+
+
+def test_parse_deeply_nested_json_is_a_workload_error():
+    """RecursionError before."""
+    text = '{"jobs": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(WorkloadError, match="nested too deeply"):
+        parse_fio_json(text, "deep.json")
+
+
+def test_parse_huge_integer_literal_is_skipped_as_noise():
+    """An integer of more than 4300 digits makes json raise a plain ValueError."""
+    with pytest.raises(WorkloadError, match="no fio JSON"):
+        parse_fio_json('{"jobs": [], "x": ' + "9" * 5000 + "}", "big.json")

@@ -157,6 +157,33 @@ def test_parse_check_time_and_watchdog():
     assert watchdog_seconds("generic/999", times, default=600) == 600.0
 
 
+@pytest.mark.parametrize("bad", ["inf", "Infinity", "nan", "-5", "-inf", "1e999"])
+def test_non_finite_or_negative_check_time_gets_the_default_watchdog(bad):
+    """"generic/001 inf" used to give generic/001 an infinite watchdog (no watchdog at all)."""
+    times = parse_check_time(f"generic/001 {bad}\ngeneric/002 3\n")
+    assert times == {"generic/002": 3.0}
+    assert watchdog_seconds("generic/001", times) == 1800.0
+    assert watchdog_seconds("generic/001", times, default=600) == 600.0
+    # a caller-built table with such a value gets the default too
+    assert watchdog_seconds("generic/001", {"generic/001": float(bad)}, default=60) == 60.0
+
+
+def test_non_finite_xunit_time_is_no_duration():
+    xml = (FIXTURES / "synth-ext4_4k-result.xml").read_text()
+    first = re.search(r'<testcase [^>]*time="([^"]*)"', xml)
+    assert first
+    for bad in ("inf", "nan", "-3"):
+        doctored = xml[:first.start(1)] + bad + xml[first.end(1):]
+        assert parse_xunit(doctored)[0].duration_s is None
+    assert parse_xunit(xml)[0].duration_s is not None
+
+
+def test_check_log_with_a_5000_digit_count_is_not_a_summary_line():
+    """int() refuses more than 4300 digits: this raised ValueError."""
+    runs = parse_check_log("Ran: generic/001\nFailed " + "9" * 5000 + " of 2 tests\n")
+    assert runs[0].ran == ["generic/001"] and runs[0].failed_count is None
+
+
 def make_results_dir(tmp_path: Path) -> Path:
     base = tmp_path / "results"
     g = base / "ext4_4k" / "generic"

@@ -1,0 +1,318 @@
+"""`kharness bisect`: find the commit that broke boot, an xfstest, a guest command or performance.
+
+git does the graph work: a worktree of the definition's cached source repository, created with
+no checkout, runs ``git bisect start --no-checkout`` so the next commit to test is ``BISECT_HEAD``
+while builds keep using the repository's own work tree. Each step is the definition built at that
+commit (an incremental build in the shared ``O=`` tree) and checked:
+
+* both endpoints first; a good endpoint that is not good, or a bad one that is not bad, stops;
+* a step that cannot be tested (build error, patches that do not apply, a boot failure under a
+  non-boot check, a harness error, flaky repeats, open statistics) is a ``git bisect skip``;
+* a step whose kernel is byte-identical to one already tested reuses that verdict;
+* the culprit is confirmed (checked again, fresh: bad) and so is its parent (good);
+* every step goes to ``state.json`` (resume: run the same command again), to the results store
+  (its boots, and the step as a verdict row), and to ``bisect-replay.log`` (``git bisect log``
+  output, which ``git bisect replay`` accepts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import BuildError, HarnessError
+from ..kernel.build import resolve_commit
+from ..kernel.git import git
+from ..kernel.source import import_source
+from ..config.kernels import load_kernel
+from ..paths import cache_dir
+from ..util import file_lock, sha256_file, write_json
+from .checks import Check, Checker, FioSettings, Verdict
+from .execute import RecordSink
+from .spec import SysrqSampling
+from .testbed import Testbed
+
+Say = Callable[[str], None]
+_FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.M)
+_SKIPPED_ONLY = "There are only 'skip'ped commits left to test"
+
+
+class BisectError(HarnessError):
+    """A bisect that cannot go on: endpoints that do not behave, or no commits between them."""
+
+
+@dataclass
+class Step:
+    """One tested commit."""
+
+    phase: str                      # endpoint | step | confirm
+    commit: str
+    subject: str
+    outcome: str                    # good | bad | skip
+    reason: str
+    kernel_key: str | None = None
+    bzimage_sha256: str | None = None
+    run_ids: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    p_value: float | None = None
+    pct_change: float | None = None
+    reused_from: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class BisectResult:
+    """How a bisect ended: the culprit (or the candidates when skips hid it) and every step."""
+
+    culprit: str | None
+    candidates: list[str]
+    confirmed: bool
+    steps: list[Step]
+    report: str
+    directory: Path
+    evidence: dict[str, list[str]] = field(default_factory=dict)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60]
+
+
+class Bisect:
+    """A bisect of ``kernel`` between ``good`` and ``bad`` with ``check``; resumable."""
+
+    def __init__(self, kernel: str, good: str, bad: str, check: Check, root: Path, *, repeat: int = 1,
+                 sink: RecordSink | None = None, say: Say = print, fio: FioSettings = FioSettings(),
+                 accel: str | None = None, tests_source: Path | None = None):
+        load_kernel(kernel)  # fail fast on a bad name, before any slow step
+        self.kernel, self.check, self.repeat, self.sink, self.say = kernel, check, repeat, sink, say
+        self.fio, self.accel, self.tests_source = fio, accel, tests_source
+        self.good_ref, self.bad_ref, self.root = good, bad, root
+        self.t0 = time.monotonic()
+
+    # -- setup -------------------------------------------------------------------------------
+    def _resolve(self) -> None:
+        self.good = resolve_commit(self.kernel, self.good_ref)
+        self.bad = resolve_commit(self.kernel, self.bad_ref)
+        self.repo = import_source(load_kernel(self.kernel).source).repo
+        if self.good == self.bad:
+            raise BisectError(f"good and bad are the same commit {self.good[:12]}")
+        if self._rc(["merge-base", "--is-ancestor", self.good, self.bad]) != 0:
+            raise BisectError(f"good {self.good_ref} ({self.good[:12]}) is not an ancestor of bad "
+                              f"{self.bad_ref} ({self.bad[:12]})")
+        self.id = f"bisect-{self.kernel}-{self.good[:12]}-{self.bad[:12]}-{slug(self.check.text)}"
+        self.dir = self.root / self.id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.worktree = cache_dir("bisect") / self.id
+
+    def _rc(self, args: list[str]) -> int:
+        from ..util import run
+        return run(["git", "-C", str(self.repo), *args], check=False, timeout=600).returncode
+
+    def _load_state(self) -> dict:
+        path = self.dir / "state.json"
+        if path.exists():
+            try:
+                state = json.loads(path.read_text())
+            except ValueError:
+                raise BisectError(f"{path} is damaged: remove it (or the directory) to start over") from None
+            if state.get("check") != self.check.text:
+                raise BisectError(f"{path} belongs to another check ({state.get('check')!r})")
+            self.say(f"resuming {self.id}: {len(state['steps'])} step(s) done")
+            return state
+        return {"kernel": self.kernel, "good": self.good, "bad": self.bad, "check": self.check.text,
+                "repeat": self.repeat, "steps": [], "refs": {}}
+
+    def _save(self) -> None:
+        write_json(self.dir / "state.json", self.state)
+
+    # -- git bisect in a no-checkout worktree -------------------------------------------------
+    def _start_git(self) -> str:
+        """Start git bisect (replaying the steps of an interrupted run); git's last words."""
+        with file_lock(self.repo.with_suffix(".lock"), say=self.say):
+            if self.worktree.exists():
+                git(self.repo, "worktree", "remove", "--force", str(self.worktree), check=False)
+            git(self.repo, "worktree", "prune")
+            git(self.repo, "worktree", "add", "--no-checkout", "--detach", str(self.worktree), self.bad)
+        out = git(self.worktree, "bisect", "start", "--no-checkout", self.bad, self.good)
+        for s in self.state["steps"]:
+            if s["phase"] == "step":
+                out = self._mark(s["commit"], s["outcome"])
+        return out
+
+    def _mark(self, commit: str, outcome: str) -> str:
+        word = {"good": "good", "bad": "bad", "skip": "skip"}[outcome]
+        out = git(self.worktree, "bisect", word, commit, check=False)
+        (self.dir / "bisect-replay.log").write_text(git(self.worktree, "bisect", "log", check=False) + "\n")
+        return out
+
+    def _finish_git(self) -> None:
+        git(self.worktree, "bisect", "reset", check=False)
+        with file_lock(self.repo.with_suffix(".lock"), say=self.say):
+            git(self.repo, "worktree", "remove", "--force", str(self.worktree), check=False)
+
+    # -- evaluating one commit ------------------------------------------------------------------
+    def _subject(self, commit: str) -> str:
+        return git(self.repo, "log", "-1", "--format=%s", commit)
+
+    def evaluate(self, commit: str, phase: str, *, fresh: bool = False) -> Step:
+        """Build ``commit`` and run the check; reuse a byte-identical kernel's verdict unless fresh."""
+        t0 = time.monotonic()
+        ref = f"{self.kernel}@{commit}"
+        step = Step(phase, commit, self._subject(commit), "skip", "")
+        self.say(f"{phase} {commit[:12]} {step.subject}")
+        try:
+            build = self.bed.add(ref)
+        except BuildError as e:
+            step.reason = "build failed: " + (e.errors[0] if e.errors else str(e).splitlines()[0])
+            return self._record(step, t0)
+        except HarnessError as e:
+            step.reason = "cannot build: " + str(e).splitlines()[0]
+            return self._record(step, t0)
+        step.kernel_key, step.bzimage_sha256 = build.key, sha256_file(build.bzimage)
+        earlier = [s for s in self.state["steps"] if s.get("bzimage_sha256") == step.bzimage_sha256
+                   and s["outcome"] != "skip"]
+        if earlier and not fresh:
+            step.outcome, step.reused_from = earlier[0]["outcome"], earlier[0]["commit"]
+            step.reason = f"kernel byte-identical to {earlier[0]['commit'][:12]}'s: {earlier[0]['reason']}"
+            return self._record(step, t0)
+        if self.check.kind == "fio":
+            refs = self.state["refs"]
+            v = self.checker.performance(refs["good"], ref, bad_reference=refs.get("bad"))
+        else:
+            v = self.checker.repeated(ref, self.repeat)
+        self._fill(step, v)
+        return self._record(step, t0)
+
+    def _fill(self, step: Step, v: Verdict) -> None:
+        step.outcome, step.reason, step.run_ids, step.values = v.outcome, v.reason, v.run_ids, list(v.values)
+        if v.comparison is not None:
+            step.p_value, step.pct_change = v.comparison.p_value, v.comparison.pct_change
+
+    def _record(self, step: Step, t0: float) -> Step:
+        step.seconds = round(time.monotonic() - t0, 1)
+        self.state["steps"].append(dataclasses.asdict(step))
+        self._save()
+        self.say(f"  -> {step.outcome}: {step.reason}")
+        if self.sink is not None and hasattr(self.sink, "add_verdicts"):
+            self.sink.add_verdicts(self.id, [{
+                "cell": self.check.text, "metric": f"{step.phase}:{step.commit}", "base_kernel": self.good,
+                "new_kernel": step.commit, "verdict": step.outcome, "pct_change": step.pct_change,
+                "p_value": step.p_value, "new_median": _median(step.values),
+                "detail_json": {k: v for k, v in dataclasses.asdict(step).items() if k != "values"}}])
+        return step
+
+    def _endpoints(self) -> None:
+        done = {(s["phase"], s["commit"]) for s in self.state["steps"]}
+        if self.check.kind == "fio":
+            refs = self.state["refs"]
+            for _ in range(self.fio.max_rounds):
+                for key, commit in (("good", self.good), ("bad", self.bad)):
+                    vals, recs = self.checker.measure(f"{self.kernel}@{commit}")
+                    if not vals:
+                        raise BisectError(f"{key} endpoint {commit[:12]}: no measurement: "
+                                          + "; ".join(f for r in recs for f in r.failures))
+                    refs[key] = refs.get(key, []) + vals
+                self._save()
+                from .checks import decide
+                v = decide(refs["good"], refs["bad"], self.check)
+                if v.outcome == "bad":
+                    break
+            if v.outcome != "bad":
+                raise BisectError(f"the endpoints do not differ by {self.check.min_effect_pct:.0f}% or more: {v.reason}")
+            for key, commit in (("good", self.good), ("bad", self.bad)):
+                if ("endpoint", commit) not in done:
+                    build = self.bed.kernel(f"{self.kernel}@{commit}")
+                    s = Step("endpoint", commit, self._subject(commit), key, v.reason, values=refs[key],
+                             kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage),
+                             pct_change=v.comparison.pct_change if v.comparison else None,
+                             p_value=v.comparison.p_value if v.comparison else None)
+                    self._record(s, time.monotonic())
+            return
+        for want, commit in (("good", self.good), ("bad", self.bad)):
+            if ("endpoint", commit) in done:
+                continue
+            step = self.evaluate(commit, "endpoint", fresh=True)
+            if step.outcome != want:
+                raise BisectError(f"the {want} endpoint {commit[:12]} ({step.subject}) is {step.outcome}, "
+                                  f"not {want}: {step.reason}")
+
+    # -- the whole bisect -----------------------------------------------------------------------
+    def run(self) -> BisectResult:
+        self._resolve()
+        with file_lock(self.dir / ".lock", timeout=10):
+            self.state = self._load_state()
+            self.bed = Testbed([f"{self.kernel}@{self.good}"], image=self.check.image, accel=self.accel,
+                               say=self.say).prepare()
+            self.checker = Checker(self.bed, self.check, self.dir / "runs", sink=self.sink, group=self.id,
+                                   front_end="bisect", say=self.say, fio=self.fio, tests_source=self.tests_source)
+            self._endpoints()
+            out = self._start_git()
+            try:
+                culprit, candidates = self._loop(out)
+            finally:
+                self._finish_git()
+            confirmed, evidence = self._confirm(culprit) if culprit else (False, {})
+        return self._result(culprit, candidates, confirmed, evidence)
+
+    def _loop(self, out: str) -> tuple[str | None, list[str]]:
+        """Test BISECT_HEAD and tell git, until git names the first bad commit (or gives up)."""
+        for _ in range(200):
+            m = _FIRST_BAD.search(out)
+            if m:
+                return m.group(1), [m.group(1)]
+            if _SKIPPED_ONLY in out:
+                return None, re.findall(r"^([0-9a-f]{40})$", out, re.M)
+            commit = git(self.worktree, "rev-parse", "BISECT_HEAD")
+            step = self.evaluate(commit, "step")
+            out = self._mark(commit, step.outcome)
+        raise BisectError("git bisect did not converge in 200 steps; log in "
+                          f"{self.dir / 'bisect-replay.log'}")
+
+    def _confirm(self, culprit: str) -> tuple[bool, dict[str, list[str]]]:
+        parent = git(self.repo, "rev-parse", f"{culprit}^")
+        again = self.evaluate(culprit, "confirm", fresh=True)
+        before = self.evaluate(parent, "confirm", fresh=True)
+        evidence: dict[str, list[str]] = {}
+        if self.check.kind == "fio":  # what the workqueues look like on the culprit and its parent
+            for name, commit in (("culprit", culprit), ("parent", parent)):
+                _, recs = self.checker.measure(f"{self.kernel}@{commit}", sampling=SysrqSampling("wt", delay=3.0))
+                evidence[f"{name} {commit[:12]}"] = [line for r in recs for line in r.sysrq_summary]
+        return again.outcome == "bad" and before.outcome == "good", evidence
+
+    def _result(self, culprit: str | None, candidates: list[str], confirmed: bool,
+                evidence: dict[str, list[str]]) -> BisectResult:
+        steps = [Step(**s) for s in self.state["steps"]]
+        lines = [f"bisect {self.kernel}: good {self.good[:12]} bad {self.bad[:12]} check {self.check.text}"]
+        if culprit:
+            show = git(self.repo, "show", "--stat", "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n    %s",
+                       culprit)
+            lines += ["", ("culprit (confirmed: fails again, its parent passes):" if confirmed else
+                           "culprit (NOT confirmed on repeat; see the confirm steps):"), show]
+        else:
+            lines += ["", "no single culprit: only skipped commits are left; candidates:"]
+            lines += [f"  {c[:12]} {self._subject(c)}" for c in candidates]
+        for name, summary in evidence.items():
+            lines += ["", f"sysrq evidence on the {name}:"] + [f"  {s}" for s in summary or ["(nothing blocked)"]]
+        lines += ["", "steps:"]
+        for s in steps:
+            lines.append(f"  {s.phase:8} {s.commit[:12]} {s.outcome:4} {s.seconds:6.0f}s  {s.subject[:50]}  "
+                         f"{s.reason[:100]}")
+        builds = len({s.kernel_key for s in steps if s.kernel_key})
+        boots = sum(len(s.run_ids) for s in steps)
+        lines.append(f"{len(steps)} checks, {builds} kernels, {boots} boots, "
+                     f"{time.monotonic() - self.t0:.0f}s wall time this session")
+        lines.append(f"replay with: git bisect replay {self.dir / 'bisect-replay.log'}")
+        report = "\n".join(lines)
+        (self.dir / "report.txt").write_text(report + "\n")
+        write_json(self.dir / "result.json", {"culprit": culprit, "candidates": candidates, "confirmed": confirmed,
+                                              "evidence": evidence, "steps": self.state["steps"]})
+        return BisectResult(culprit, candidates, confirmed, steps, report, self.dir, evidence)
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None

@@ -1,0 +1,228 @@
+"""Checks that decide whether one kernel is good or bad: the verdicts of `kharness check` and of
+every bisect step.
+
+    boot                         the kernel boots to a shell (SSH answers)
+    guest:COMMAND                a command run in the guest exits 0
+    xfstests:TEST[,TEST][@SECTION]   the tests pass (section default ext4_4k)
+    fio:CELL[:MIN_EFFECT%]       no IOPS regression of at least MIN_EFFECT% (default 10) in CELL
+                                 (fs/disk/pattern/engine) against a reference kernel
+
+A check gives ``good``, ``bad`` or ``skip`` (cannot tell: the build failed, a boot failed under a
+non-boot check, the harness failed, a test did not run, repeats disagreed, or the statistics
+stayed open up to the cap). ``skip`` is what `git bisect run` calls exit code 125.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import HarnessError
+from ..results.stats import Comparison, compare, format_comparison
+from .execute import RecordSink, execute
+from .plan import command_spec, fio_cell, fio_spec, xfstests_spec
+from .records import BootRecord
+from .spec import SysrqSampling
+from .testbed import Testbed
+
+Say = Callable[[str], None]
+OUTCOMES = ("good", "bad", "skip")
+EXIT_CODES = {"good": 0, "bad": 1, "skip": 125}
+_XFS = re.compile(r"^xfstests:(?P<tests>[A-Za-z0-9_./,-]+?)(?:@(?P<section>[A-Za-z0-9_]+))?$")
+_FIO = re.compile(r"^fio:(?P<cell>[a-z0-9]+/[a-z]+/[a-z-]+/[a-z_]+)(?::(?P<effect>\d+(?:\.\d+)?)%?)?$")
+
+
+class CheckError(HarnessError):
+    """A check string that does not parse; says what the forms are."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A parsed check: its kind and parameters, and the string it came from."""
+
+    text: str
+    kind: str                       # boot | guest | xfstests | fio
+    argv: tuple[str, ...] = ()
+    tests: tuple[str, ...] = ()
+    section: str = "ext4_4k"
+    cell: str = ""
+    min_effect_pct: float = 10.0
+
+    @property
+    def image(self) -> str:
+        from .testbed import DEFAULT_IMAGE, XFSTESTS_IMAGE
+        return XFSTESTS_IMAGE if self.kind == "xfstests" else DEFAULT_IMAGE
+
+
+def parse_check(text: str) -> Check:
+    """Parse a check string; CheckError names the forms on a mistake."""
+    forms = "boot, guest:COMMAND, xfstests:TEST[,TEST][@SECTION], fio:FS/DISK/PATTERN/ENGINE[:MIN_EFFECT%]"
+    if text == "boot":
+        return Check(text, "boot", argv=("true",))
+    if text.startswith("guest:"):
+        argv = tuple(shlex.split(text[len("guest:"):]))
+        if not argv:
+            raise CheckError(f"check {text!r}: give the command after guest:")
+        return Check(text, "guest", argv=argv)
+    m = _XFS.match(text)
+    if m:
+        from ..config.fstests import TEST_NAME, get_section
+        tests = tuple(t for t in m.group("tests").split(",") if t)
+        bad = [t for t in tests if not TEST_NAME.match(t)]
+        if bad or not tests:
+            raise CheckError(f"check {text!r}: not xfstests test names: {', '.join(bad) or '(none)'}")
+        section = m.group("section") or "ext4_4k"
+        get_section(section)
+        return Check(text, "xfstests", tests=tests, section=section)
+    m = _FIO.match(text)
+    if m:
+        fs, disk, pattern, engine = m.group("cell").split("/")
+        try:
+            fio_cell(fs, disk, pattern, engine)  # validates every part by name
+        except HarnessError as e:
+            raise CheckError(f"check {text!r}: {e}") from None
+        return Check(text, "fio", cell=m.group("cell"), min_effect_pct=float(m.group("effect") or 10))
+    raise CheckError(f"check {text!r}: want one of {forms}")
+
+
+@dataclass
+class Verdict:
+    """What one check said about one kernel, with the records behind it."""
+
+    outcome: str                          # good | bad | skip
+    reason: str
+    records: list[BootRecord] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    comparison: Comparison | None = None
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [r.run_id for r in self.records]
+
+
+@dataclass(frozen=True)
+class FioSettings:
+    """How a performance check measures: one boot per round, ``runs`` fio runs per boot."""
+
+    runtime: int = 5
+    size: str = "32m"
+    iodepth: int = 32
+    runs: int = 3
+    min_rounds: int = 1
+    max_rounds: int = 3
+    disk_size: str = "2G"
+
+
+class Checker:
+    """Runs a check on kernel refs of one testbed; every boot goes to ``root`` and the sink."""
+
+    def __init__(self, bed: Testbed, check: Check, root: Path, *, sink: RecordSink | None = None,
+                 group: str | None = None, front_end: str = "check", say: Say = print,
+                 fio: FioSettings = FioSettings(), tests_source: Path | None = None):
+        self.bed, self.check, self.root, self.sink, self.group = bed, check, root, sink, group
+        self.front_end, self.say, self.fio, self.tests_source = front_end, say, fio, tests_source
+
+    def _execute(self, specs, max_boots: int = 1) -> list[BootRecord]:
+        return execute(specs, self.root, sink=self.sink, say=self.say, group=self.group,
+                       front_end=self.front_end, tests_source=self.tests_source, max_boots_per_spec=max_boots)
+
+    def functional(self, ref: str) -> Verdict:
+        """One run of a boot, guest or xfstests check on ``ref``."""
+        c, label = self.check, f"check-{ref}"
+        self.bed.add(ref)
+        if c.kind in ("boot", "guest"):
+            (rec,) = self._execute([command_spec(self.bed, ref, list(c.argv), label=label)])
+            if rec.status == "boot-failed":
+                return Verdict("bad" if c.kind == "boot" else "skip", "boot failed: " + _first(rec.failures), [rec])
+            if rec.status != "done" or rec.command_status is None:
+                return Verdict("skip", f"harness: {rec.status}: {_first(rec.failures)}", [rec])
+            if c.kind == "boot":
+                return Verdict("good", f"booted in {rec.boot_seconds or 0:.1f}s", [rec])
+            ok = rec.command_status == 0
+            return Verdict("good" if ok else "bad", f"{shlex.join(c.argv)} exited {rec.command_status}", [rec])
+        spec = xfstests_spec(self.bed, ref, c.section, list(c.tests), disk_kind="virtio", label=label)
+        recs = self._execute([spec], max_boots=len(c.tests) + 1)
+        results = {x.test: x for r in recs for x in r.xfstests}
+        if any(r.status == "boot-failed" for r in recs) and not results:
+            return Verdict("skip", "boot failed: " + _first(recs[0].failures), recs)
+        missing = [t for t in c.tests if t not in results]
+        if missing:
+            return Verdict("skip", f"no result for {', '.join(missing)}", recs)
+        failed = [f"{t} {x.status}" for t, x in results.items() if x.status in ("fail", "error")]
+        notrun = [t for t, x in results.items() if x.status == "notrun"]
+        if failed:
+            return Verdict("bad", "; ".join(failed), recs)
+        if notrun:
+            return Verdict("skip", f"not run: {', '.join(notrun)}", recs)
+        return Verdict("good", f"{len(results)} passed", recs)
+
+    def repeated(self, ref: str, repeats: int) -> Verdict:
+        """A functional check ``repeats`` times; disagreeing repeats are a skip (flaky)."""
+        verdicts = [self.functional(ref) for _ in range(max(1, repeats))]
+        outcomes = {v.outcome for v in verdicts}
+        records = [r for v in verdicts for r in v.records]
+        if len(outcomes) == 1:
+            return Verdict(verdicts[0].outcome, verdicts[0].reason + (f" ({repeats}x)" if repeats > 1 else ""),
+                           records)
+        if "skip" in outcomes:
+            return Verdict("skip", "; ".join(v.reason for v in verdicts if v.outcome == "skip"), records)
+        n_bad = sum(v.outcome == "bad" for v in verdicts)
+        return Verdict("skip", f"flaky: bad {n_bad}/{len(verdicts)}", records)
+
+    def measure(self, ref: str, sampling: SysrqSampling | None = None) -> tuple[list[float], list[BootRecord]]:
+        """One round of the fio cell on ``ref``: IOPS of each run (empty if the boot failed)."""
+        fs, disk, pattern, engine = self.check.cell.split("/")
+        self.bed.add(ref)
+        s = self.fio
+        cell = fio_cell(fs, disk, pattern, engine, iodepth=s.iodepth, size=s.size, runtime=s.runtime,
+                        runs=1 if sampling else s.runs)
+        spec = fio_spec(self.bed, ref, [cell], disk_size=s.disk_size, label=f"check-{ref}", sampling=sampling)
+        recs = self._execute([spec])
+        return [m.iops for r in recs for m in r.measurements if m.status == "ok" and m.iops], recs
+
+    def performance(self, reference: list[float], ref: str, *,
+                    bad_reference: list[float] | None = None) -> Verdict:
+        """Measure ``ref`` in rounds until its IOPS are decided against the good reference (and the
+        bad one, in a bisect): bad = a regression of at least the minimum effect against the good
+        reference; good = no such regression (and, with a bad reference, the bad one is a
+        regression against this kernel). Still open after ``max_rounds``: skip, never a guess."""
+        values: list[float] = []
+        records: list[BootRecord] = []
+        decided = Verdict("skip", "not measured")
+        for round_ in range(self.fio.max_rounds):
+            vals, recs = self.measure(ref)
+            values += vals
+            records += recs
+            if not vals:
+                failures = [f for r in recs for f in r.failures]
+                return Verdict("skip", "no measurement: " + _first(failures), records, values)
+            if round_ + 1 < self.fio.min_rounds:
+                continue
+            decided = decide(reference, values, self.check, bad_reference)
+            if decided.outcome != "skip":
+                break
+        decided.records, decided.values = records, values
+        return decided
+
+
+def decide(good: list[float], new: list[float], check: Check, bad: list[float] | None = None) -> Verdict:
+    """The performance decision for IOPS values ``new`` against the good (and bad) reference."""
+    vs_good = compare(good, new, metric="IOPS", higher_is_better=True, min_effect_pct=check.min_effect_pct)
+    line = format_comparison(check.cell, vs_good)
+    if vs_good.verdict == "regression":
+        return Verdict("bad", line, comparison=vs_good)
+    if bad is None:
+        if vs_good.verdict in ("no change", "improvement"):
+            return Verdict("good", line, comparison=vs_good)
+        return Verdict("skip", f"open: {line}", comparison=vs_good)
+    vs_bad = compare(new, bad, metric="IOPS", higher_is_better=True, min_effect_pct=check.min_effect_pct)
+    if vs_bad.verdict == "regression":
+        return Verdict("good", line + f"; the bad endpoint is {vs_bad.pct_change:+.0f}% from here", comparison=vs_good)
+    return Verdict("skip", f"open: {line}", comparison=vs_good)
+
+
+def _first(lines: Sequence[str]) -> str:
+    return lines[0].splitlines()[0] if lines and lines[0] else "no details"

@@ -1,0 +1,62 @@
+"""Check strings and the performance decision of `kharness check` / bisect steps."""
+
+import pytest
+
+from harness.errors import DefinitionError
+from harness.run.checks import EXIT_CODES, CheckError, decide, parse_check
+
+
+def test_check_forms():
+    assert parse_check("boot").kind == "boot"
+    g = parse_check("guest:grep -q dio /proc/filesystems")
+    assert g.kind == "guest" and g.argv == ("grep", "-q", "dio", "/proc/filesystems")
+    x = parse_check("xfstests:generic/002,ext4/001@xfs_4k")
+    assert (x.kind, x.tests, x.section) == ("xfstests", ("generic/002", "ext4/001"), "xfs_4k")
+    assert x.image == "debian-bookworm-xfstests"
+    assert parse_check("xfstests:generic/002").section == "ext4_4k"
+    f = parse_check("fio:ext4/nvme/unwritten-convert/libaio:20%")
+    assert (f.kind, f.cell, f.min_effect_pct, f.image) == ("fio", "ext4/nvme/unwritten-convert/libaio", 20.0,
+                                                           "debian-bookworm")
+    assert parse_check("fio:xfs/virtio/append-extend/io_uring").min_effect_pct == 10.0
+    assert EXIT_CODES == {"good": 0, "bad": 1, "skip": 125}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("bot", "want one of boot, guest:COMMAND"),
+    ("guest:", "give the command"),
+    ("xfstests:generic", "not xfstests test names: generic"),
+    ("fio:ext4/nvme/unwritten-convert", "want one of"),
+    ("fio:ext4/floppy/unwritten-convert/libaio", "floppy"),
+    ("fio:ext4/nvme/sideways/libaio", "sideways"),
+])
+def test_bad_checks_say_what_is_wrong(text, words):
+    with pytest.raises((CheckError, DefinitionError)) as e:
+        parse_check(text)
+    assert words in str(e.value)
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(DefinitionError, match="nosuch"):
+        parse_check("xfstests:generic/002@nosuch")
+
+
+GOOD = [2000.0, 2100.0, 1950.0]
+BAD = [600.0, 560.0, 580.0]
+check = parse_check("fio:ext4/nvme/unwritten-convert/libaio:20%")
+
+
+def test_decide_against_the_good_reference_alone():
+    assert decide(GOOD, BAD, check).outcome == "bad"
+    assert decide(GOOD, [2010.0, 1990.0, 2080.0], check).outcome == "good"
+    # a 15% drop is below the minimum effect of 20%: not a regression
+    assert decide(GOOD, [1700.0, 1720.0, 1690.0], check).outcome == "good"
+    # two runs cannot be decided: measure more, never guess
+    assert decide(GOOD, [2000.0, 600.0], check).outcome == "skip"
+
+
+def test_decide_between_both_endpoints():
+    assert decide(GOOD, [2040.0, 1980.0, 2010.0], check, BAD).outcome == "good"
+    assert decide(GOOD, [590.0, 570.0, 600.0], check, BAD).outcome == "bad"
+    # halfway: a regression against good -> bad (the change has started)
+    v = decide(GOOD, [1100.0, 1150.0, 1120.0], check, BAD)
+    assert v.outcome == "bad" and "IOPS" in v.reason and v.comparison.pct_change < -40

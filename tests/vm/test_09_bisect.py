@@ -1,0 +1,128 @@
+"""`kharness bisect` and `kharness check` on a synthetic 8-commit history of the imported 6.1 tree
+(tests/vm/history.py): a boot break, an xfstests break across a commit that does not build, and
+the performance regression of the shipped dio-sync change; an interrupted bisect resumes; `git
+bisect run kharness check ...` works as documented."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.image.xfstests import HOW_TO, configured_source
+from harness.results.store import Store
+
+from .history import make_history
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def history():
+    return make_history()
+
+
+def kharness(*args, store, timeout=3000):
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "--store", str(store), *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    print(proc.stdout[-5000:], proc.stderr[-5000:])
+    return proc
+
+
+def result_of(root: Path) -> dict:
+    (d,) = [p for p in root.iterdir() if p.name.startswith("bisect-")]
+    return json.loads((d / "result.json").read_text())
+
+
+def test_boot_bisect_finds_the_panic_and_resumes_after_a_kill(history, tmp_path):
+    repo, base, c = history
+    args = ["bisect", "--kernel", "baseline", "--good", c[5], "--bad", c[7], "--check", "boot",
+            "--results-dir", tmp_path]
+    store = tmp_path / "store.sqlite"
+    # interrupt it once the endpoints are recorded, then run the same command again
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--store", str(store), *map(str, args)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 1800
+    state = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        states = list(tmp_path.glob("bisect-*/state.json"))
+        if states:
+            state = json.loads(states[0].read_text())
+            if sum(s["phase"] == "endpoint" for s in state["steps"]) == 2:
+                break
+        time.sleep(2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    assert state and len(state["steps"]) >= 2, "the bisect never recorded its endpoints"
+    done = len(state["steps"])
+
+    again = kharness(*args, store=store)
+    assert again.returncode == 0, again.stdout
+    assert "resuming" in again.stderr
+    res = result_of(tmp_path)
+    assert res["culprit"] == c[6] and res["confirmed"]
+    assert "fs: direct-io: panic in dio_init" in again.stdout
+    phases = [s["phase"] for s in res["steps"]]
+    assert phases.count("endpoint") == 2, "the endpoints were not checked again after the resume"
+    assert phases.count("step") <= 2 and phases.count("confirm") == 2 and len(res["steps"]) >= done
+    culprit_steps = [s for s in res["steps"] if s["commit"] == c[6]]
+    assert all(s["outcome"] == "bad" and "boot failed" in s["reason"] for s in culprit_steps)
+    log = (next(tmp_path.glob("bisect-*")) / "bisect-replay.log").read_text()
+    assert f"git bisect bad {c[6]}" in log or f"# first bad commit: [{c[6]}]" in log
+    with Store(store) as s:
+        runs = s.runs(front_end="bisect")
+        assert runs and all(r.group.startswith("bisect-baseline-") for r in runs)
+        assert {v.new_kernel for v in s.verdicts(runs[0].group)} >= {c[5], c[7], c[6]}
+
+
+@pytest.mark.skipif(configured_source(None, None) is None, reason=f"no xfstests source: {HOW_TO}")
+def test_xfstests_bisect_skips_the_commit_that_does_not_build(history, tmp_path):
+    repo, base, c = history
+    res = kharness("bisect", "--kernel", "baseline", "--good", c[2], "--bad", c[5],
+                   "--check", "xfstests:generic/002@ext4_4k", "--results-dir", tmp_path, store=tmp_path / "s.sqlite")
+    assert res.returncode == 0, res.stdout
+    out = result_of(tmp_path)
+    assert out["culprit"] == c[5] and out["confirmed"]
+    by_commit = {s["commit"]: s for s in out["steps"]}
+    if c[3] in by_commit:  # git may or may not pick the broken commit; if it did, it was skipped
+        assert by_commit[c[3]]["outcome"] == "skip" and "build failed" in by_commit[c[3]]["reason"]
+    assert any("generic/002 fail" in s["reason"] for s in out["steps"] if s["commit"] == c[5])
+
+
+def test_performance_bisect_finds_the_dio_sync_change(history, tmp_path):
+    repo, base, c = history
+    res = kharness("bisect", "--kernel", "baseline", "--good", base, "--bad", c[2],
+                   "--check", "fio:ext4/nvme/unwritten-convert/libaio:20%", "--runtime", "4", "--size", "32m",
+                   "--results-dir", tmp_path, store=tmp_path / "s.sqlite")
+    assert res.returncode == 0, res.stdout
+    out = result_of(tmp_path)
+    assert out["culprit"] == c[1] and out["confirmed"]
+    # c3 only touches Documentation/: a byte-identical kernel to c2's, so no boot was spent on it
+    reused = [s for s in out["steps"] if s["commit"] == c[2] and s["phase"] != "endpoint"]
+    assert all(s["reused_from"] for s in reused)
+    assert any("dio-sync" in line for line in out["evidence"].get(f"culprit {c[1][:12]}", [])), out["evidence"]
+    assert "unbound single-threaded dio-sync workqueue" in res.stdout
+
+
+def test_git_bisect_run_with_kharness_check(history, tmp_path):
+    """`git bisect run kharness check ...` as a developer drives it: git bisects a clone of the
+    history, and each step asks kharness about ``baseline@<the commit git picked>`` (the commit is
+    in the definition's cached source, so each step is an incremental build)."""
+    repo, base, c = history
+    clone = tmp_path / "linux"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", "--", str(repo), str(clone)], check=True, timeout=600)
+    subprocess.run(["git", "-C", str(clone), "fetch", "-q", "origin", f"{c[7]}:refs/heads/t"], check=True)
+    script = tmp_path / "check.sh"
+    script.write_text("#!/bin/sh\n"
+                      f"exec {sys.executable} -m harness.cli --store {tmp_path}/s.sqlite check "
+                      f"--kernel baseline@$(git rev-parse BISECT_HEAD) --check boot --results-dir {tmp_path}/runs\n")
+    script.chmod(0o755)
+    g = ["git", "-C", str(clone)]
+    subprocess.run(g + ["bisect", "start", "--no-checkout", c[7], c[5]], check=True)
+    out = subprocess.run(g + ["bisect", "run", str(script)], capture_output=True, text=True, timeout=1800)
+    print(out.stdout[-3000:], out.stderr[-3000:])
+    assert f"{c[6]} is the first bad commit" in out.stdout
