@@ -141,3 +141,14 @@ class LockTimeout(HarnessError):
         holder = f"held by PID {pid}" if pid is not None else "held by another process"
         super().__init__(f"could not lock {self.path} within {timeout:.0f}s: {holder} (a "
                          "kharness process using the same cache entry)")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived (see ``procs.install_signal_handlers``). A KeyboardInterrupt on
+    purpose, and not a HarnessError: ``except Exception`` never swallows it, and every ``with``
+    block, lock, child process group and temporary directory unwinds exactly as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        import signal
+        self.signum = signum
+        super().__init__(f"terminated by {signal.Signals(signum).name}")

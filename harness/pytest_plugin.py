@@ -47,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from .procs import install_signal_handlers
+    install_signal_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C: fixtures, VMs, locks, children
     config.addinivalue_line("markers", "vm: boots real QEMU guests with real kernels (slow)")
     config.addinivalue_line("markers", "build: builds or imports a real kernel tree (slow)")
     config.addinivalue_line("markers", "kernel_suite: part of the default suite; needs --kernel")

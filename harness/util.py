@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import glob
 import hashlib
 import json
 import os
-import shutil
+import re
+import shlex
+import stat
 import subprocess
 import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from . import procs
 from .errors import CommandError, LockTimeout
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def run(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None, timeout: float = 600,
@@ -22,24 +29,33 @@ def run(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None, tim
         input: str | None = None) -> subprocess.CompletedProcess:
     """Run argv (never a shell string) with a deadline; stdout and stderr are merged and captured.
 
+    The command runs in a process group of its own that dies with the harness (harness.procs):
+    on the deadline, an exception or a signal its whole group is ended, not just its leader.
     With ``log``, output is appended to that file as well. Raises CommandError on failure or timeout.
     """
     args = [str(a) for a in argv]
     full_env = None if env is None else {**os.environ, **env}
+    chunks: list[bytes] = []
     try:
-        proc = subprocess.run(args, cwd=cwd, env=full_env, input=input, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout if isinstance(e.stdout, str) else (e.stdout or b"").decode(errors="replace")
-        raise CommandError(args, None, out, log=log, timeout=timeout) from None
+        proc = procs.spawn(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
     except FileNotFoundError as e:
         raise CommandError(args, 127, f"{args[0]}: not found ({e})") from None
+    try:
+        done = procs.read_until_exit(proc, time.monotonic() + timeout, chunks.append,
+                                     input.encode() if input is not None else None)
+    finally:
+        rc = procs.stop(proc)
+    out = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     if log is not None:
         with open(log, "a") as fh:
-            fh.write(f"$ {' '.join(args)}\n{proc.stdout}")
-    if check and proc.returncode != 0:
-        raise CommandError(args, proc.returncode, proc.stdout, log=log)
-    return proc
+            fh.write(f"$ {shlex.join(args)}\n{out}" + ("" if done else f"kharness: killed after {timeout:.0f}s\n"))
+    if not done:
+        raise CommandError(args, None, out, log=log, timeout=timeout)
+    proc_result = subprocess.CompletedProcess(args, rc if rc is not None else -1, out)
+    if check and proc_result.returncode != 0:
+        raise CommandError(args, proc_result.returncode, out, log=log)
+    return proc_result
 
 
 def _lock_holder(fd: int) -> int | None:
@@ -56,7 +72,9 @@ def file_lock(path: Path, timeout: float = 7200, *, say: Callable[[str], None] |
               say_after: float = 5.0) -> Iterator[None]:
     """An exclusive flock on ``path`` (created), waited for at most ``timeout`` seconds.
 
-    The holder writes its PID into the file. If the lock is still busy after ``say_after``
+    The holder writes its PID into the file. Children it starts are recorded in a ledger next
+    to the lock (``PATH.procs``); a new holder first ends what a dead holder's children left
+    running (harness.procs.ledger). If the lock is still busy after ``say_after``
     seconds, ``say`` (if given) is told once "waiting for lock PATH held by PID N"; after
     ``timeout`` seconds LockTimeout names the file and that PID.
     """
@@ -83,7 +101,8 @@ def file_lock(path: Path, timeout: float = 7200, *, say: Callable[[str], None] |
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
-            yield
+            with procs.ledger(path.with_name(path.name + ".procs")):
+                yield
         finally:
             with contextlib.suppress(OSError):  # still held: no waiter reads a stale PID
                 os.ftruncate(fd, 0)
@@ -95,19 +114,80 @@ def file_lock(path: Path, timeout: float = 7200, *, say: Callable[[str], None] |
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; rename it to ``final`` only if the block succeeds.
 
-    An interrupted or failed block never leaves ``final`` looking complete.
+    An interrupted or failed block never leaves ``final`` looking complete. Use it under the
+    lock that guards ``final``: temporary siblings (``.NAME.tmp-XXXXXXXX``) still there are
+    then a killed process's, and are removed first. If the harness dies inside the block, its
+    watchdog removes the temporary directory (harness.procs); nothing mounted inside it is
+    ever emptied.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        remove_tree(stale)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    procs.watch_dir(tmp)
     try:
+        tmp.mkdir()
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        if final.exists():  # replace: the old entry goes aside under a name the sweep knows
+            old = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+            procs.watch_dir(old)
+            os.rename(final, old)
+            os.rename(tmp, final)
+            remove_tree(old)
+            procs.forget_dir(old)
+        else:
+            os.rename(tmp, final)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            remove_tree(tmp)
+        finally:
+            procs.forget_dir(tmp)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` (deepest first), from /proc/self/mountinfo."""
+    base = os.path.realpath(path)
+    out = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if mp == base or mp.startswith(base.rstrip("/") + "/"):
+                out.append(mp)
+    return sorted(out, key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree without ever leaving it: first detach (lazily) whatever is
+    mounted below it (a killed debootstrap leaves proc, sysfs and /dev binds in its target),
+    then delete, never descending into a mount point that could not be detached."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    for mp in mounts_under(path):
+        _libc.umount2(mp.encode(), 2)  # MNT_DETACH
+    base, left = os.path.realpath(path), set(mounts_under(path))
+    if base not in left:
+        _rm(base, st.st_dev, left)
+
+
+def _rm(path: str, dev: int, mounts: set[str]) -> None:
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for e in entries:
+        with contextlib.suppress(OSError):
+            if e.is_dir(follow_symlinks=False):
+                if e.path not in mounts and e.stat(follow_symlinks=False).st_dev == dev:
+                    _rm(e.path, dev, mounts)
+            elif e.path not in mounts:
+                os.unlink(e.path)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def sha256_file(path: Path) -> str:

@@ -12,23 +12,31 @@ from .common import console
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bisect, kernel, reproduce, results, run, sysrq, vm
+    from . import bisect, doctor, kernel, reproduce, results, run, sysrq, vm
     p = argparse.ArgumentParser(prog="kharness", description=__doc__)
     p.add_argument("--store", default=None, metavar="PATH",
                    help="results store (SQLite); default $KHARNESS_STORE or ~/.local/share/kharness/results.sqlite")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for module in (kernel, vm, run, sysrq, results, reproduce, bisect):
+    for module in (kernel, vm, run, sysrq, results, reproduce, bisect, doctor):
         module.add_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. SIGINT, SIGTERM and SIGHUP unwind through the same cleanup (locks,
+    temporary entries, child process groups, VMs): exit 130 for Ctrl-C, 128+N for signal N."""
+    from ..errors import Terminated
+    from ..procs import install_signal_handlers
+    install_signal_handlers()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except HarnessError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")
         return 2
+    except Terminated as e:
+        console.print(escape(f"{e}: stopped"))
+        return 128 + e.signum
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130

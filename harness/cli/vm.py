@@ -38,10 +38,18 @@ def _vm_boot(args: argparse.Namespace) -> int:
             console.print(f"[red]{escape(rec.status)}:[/red] {escape(f)}")
         console.print(escape(f"run {rec.run_id}: {rec.status} (console {rd}/console.log)"))
         return rec.command_status if rec.command_status is not None else 2
-    with open_vm(spec, new_run_dir(results_root(args), spec.label)) as vm:
+    run_dir = new_run_dir(results_root(args), spec.label)
+    with open_vm(spec, run_dir) as vm:
         console.print(escape(f"guest up in {vm.boot_seconds:.1f}s (ssh 127.0.0.1:{vm.port}, console {vm.console})"))
-        ssh = ["ssh", "-i", str(vm.cfg.image.ssh_key), "-p", str(vm.port), "-o", "StrictHostKeyChecking=no",
-               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@127.0.0.1"]
+        # Pin the host key the image build recorded, as the harness's own SSH does.
+        known = run_dir / "known_hosts"
+        host_key = vm.cfg.image.host_key
+        if host_key:
+            known.write_text(f"[127.0.0.1]:{vm.port} {host_key.strip()}\n")
+        pin = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"] if host_key else \
+            ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+        ssh = ["ssh", "-i", str(vm.cfg.image.ssh_key), "-p", str(vm.port), *pin, "-o", "LogLevel=ERROR",
+               "root@127.0.0.1"]
         return subprocess.call(ssh)
 
 

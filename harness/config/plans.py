@@ -28,7 +28,7 @@ from ..paths import project_root
 from .loader import check_name, load_yaml
 
 _STRS = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True}
-_SIZE = {"type": "string", "pattern": r"^[0-9]+[kKmMgG]?$"}
+_SIZE = {"type": "string", "pattern": r"^[1-9][0-9]*[kKmMgG]?$"}
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -134,7 +134,7 @@ class HistoryPolicy:
 
     min_nights: int = 5          # nights of history before change-point detection takes over
     window: int = 3              # a change point this many nights back or fewer is "new"
-    alpha: float = 0.01          # significance of the segment test behind a change point
+    alpha: float = 0.05          # significance of the newest-segment test (Bonferroni over the window)
     min_effect_pct: float = 5.0  # smaller changes are never flagged
     max_nights: int = 60         # how far back the series reaches
 
@@ -227,10 +227,10 @@ def _check_fio(path: Path, d: dict) -> FioPlan:
                 raise DefinitionError(path, f"fio.{key}[{i}]", f"unknown {key[:-1]} {v!r} (known: {', '.join(known)})")
     fio = FioPlan(tuple(d["filesystems"]), tuple(d["disks"]), tuple(d["patterns"]), tuple(d["engines"]),
                   **{k: d[k] for k in ("runtime", "size", "bs", "iodepth", "repeats", "disk_size") if k in d})
-    from ..run.plan import fio_cell  # renders one job: a bad size or bs fails here, by key
+    from ..workloads.fio import FioJob, validate_job
     try:
-        fio_cell(fio.filesystems[0], fio.disks[0], fio.patterns[0], fio.engines[0], iodepth=fio.iodepth,
-                 bs=fio.bs, size=fio.size, runtime=fio.runtime)
+        validate_job(FioJob(pattern=fio.patterns[0], directory="/mnt/scratch/fio", engine=fio.engines[0],
+                            iodepth=fio.iodepth, bs=fio.bs, size=fio.size, runtime=fio.runtime))
     except HarnessError as e:
         raise DefinitionError(path, "fio", str(e)) from None
     return fio

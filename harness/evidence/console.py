@@ -3,8 +3,13 @@
 Console text is split into lines and each line is cleaned of what its transport added
 (:func:`clean_console_line`): printk timestamps and CONFIG_PRINTK_CALLER ids, syslog/journal
 ``kernel:`` tags, /dev/kmsg record prefixes, ``dmesg -r``/``-T`` prefixes, CR characters and terminal
-escapes. Lines may be interleaved with user-space output; :func:`kernel_lines` drops it once any
-line carries a kernel marker.
+escapes. Lines may be interleaved with user-space output; :class:`KernelFilter` drops it once a
+line has carried a kernel marker (:func:`kernel_lines` does the same for a whole text at once).
+
+Lines are read as a stream (:func:`iter_console_lines` over :func:`split_lines` of a text or
+:func:`read_lines` of a file), so a parser holds one line at a time. A line longer than
+:data:`MAX_LINE` characters (no kernel line is: printk records are at most 1024 bytes,
+kernel/printk/printk.c ``PRINTKRB_RECORD_MAX``/``LOG_LINE_MAX``) is cut into pieces of that size.
 
 Stack lines are the ones Linux 6.1 prints (checked against the 6.1.192 source) from
 arch/x86/kernel/dumpstack.c ``show_trace_log_lvl()``: frames (``? func+0x1/0x2 [mod]``),
@@ -16,7 +21,12 @@ lock-slowpath primitive.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import HarnessError
 
 # --------------------------------------------------------------------------------------------
 # Console lines
@@ -88,18 +98,64 @@ def clean_console_line(raw: str) -> tuple[str, float | None, bool]:
     return line.rstrip(), stamp, kernel
 
 
+MAX_LINE = 64 * 1024  # characters; longer lines are split into pieces of this size
+
+
+def split_lines(text: str) -> Iterator[str]:
+    """The raw lines of ``text``, each with its "\\n" (the last one may lack it), split on "\\n"
+    only; a line longer than MAX_LINE comes in pieces. Lazy: no list of the lines is built."""
+    pos, size = 0, len(text)
+    while pos < size:
+        nl = text.find("\n", pos, pos + MAX_LINE)
+        end = nl + 1 if nl >= 0 else min(pos + MAX_LINE, size)
+        yield text[pos:end]
+        pos = end
+
+
+def read_lines(fh: TextIO) -> Iterator[str]:
+    """The raw lines of a text file opened with newline="\\n" (see :func:`open_console`), cut
+    like :func:`split_lines` cuts a text, so both give the same lines and offsets."""
+    while True:
+        piece = fh.readline(MAX_LINE)
+        if not piece:
+            return
+        yield piece
+
+
+def open_console(path: Path | str) -> TextIO:
+    """Open a console log for :func:`read_lines`: UTF-8 with undecodable bytes replaced, lines
+    split on "\\n" only (CRs stay, :func:`clean_console_line` handles them); HarnessError if it
+    cannot be opened."""
+    try:
+        return open(path, encoding="utf-8", errors="replace", newline="\n")
+    except OSError as e:
+        raise HarnessError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def iter_console_lines(raw_lines: Iterable[str], base_offset: int = 0) -> Iterator[ConsoleLine]:
+    """Clean a stream of raw lines (as :func:`split_lines`/:func:`read_lines` give them) into
+    :class:`ConsoleLine` records; offsets count characters from ``base_offset``."""
+    pos = base_offset
+    for raw in raw_lines:
+        end = pos + len(raw)
+        body, stamp, kernel = clean_console_line(raw)
+        yield ConsoleLine(body, pos, end, stamp, kernel)
+        pos = end
+
+
+def console_file_lines(path: Path | str) -> Iterator[ConsoleLine]:
+    """The cleaned lines of a console log file, read one at a time; HarnessError when the file
+    cannot be read."""
+    with open_console(path) as fh:
+        try:
+            yield from iter_console_lines(read_lines(fh))
+        except OSError as e:
+            raise HarnessError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def console_lines(text: str, base_offset: int = 0) -> list[ConsoleLine]:
     """Split console text on newlines into cleaned :class:`ConsoleLine` records."""
-    out: list[ConsoleLine] = []
-    pos = 0
-    pieces = text.split("\n")
-    for idx, raw in enumerate(pieces):
-        end = pos + len(raw) + (1 if idx < len(pieces) - 1 else 0)
-        if raw or idx < len(pieces) - 1:
-            body, stamp, kernel = clean_console_line(raw)
-            out.append(ConsoleLine(body, base_offset + pos, base_offset + end, stamp, kernel))
-        pos = end
-    return out
+    return list(iter_console_lines(split_lines(text), base_offset))
 
 
 def kernel_lines(lines: list[ConsoleLine]) -> list[ConsoleLine]:
@@ -107,6 +163,21 @@ def kernel_lines(lines: list[ConsoleLine]) -> list[ConsoleLine]:
     if any(line.kernel for line in lines):
         return [line for line in lines if line.kernel]
     return lines
+
+
+class KernelFilter:
+    """The streaming form of :func:`kernel_lines`: once a line with a kernel marker has been seen,
+    later unmarked lines are user-space output. (Unmarked lines before the first marked one are
+    kept: a stream cannot know what comes later.)"""
+
+    def __init__(self) -> None:
+        self.kernel_seen = False
+
+    def keep(self, kernel: bool) -> bool:
+        """Whether the next line, carrying a kernel marker or not, is kernel output as far as the
+        stream so far tells."""
+        self.kernel_seen = self.kernel_seen or kernel
+        return kernel or not self.kernel_seen
 
 
 # --------------------------------------------------------------------------------------------

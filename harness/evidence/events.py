@@ -27,10 +27,14 @@ Compiler suffixes (".isra.0", ".cold") are dropped from FUNC so titles compare a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .console import (base_name, blocked_in, clean_console_line, is_call_trace, is_stack_line,
-                      is_wait_primitive, parse_frame, rip_function)
+from .console import (MAX_LINE, ConsoleLine, KernelFilter, base_name, blocked_in,
+                      clean_console_line, console_file_lines, is_call_trace, is_stack_line,
+                      is_wait_primitive, iter_console_lines, parse_frame, rip_function,
+                      split_lines)
 
 
 KINDS: tuple[str, ...] = ("hung_task", "soft_lockup", "hard_lockup", "rcu_stall", "oops", "bug",
@@ -180,30 +184,41 @@ def _title(r: _Report, func: str | None) -> str:
 class EventWatcher:
     """Incremental console scanner: feed() appended text, get back the events it completed.
 
-    Lines split across feed() calls are joined. An event is returned as soon as its title is
+    Lines split across feed() calls are joined (a line longer than MAX_LINE characters is taken
+    in pieces of that size, as :func:`harness.evidence.console.split_lines` cuts it, so the
+    watcher holds little more than one report). An event is returned as soon as its title is
     known (for a hung task: once its stack has been read), so a caller tailing a console file
     sees reports promptly. Offsets count characters from the first text fed. Once a line with a
     kernel marker (printk time, "kernel:" tag) has been seen, unmarked lines are treated as
-    user-space output and ignored.
+    user-space output and ignored. Callers that already have cleaned lines use feed_line().
     """
 
     def __init__(self) -> None:
         self.events: list[Event] = []  # every event returned so far
         self._partial = ""
         self._offset = 0  # stream offset of _partial
-        self._kernel_seen = False
+        self._filter = KernelFilter()
         self._open: _Report | None = None
 
     def feed(self, text: str) -> list[Event]:
         """Consume more console text; return the events completed by it."""
-        pieces = (self._partial + text).split("\n")
-        self._partial = pieces.pop()
         new: list[Event] = []
         pos = self._offset
-        for raw in pieces:
+        partial = ""
+        for raw in split_lines(self._partial + text):
+            if not raw.endswith("\n") and len(raw) < MAX_LINE:
+                partial = raw  # only the last piece can be an unfinished line
+                break
             new += self._line(raw, pos)
-            pos += len(raw) + 1
-        self._offset = pos
+            pos += len(raw)
+        self._partial, self._offset = partial, pos
+        self.events += new
+        return new
+
+    def feed_line(self, line: ConsoleLine) -> list[Event]:
+        """Consume one cleaned console line (offsets are the line's own); return the events it
+        completed. Do not mix with feed() on the same watcher."""
+        new = self._cleaned(line.text, line.timestamp, line.kernel, line.offset)
         self.events += new
         return new
 
@@ -222,9 +237,10 @@ class EventWatcher:
 
     def _line(self, raw: str, offset: int) -> list[Event]:
         text, stamp, kernel = clean_console_line(raw)
-        if kernel:
-            self._kernel_seen = True
-        elif self._kernel_seen:
+        return self._cleaned(text, stamp, kernel, offset)
+
+    def _cleaned(self, text: str, stamp: float | None, kernel: bool, offset: int) -> list[Event]:
+        if not self._filter.keep(kernel):
             return []
         s = text.strip()
         if not s or _DROPPED.match(s):
@@ -315,11 +331,24 @@ class EventWatcher:
         return self._emit(r, self._function(r) if r.need != "lock" else None)
 
 
+def scan_lines(lines: Iterable[ConsoleLine]) -> list[Event]:
+    """All kernel reports in a stream of cleaned console lines, in order of appearance."""
+    watcher = EventWatcher()
+    for line in lines:
+        watcher.feed_line(line)
+    watcher.flush()
+    return sorted(watcher.events, key=lambda e: e.offset)
+
+
 def scan_console(text: str) -> list[Event]:
     """All kernel reports in a console log or dmesg, in order of appearance."""
-    watcher = EventWatcher()
-    events = watcher.feed(text) + watcher.flush()
-    return sorted(events, key=lambda e: e.offset)
+    return scan_lines(iter_console_lines(split_lines(text)))
+
+
+def scan_console_file(path: Path | str) -> list[Event]:
+    """All kernel reports in a console log file, read a line at a time (offsets count characters
+    of the UTF-8-decoded file); HarnessError when it cannot be read."""
+    return scan_lines(console_file_lines(path))
 
 
 def unique_titles(events: list[Event]) -> list[str]:

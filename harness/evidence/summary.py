@@ -1,6 +1,9 @@
 """One-line summaries and JSON of parsed sysrq dumps (:mod:`harness.evidence.sysrq`).
 
-:func:`summarize` gives one line per busy workqueue, per hung worker pool and per task of interest:
+:func:`summarize` gives one line per busy workqueue, per hung worker pool and per task of interest,
+after a first line saying so when the dump was cut short (:attr:`SysrqDump.truncated`):
+
+* ``dump cut short WHERE: the log ends there`` / ``...: interrupted by 'LINE'``;
 
 * a workqueue line, ``NAME: active A/MAX, N in-flight FUNC, N pending FUNC, N inactive FUNC``
   [``, MAYDAY``] [``; N kworkers blocked in X``]: ``active``/``max_active`` and ``MAYDAY`` come
@@ -94,8 +97,17 @@ def _summarize_task(t: Task) -> str:
     return f"{line}, {where}" if where else line
 
 
+def cut_line(dump: SysrqDump) -> str | None:
+    """The summary line of a dump that was cut short, else None."""
+    if not dump.truncated:
+        return None
+    why = f"interrupted by {dump.cut_by[:100]!r}" if dump.cut_by else "the log ends there"
+    return f"dump cut short {dump.cut_in or 'before its end'}: {why}"
+
+
 def summarize(dump: SysrqDump) -> list[str]:
-    """Human-readable lines: one per busy workqueue, per hung pool, and per interesting task.
+    """Human-readable lines: one per busy workqueue, per hung pool, and per interesting task,
+    after one saying where the dump was cut short if it was.
 
     In-flight workers whose task appears in the same dump are reported by where they are blocked
     rather than as "in-flight". Tasks listed: all of them for sysrq-w, otherwise D-state tasks and
@@ -103,7 +115,9 @@ def summarize(dump: SysrqDump) -> list[str]:
     """
     by_pid = {t.pid: t for t in dump.tasks}
     linked: set[int] = set()
-    out = [_summarize_workqueue(wq, by_pid, linked) for wq in dump.workqueues]
+    cut = cut_line(dump)
+    out = [cut] if cut else []
+    out += [_summarize_workqueue(wq, by_pid, linked) for wq in dump.workqueues]
     out += [f"pool {p.id} (cpus={p.cpus}): first pending work waiting {p.hung_seconds}s, "
             f"{_count(p.workers, 'worker')}, {len(p.idle)} idle"
             for p in dump.pools if p.hung_seconds > 0]

@@ -7,136 +7,34 @@ The formats are the ones Linux 6.1 prints (checked against the 6.1.192 source):
   ``show_all_workqueues()``), drivers/tty/sysrq.c;
 * one ``task:`` block per task, kernel/sched/core.c ``sched_show_task()``: the header line, an
   optional ``Workqueue: NAME FUNC`` line (kernel/workqueue.c ``print_worker_info()``), an optional
-  ``Stopper:`` line, then the stack (arch/x86/kernel/dumpstack.c ``show_trace_log_lvl()``);
+  ``Stopper:`` line, then the stack (arch/x86/kernel/dumpstack.c ``show_trace_log_lvl()``, which
+  brackets each stack it walks in ``<TASK>``...``</TASK>``, ``<IRQ>``...``</IRQ>``);
 * ``Showing busy workqueues and worker pools:`` then ``workqueue``/``pwq``/``in-flight``/
   ``pending``/``inactive`` and ``pool`` lines, kernel/workqueue.c ``show_all_workqueues()``.
 
 Console lines and stack lines are read with :mod:`harness.evidence.console`, which strips printk
 timestamps, syslog/journal ``kernel:`` tags, /dev/kmsg prefixes and CR characters, and drops
-interleaved user-space output.
+interleaved user-space output. :class:`DumpParser` takes one line at a time and keeps only the dump
+being read, so a console log of any size is parsed in bounded memory (:func:`iter_dumps_file`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
-from .console import (_DROPPED, ConsoleLine, blocked_in, console_lines, is_call_trace,
-                      is_stack_line, kernel_lines, parse_frame, rip_function)
-
-# --------------------------------------------------------------------------------------------
-# Records
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Task:
-    """One task from a sched_show_task() block."""
-
-    comm: str
-    pid: int
-    state: str  # task_state_to_char(): R S D T t X Z P I
-    ppid: int | None = None
-    flags: str | None = None  # thread-info flags as printed, "0x00004000"
-    workqueue: str | None = None  # from "Workqueue: NAME FUNC" (kworkers executing a work item)
-    function: str | None = None  # the work function from that line
-    stack: list[str] = field(default_factory=list)  # reliable frames, innermost first, no offsets
-    raw_stack: list[str] = field(default_factory=list)  # every stack line as printed (stripped)
-    tgid: int | None = None  # printed by kernels after 6.1 only
-    worker_desc: str | None = None  # set_worker_desc() text, "(desc)" after the function
-    offset: int = 0  # offset of the "task:" line
-
-    @property
-    def blocked_in(self) -> str | None:
-        """First non-wait-primitive frame of the stack."""
-        return blocked_in(self.stack)
-
-
-@dataclass
-class PoolWorkqueue:
-    """One "pwq N:" entry of a workqueue, with its in-flight, pending and inactive work items."""
-
-    pool: int
-    cpus: str | None = None  # cpumask list as printed, "0-1"
-    node: int | None = None  # printed only when the pool has a NUMA node
-    pool_flags: str | None = None  # worker_pool flags, "0x4" = POOL_DISASSOCIATED (unbound)
-    nice: int | None = None
-    active: int = 0
-    max_active: int | None = None  # not printed per pwq by kernels after ~6.9
-    refcnt: int | None = None
-    mayday: bool = False  # " MAYDAY": the pwq asked the rescuer for help
-    in_flight: dict[str, int] = field(default_factory=dict)  # function -> executing workers
-    pending: dict[str, int] = field(default_factory=dict)  # function -> items on the pool worklist
-    inactive: dict[str, int] = field(default_factory=dict)  # function -> items held by max_active
-    in_flight_pids: dict[int, str] = field(default_factory=dict)  # worker pid -> its function
-    rescuers: list[int] = field(default_factory=list)  # pids printed with "(RESCUER)"
-    scheduled: dict[str, int] = field(default_factory=dict)  # works queued behind a busy worker
-
-
-@dataclass
-class Workqueue:
-    """A busy workqueue: name, flags as printed ("0x8") and its busy pool_workqueues."""
-
-    name: str
-    flags: str
-    pwqs: list[PoolWorkqueue] = field(default_factory=list)
-
-    @property
-    def flag_names(self) -> list[str]:
-        """Symbolic WQ_* flags (6.1 values)."""
-        return wq_flag_names(self.flags)
-
-
-@dataclass
-class WorkerPool:
-    """One "pool N:" line: a worker pool that has busy workers."""
-
-    id: int
-    cpus: str | None = None
-    node: int | None = None
-    flags: str | None = None
-    nice: int | None = None
-    hung_seconds: int = 0  # how long the first pending work has waited for a worker
-    workers: int = 0
-    idle: list[int] = field(default_factory=list)  # idle worker pids
-    manager: int | None = None  # pid of the worker currently managing the pool
-
-
-@dataclass
-class SysrqDump:
-    """One parsed dump: kind 'w' (sysrq-w), 't' (sysrq-t) or 'wq' (a workqueue dump on its own,
-    e.g. after "BUG: workqueue lockup" or a failed freeze)."""
-
-    tasks: list[Task] = field(default_factory=list)
-    workqueues: list[Workqueue] = field(default_factory=list)
-    pools: list[WorkerPool] = field(default_factory=list)
-    kind: str = "w"
-    start_offset: int = 0  # offset of the header line in the parsed text
-    end_offset: int = 0  # offset just past the last line that belonged to the dump
-    timestamp: float | None = None  # printk time of the header line
-
-
-# include/linux/workqueue.h, 6.1.
-_WQ_FLAGS = [
-    (1 << 1, "WQ_UNBOUND"), (1 << 2, "WQ_FREEZABLE"), (1 << 3, "WQ_MEM_RECLAIM"),
-    (1 << 4, "WQ_HIGHPRI"), (1 << 5, "WQ_CPU_INTENSIVE"), (1 << 6, "WQ_SYSFS"),
-    (1 << 7, "WQ_POWER_EFFICIENT"), (1 << 16, "__WQ_DRAINING"), (1 << 17, "__WQ_ORDERED"),
-    (1 << 18, "__WQ_LEGACY"), (1 << 19, "__WQ_ORDERED_EXPLICIT"),
-]
-
-
-def wq_flag_names(flags: str | int) -> list[str]:
-    """Decode workqueue flags ("0xa000a") into WQ_* names using the 6.1 bit values."""
-    value = int(flags, 16) if isinstance(flags, str) else flags
-    names = [name for bit, name in _WQ_FLAGS if value & bit]
-    rest = value & ~sum(bit for bit, _ in _WQ_FLAGS)
-    return names + ([hex(rest)] if rest else [])
-
+from .console import (_DROPPED, ConsoleLine, KernelFilter, console_file_lines, is_call_trace,
+                      is_stack_line, iter_console_lines, parse_frame, rip_function, split_lines)
+from .sysrq_records import (PoolWorkqueue, SysrqDump, Task, WorkerPool, Workqueue,  # noqa: F401
+                            wq_flag_names)
 
 # --------------------------------------------------------------------------------------------
 # Parsing
 # --------------------------------------------------------------------------------------------
 
+# Numbers that become ints are ASCII and bounded (int() refuses more than 4300 digits).
+_N = r"[0-9]{1,18}(?![0-9])"
 # drivers/tty/sysrq.c: pr_info("%s\n", op_p->action_msg) with pr_fmt "sysrq: "; older kernels
 # (before pr_fmt was added to sysrq.c) printed "SysRq : Show Blocked State".
 _SYSRQ_HDR = re.compile(r"^(?:sysrq: |SysRq : )Show (Blocked State|State)$")
@@ -144,23 +42,25 @@ _WQ_HDR = re.compile(r"^Showing busy workqueues and worker pools:$")
 # kernel/sched/core.c sched_show_task(), 6.1:
 #   "task:%-15.15s state:%c" ["  running task    "] " stack:%-5lu pid:%-5d ppid:%-6d flags:0x%08lx"
 # Later kernels add " tgid:%-5d" before ppid and then " task_flags:0x%04x" before flags; both are
-# optional here. The comm is padded to 15 characters and may itself contain spaces.
+# optional here. The comm is padded to 15 characters and may itself contain spaces (the
+# lookbehind keeps a long run of spaces from being rescanned from every position in it).
 _TASK_HDR = re.compile(
-    r"^task:(?P<comm>.*?)\s+state:(?P<state>\S)(?:\s+running task)?"
-    r"\s+stack:\s*\d+\s+pid:\s*(?P<pid>\d+)(?:\s+tgid:\s*(?P<tgid>\d+))?"
-    r"\s+ppid:\s*(?P<ppid>\d+)(?:\s+task_flags:0x[0-9a-f]+)?\s+flags:(?P<flags>0x[0-9a-f]+)")
+    r"^task:(?P<comm>.*?)(?<!\s)\s+state:(?P<state>\S)(?:\s+running task)?"
+    rf"\s+stack:\s*\d+\s+pid:\s*(?P<pid>{_N})(?:\s+tgid:\s*(?P<tgid>{_N}))?"
+    rf"\s+ppid:\s*(?P<ppid>{_N})(?:\s+task_flags:0x[0-9a-f]+)?\s+flags:(?P<flags>0x[0-9a-f]+)")
 # print_worker_info(): "Workqueue: %s %ps" [" (%s)" desc]; %ps of a module symbol adds " [mod]".
 _WORKER_INFO = re.compile(
     r"^Workqueue: (?P<wq>\S*) (?P<func>[^\s\[(]+)(?: \[[\w-]+\])?(?: \((?P<desc>.*)\))?$")
 _STOPPER = re.compile(r"^Stopper: ")
 _WQ_LINE = re.compile(r"^workqueue (?P<name>.+?): flags=(?P<flags>0x[0-9a-f]+)$")
-_PWQ_LINE = re.compile(r"^pwq (?P<pool>\d+):(?P<rest>.*)$")
+_PWQ_LINE = re.compile(rf"^pwq (?P<pool>{_N}):(?P<rest>.*)$")
 # 6.1 prints "inactive:" for works held back by max_active; kernels before the
 # "delayed" -> "inactive" rename (around 5.13) printed "delayed:".
 _LIST_LINE = re.compile(r"^(?P<what>in-flight|pending|inactive|delayed):(?P<body>.*)$")
-_POOL_LINE = re.compile(r"^pool (?P<id>\d+):(?P<rest>.*)$")
+_POOL_LINE = re.compile(rf"^pool (?P<id>{_N}):(?P<rest>.*)$")
 # Output sysrq-t prints between the tasks and the workqueues (CONFIG_SCHED_DEBUG, lockdep).
 _TASKS_TRAILER = re.compile(r"^(?:Sched Debug Version:|Showing all locks held in the system:)")
+_TRAILER_LIMIT = 50_000  # lines of sched-debug/lockdep output looked through for the workqueues
 # Lines that certainly start something else; they end a skip over sched-debug output.
 _OTHER_REPORT = re.compile(
     r"^(?:sysrq: |SysRq : |INFO: task |BUG: |WARNING: |Kernel panic|watchdog: |rcu: INFO: |"
@@ -174,110 +74,233 @@ def _sysrq_kind(text: str) -> str | None:
     return "w" if m.group(1) == "Blocked State" else "t"
 
 
+def iter_dumps(lines: Iterable[ConsoleLine]) -> Iterator[SysrqDump]:
+    """Each sysrq-w/-t dump and standalone workqueue dump of a stream of console lines, yielded
+    as soon as it ends; only the dump being read is kept."""
+    parser = DumpParser()
+    for line in lines:
+        yield from parser.feed(line)
+    yield from parser.close()
+
+
 def parse_dumps(text: str) -> list[SysrqDump]:
-    """Find and parse every sysrq-w/-t dump and every standalone workqueue dump in console text."""
-    lines = kernel_lines(console_lines(text))
-    dumps: list[SysrqDump] = []
-    i = 0
-    while i < len(lines):
-        s = lines[i].text.strip()
+    """Find and parse every sysrq-w/-t dump and every standalone workqueue dump in console text.
+
+    Lines without a kernel marker are dropped once a line with one has been seen
+    (:class:`~harness.evidence.console.KernelFilter`), as the event scanner does.
+    """
+    return list(iter_dumps(iter_console_lines(split_lines(text))))
+
+
+def iter_dumps_file(path: Path | str) -> Iterator[SysrqDump]:
+    """The dumps of a console log file, read a line at a time (offsets count characters of the
+    UTF-8-decoded file); HarnessError when it cannot be read."""
+    return iter_dumps(console_file_lines(path))
+
+
+def parse_dumps_file(path: Path | str) -> list[SysrqDump]:
+    """Every dump of a console log file (see :func:`iter_dumps_file`)."""
+    return list(iter_dumps_file(path))
+
+
+class DumpParser:
+    """Incremental dump parser: feed() cleaned console lines, get back the dumps they completed.
+
+    States while a dump is open: "tasks" (a task header may come next), "body" (after a task
+    header: Workqueue:/Stopper: lines, then "Call Trace:"), "stack", "trailer" (sysrq-t's
+    sched-debug/lockdep output before its workqueue dump) and "wq" (the workqueue dump).
+    """
+
+    def __init__(self) -> None:
+        self._filter = KernelFilter()
+        self._dump: SysrqDump | None = None
+        self._state = ""
+        self._task: Task | None = None
+        self._call_trace = False  # the current task's "Call Trace:" line was seen
+        self._skipped = 0  # trailer lines looked through
+        self._wq: Workqueue | None = None
+        self._pwq: PoolWorkqueue | None = None
+        self._listed = False  # the current pwq has had an in-flight/pending/inactive line
+        self._list: str = ""  # the list a continuation line extends ("" = none)
+        self._list_len = 0
+
+    def feed(self, line: ConsoleLine) -> list[SysrqDump]:
+        """Consume one line; return the dumps it ended (it may also start a new one)."""
+        if not self._filter.keep(line.kernel):
+            return []
+        s = line.text.strip()
+        if self._dump is None:
+            self._start(line, s)
+            return []
+        if not s or _DROPPED.match(s):
+            return []
+        if self._step(line, s):
+            return []
+        done = self._finish(s)
+        self._start(line, s)
+        return [done]
+
+    def close(self) -> list[SysrqDump]:
+        """End of input: the dump being read, if any, ends here."""
+        return [self._finish(None)] if self._dump is not None else []
+
+    # -- dump boundaries ---------------------------------------------------------------------
+
+    def _start(self, line: ConsoleLine, s: str) -> None:
         kind = _sysrq_kind(s)
         if kind is None and not _WQ_HDR.match(s):
-            i += 1
-            continue
-        dump = SysrqDump(kind=kind or "wq", start_offset=lines[i].offset,
-                         timestamp=lines[i].timestamp)
-        last = i
-        if kind is None:
-            i, last = _parse_workqueues(lines, i + 1, dump, last)
-        else:
-            i, last = _parse_tasks(lines, i + 1, dump.tasks, last)
-            if kind == "t":
-                j = _find_workqueue_header(lines, i)
-                if j is not None:
-                    i, last = _parse_workqueues(lines, j + 1, dump, j)
-        dump.end_offset = lines[last].end
-        dumps.append(dump)
-    return dumps
+            return
+        self._dump = SysrqDump(kind=kind or "wq", start_offset=line.offset, end_offset=line.end,
+                               timestamp=line.timestamp)
+        self._state = "tasks" if kind else "wq"
+        self._task, self._wq, self._pwq, self._list = None, None, None, ""
 
+    def _finish(self, cut_by: str | None) -> SysrqDump:
+        dump, self._dump = self._dump, None
+        assert dump is not None
+        where = self._cut_in(dump, cut_by)
+        if where:
+            dump.truncated, dump.cut_in, dump.cut_by = True, where, cut_by
+        return dump
 
-def _skip_blank(lines: list[ConsoleLine], i: int) -> int:
-    while i < len(lines) and (not lines[i].text.strip() or _DROPPED.match(lines[i].text.strip())):
-        i += 1
-    return i
-
-
-def _parse_tasks(lines: list[ConsoleLine], i: int, out: list[Task], last: int) -> tuple[int, int]:
-    """Parse consecutive task blocks from lines[i]; return (next index, last consumed index)."""
-    while True:
-        i = _skip_blank(lines, i)
-        if i >= len(lines):
-            return i, last
-        m = _TASK_HDR.match(lines[i].text.strip())
-        if not m:
-            return i, last
-        task = Task(comm=m["comm"].strip(), pid=int(m["pid"]), state=m["state"],
-                    ppid=int(m["ppid"]), flags=m["flags"],
-                    tgid=int(m["tgid"]) if m["tgid"] else None, offset=lines[i].offset)
-        last, i = i, i + 1
-        i, last = _parse_task_body(lines, i, task, last)
-        out.append(task)
-
-
-def _parse_task_body(lines: list[ConsoleLine], i: int, task: Task, last: int) -> tuple[int, int]:
-    """Read the Workqueue:/Stopper: lines and the stack that follow a task header."""
-    while True:
-        i = _skip_blank(lines, i)
-        if i >= len(lines):
-            return i, last
-        s = lines[i].text.strip()
-        w = _WORKER_INFO.match(s)
-        if w:
-            task.workqueue, task.function = w["wq"] or None, w["func"]
-            task.worker_desc = w["desc"]
-        elif not _STOPPER.match(s):
-            break
-        last, i = i, i + 1
-    if not is_call_trace(lines[i].text):
-        return i, last
-    last, i = i, i + 1
-    while True:
-        i = _skip_blank(lines, i)
-        if i >= len(lines):
-            return i, last
-        s = lines[i].text.strip()
-        if not is_stack_line(s):
-            return i, last
-        task.raw_stack.append(s)
-        frame = parse_frame(s)
-        func = frame.function if frame and frame.reliable else rip_function(s)
-        if func:
-            task.stack.append(func)
-        last, i = i, i + 1
-
-
-def _find_workqueue_header(lines: list[ConsoleLine], i: int) -> int | None:
-    """After sysrq-t's tasks: the index of "Showing busy workqueues", skipping sched-debug and
-    lockdep output in between, or None when something unrelated comes first."""
-    i = _skip_blank(lines, i)
-    if i >= len(lines):
-        return None
-    if _WQ_HDR.match(lines[i].text.strip()):
-        return i
-    if not _TASKS_TRAILER.match(lines[i].text.strip()):
-        return None
-    for j in range(i + 1, min(len(lines), i + 50_000)):
-        s = lines[j].text.strip()
-        if _WQ_HDR.match(s):
-            return j
-        if _OTHER_REPORT.match(s):
+    def _cut_in(self, dump: SysrqDump, cut_by: str | None) -> str | None:
+        """Where the dump stopped before its natural end, or None."""
+        t = self._task
+        if self._state in ("tasks", "body", "stack") and t is not None and not self._complete(t):
+            return f"in the stack of {t.comm} (pid {t.pid})"
+        if dump.kind == "t" and self._state != "wq":
+            # sysrq_handle_showstate() always ends with show_all_workqueues()'s header line
+            return "before the workqueue dump"
+        if self._state != "wq":
             return None
-    return None
+        if self._wq is not None and not self._wq.pwqs:
+            return f"in workqueue {self._wq.name}"  # show_one_workqueue() prints busy pwqs only
+        if self._pwq is not None and not self._listed:
+            return f"in workqueue {self._wq.name if self._wq else '?'}, pwq {self._pwq.pool}"
+        # A work in flight has a busy worker, so its pool is not idle and show_one_worker_pool()
+        # prints it after the workqueues; judged only when the log ends or a report interrupts.
+        busy = any(p.in_flight for w in dump.workqueues for p in w.pwqs)
+        if busy and not dump.pools and (cut_by is None or _OTHER_REPORT.match(cut_by)):
+            return "before the worker pools"
+        return None
+
+    def _complete(self, t: Task) -> bool:
+        """Whether the current task's stack reached its end: "</TASK>" when the stack has
+        show_trace_log_lvl()'s markers, else any stack line after "Call Trace:"."""
+        if not self._call_trace or not t.raw_stack:
+            return False
+        if any(x.startswith("<") and x.endswith(">") for x in t.raw_stack):
+            return t.raw_stack[-1] == "</TASK>"
+        return True
+
+    # -- lines inside a dump -----------------------------------------------------------------
+
+    def _take(self, line: ConsoleLine) -> bool:
+        assert self._dump is not None
+        self._dump.end_offset = line.end
+        return True
+
+    def _step(self, line: ConsoleLine, s: str) -> bool:
+        """Consume ``s`` into the open dump; False when it is not part of it (the dump ends)."""
+        state = self._state
+        if state == "stack":
+            if is_stack_line(s):
+                assert self._task is not None
+                self._task.raw_stack.append(s)
+                frame = parse_frame(s)
+                func = frame.function if frame and frame.reliable else rip_function(s)
+                if func:
+                    self._task.stack.append(func)
+                return self._take(line)
+            state = self._state = "tasks"
+        elif state == "body":
+            assert self._task is not None
+            if w := _WORKER_INFO.match(s):
+                self._task.workqueue, self._task.function = w["wq"] or None, w["func"]
+                self._task.worker_desc = w["desc"]
+                return self._take(line)
+            if _STOPPER.match(s):
+                return self._take(line)
+            if is_call_trace(s):
+                self._state, self._call_trace = "stack", True
+                return self._take(line)
+            state = self._state = "tasks"
+        if state == "tasks":
+            return self._task_header(line, s)
+        if state == "trailer":
+            return self._trailer(line, s)
+        return self._workqueue_line(line, s)
+
+    def _task_header(self, line: ConsoleLine, s: str) -> bool:
+        assert self._dump is not None
+        m = _TASK_HDR.match(s)
+        if m:
+            self._task = Task(comm=m["comm"].strip(), pid=int(m["pid"]), state=m["state"],
+                              ppid=int(m["ppid"]), flags=m["flags"],
+                              tgid=int(m["tgid"]) if m["tgid"] else None, offset=line.offset)
+            self._dump.tasks.append(self._task)
+            self._state, self._call_trace = "body", False
+            return self._take(line)
+        if self._dump.kind != "t":
+            return False
+        if _WQ_HDR.match(s):
+            self._state = "wq"
+            return self._take(line)
+        if _TASKS_TRAILER.match(s):
+            self._state, self._skipped = "trailer", 0
+            return True  # not part of the dump's span unless the workqueue dump follows
+        return False
+
+    def _trailer(self, line: ConsoleLine, s: str) -> bool:
+        if _WQ_HDR.match(s):
+            self._state = "wq"
+            return self._take(line)
+        self._skipped += 1
+        return not _OTHER_REPORT.match(s) and self._skipped < _TRAILER_LIMIT
+
+    def _workqueue_line(self, line: ConsoleLine, s: str) -> bool:
+        """Workqueue/pwq/list/pool lines (show_one_workqueue(), show_pwq(),
+        show_one_worker_pool()); False at an unrelated line."""
+        assert self._dump is not None
+        wq, pwq = self._wq, self._pwq
+        if m := _WQ_LINE.match(s):
+            self._wq, self._pwq, self._list = Workqueue(m["name"], m["flags"]), None, ""
+            self._dump.workqueues.append(self._wq)
+        elif (m := _PWQ_LINE.match(s)) and wq is not None:
+            kv = _parse_kv(m["rest"])
+            self._pwq = PoolWorkqueue(
+                pool=int(m["pool"]), cpus=kv.get("cpus"), node=_opt_int(kv.get("node")),
+                pool_flags=kv.get("flags"), nice=_opt_int(kv.get("nice")),
+                active=int(kv.get("active", 0)), max_active=_opt_int(kv.get("max_active")),
+                refcnt=_opt_int(kv.get("refcnt")), mayday=bool(re.search(r"\bMAYDAY\b", s)))
+            wq.pwqs.append(self._pwq)
+            self._list, self._listed = "", False
+        elif (m := _LIST_LINE.match(s)) and pwq is not None:
+            self._list, self._list_len, self._listed = m["what"], len(s), True
+            _fill_list(pwq, self._list, m["body"])
+        elif self._list and pwq is not None and _is_continuation(s, self._list_len):
+            # printk starts a new record when a pr_cont() line outgrows LOG_LINE_MAX (6.1:
+            # kernel/printk/printk.c vprintk_store), so long lists continue on a new line.
+            self._list_len = len(s)
+            _fill_list(pwq, self._list, s)
+        elif m := _POOL_LINE.match(s):
+            kv = _parse_kv(m["rest"])
+            self._dump.pools.append(WorkerPool(
+                id=int(m["id"]), cpus=kv.get("cpus"), node=_opt_int(kv.get("node")),
+                flags=kv.get("flags"), nice=_opt_int(kv.get("nice")),
+                hung_seconds=int(kv.get("hung", 0)), workers=int(kv.get("workers", 0)),
+                idle=_pids(kv.get("idle", "")),
+                manager=_opt_int(kv.get("manager"))))
+            self._wq, self._pwq, self._list = None, None, ""
+        else:
+            return False
+        return self._take(line)
 
 
 _TOKEN = re.compile(r"[^\s,]+")
 _WORKER_TOKEN = re.compile(r"^(?P<id>[^:()]+)(?P<rescuer>\(RESCUER\))?:(?P<func>.+)$")
 _MODULE_TOKEN = re.compile(r"^\[[\w-]+\]$")
+_PID = re.compile(_N)
 
 
 def _work_tokens(body: str) -> list[str]:
@@ -287,7 +310,7 @@ def _work_tokens(body: str) -> list[str]:
 
 def _add_work(into: dict[str, int], token: str) -> None:
     # Kernels from 6.2 compress repeats as "64*func" (show_pwq run-length encoding); 6.1 repeats.
-    m = re.match(r"^(\d+)\*(.+)$", token)
+    m = re.match(rf"^({_N})\*(.+)$", token)
     name, count = (m.group(2), int(m.group(1))) if m else (token, 1)
     into[name] = into.get(name, 0) + count
 
@@ -300,7 +323,7 @@ def _add_in_flight(pwq: PoolWorkqueue, body: str) -> None:
         if m and not token.startswith("BAR("):
             func = m["func"]
             pwq.in_flight[func] = pwq.in_flight.get(func, 0) + 1
-            if m["id"].isdigit():
+            if _PID.fullmatch(m["id"]):
                 pid = int(m["id"])
                 pwq.in_flight_pids[pid] = func
                 if m["rescuer"]:
@@ -311,11 +334,11 @@ def _add_in_flight(pwq: PoolWorkqueue, body: str) -> None:
 
 def _parse_kv(rest: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for key, pattern in (("cpus", r"cpus=(\S+)"), ("node", r"node=(-?\d+)"),
-                         ("flags", r"flags=(0x[0-9a-f]+)"), ("nice", r"nice=(-?\d+)"),
-                         ("active", r"active=(\d+)(?:/(\d+))?"), ("refcnt", r"refcnt=(-?\d+)"),
-                         ("hung", r"hung=(\d+)s"), ("workers", r"workers=(\d+)"),
-                         ("manager", r"manager: (\d+)"), ("idle", r"idle: ([\d ]+)")):
+    for key, pattern in (("cpus", r"cpus=(\S+)"), ("node", rf"node=(-?{_N})"),
+                         ("flags", r"flags=(0x[0-9a-f]+)"), ("nice", rf"nice=(-?{_N})"),
+                         ("active", rf"active=({_N})(?:/({_N}))?"), ("refcnt", rf"refcnt=(-?{_N})"),
+                         ("hung", rf"hung=({_N})s"), ("workers", rf"workers=({_N})"),
+                         ("manager", rf"manager: ({_N})"), ("idle", r"idle: ([0-9 ]+)")):
         m = re.search(pattern, rest)
         if m:
             out[key] = m.group(1)
@@ -328,53 +351,8 @@ def _opt_int(value: str | None) -> int | None:
     return int(value) if value is not None else None
 
 
-def _parse_workqueues(lines: list[ConsoleLine], i: int, dump: SysrqDump,
-                      last: int) -> tuple[int, int]:
-    """Parse workqueue/pwq/list/pool lines from lines[i] until an unrelated line."""
-    wq: Workqueue | None = None
-    pwq: PoolWorkqueue | None = None
-    current: dict[str, int] | None = None  # the list a continuation line extends
-    current_kind = ""
-    current_len = 0
-    while True:
-        i = _skip_blank(lines, i)
-        if i >= len(lines):
-            return i, last
-        s = lines[i].text.strip()
-        if m := _WQ_LINE.match(s):
-            wq, pwq, current = Workqueue(m["name"], m["flags"]), None, None
-            dump.workqueues.append(wq)
-        elif (m := _PWQ_LINE.match(s)) and wq is not None:
-            kv = _parse_kv(m["rest"])
-            pwq = PoolWorkqueue(
-                pool=int(m["pool"]), cpus=kv.get("cpus"), node=_opt_int(kv.get("node")),
-                pool_flags=kv.get("flags"), nice=_opt_int(kv.get("nice")),
-                active=int(kv.get("active", 0)), max_active=_opt_int(kv.get("max_active")),
-                refcnt=_opt_int(kv.get("refcnt")), mayday=bool(re.search(r"\bMAYDAY\b", s)))
-            wq.pwqs.append(pwq)
-            current = None
-        elif (m := _LIST_LINE.match(s)) and pwq is not None:
-            current_kind, current_len = m["what"], len(s)
-            current = {"in-flight": pwq.in_flight, "pending": pwq.pending}.get(
-                current_kind, pwq.inactive)
-            _fill_list(pwq, current_kind, m["body"])
-        elif current is not None and pwq is not None and _is_continuation(s, current_len):
-            # printk starts a new record when a pr_cont() line outgrows LOG_LINE_MAX (6.1:
-            # kernel/printk/printk.c vprintk_store), so long lists continue on a new line.
-            current_len = len(s)
-            _fill_list(pwq, current_kind, s)
-        elif m := _POOL_LINE.match(s):
-            kv = _parse_kv(m["rest"])
-            dump.pools.append(WorkerPool(
-                id=int(m["id"]), cpus=kv.get("cpus"), node=_opt_int(kv.get("node")),
-                flags=kv.get("flags"), nice=_opt_int(kv.get("nice")),
-                hung_seconds=int(kv.get("hung", 0)), workers=int(kv.get("workers", 0)),
-                idle=[int(x) for x in kv.get("idle", "").split()],
-                manager=_opt_int(kv.get("manager"))))
-            wq, pwq, current = None, None, None
-        else:
-            return i, last
-        last, i = i, i + 1
+def _pids(text: str) -> list[int]:
+    return [int(x) for x in text.split() if _PID.fullmatch(x)]
 
 
 _WORK_ONLY = re.compile(

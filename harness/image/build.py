@@ -17,7 +17,7 @@ from typing import Callable
 from ..config.images import ImageDef, load_image
 from ..errors import CommandError, HarnessError
 from ..paths import cache_dir
-from ..util import atomic_dir, file_lock, run, sha256_json, write_json
+from ..util import atomic_dir, file_lock, remove_tree, run, sha256_json, write_json
 from .keys import generate_ed25519
 from . import xfstests
 from .mirror import apt_mirror
@@ -140,7 +140,9 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
                      f"--include={','.join(idef.packages)}", idef.suite, str(root), mirror],
                     timeout=3600, log=blog)
             except CommandError as e:
-                raise HarnessError(f"debootstrap of image {name!r} failed; see {blog}\n"
+                kept = cache_dir("failed") / f"image-{name}-{key}.log"  # out/ is deleted on failure
+                shutil.copy(blog, kept)
+                raise HarnessError(f"debootstrap of image {name!r} failed; see {kept}\n"
                                    + "\n".join(e.output.splitlines()[-15:])) from None
             t_boot = time.monotonic()
             pub = generate_ed25519(out / "id_ed25519", comment=f"kharness-{name}-{key}")
@@ -169,7 +171,7 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
             run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(out / "base.qcow2")],
                 timeout=1800, log=blog)
             raw.unlink()
-            shutil.rmtree(root)
+            remove_tree(root)  # never into a mount debootstrap might have left in it
             write_json(out / "metadata.json", {
                 "name": name, "key": key, "recipe": idef.as_dict(), "mirror": mirror,
                 "recipe_file": str(idef.path), "builder": BUILDER_VERSION, "host_key": host_key,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -24,6 +25,7 @@ from typing import Callable
 from ..config.kernels import KernelDef, load_kernel
 from ..errors import BuildError, CommandError, ConfigError, SourceError
 from ..paths import REPO_ROOT, cache_dir
+from .. import procs
 from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
 from . import kconfig
 from .git import git, rev_parse
@@ -122,29 +124,73 @@ def compiler_errors(log_text: str, limit: int = 40) -> list[str]:
     return out[:limit]
 
 
+MAKE_DEADLINE = 124  # _stream_make's status when it had to kill make at the deadline
+
+
 def _stream_make(argv: list[str], cwd: Path, env: dict[str, str], log: Path, timeout: float,
                  progress: Callable[[str], None] | None) -> int:
-    with open(log, "a", buffering=1) as fh:  # line-buffered: the log is readable while building
-        fh.write(f"$ {' '.join(argv)}\n")
-        fh.flush()
-        proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+    """Run make with its output going straight into ``log``, whose new lines go to ``progress``.
+
+    make and every compiler it starts share one process group (harness.procs), ended as a whole
+    (SIGTERM, so make and kbuild delete half-written targets, then SIGKILL) on the deadline, on
+    an exception or on a signal; the deadline holds even while make prints nothing. make writes
+    to the file, not to a pipe, so it can still clean up when the harness is already dead.
+    Returns make's exit status, or MAKE_DEADLINE."""
+    with open(log, "ab") as out, open(log, "rb") as follow:
+        out.write(f"$ {shlex.join(argv)}\n".encode())
+        out.flush()
+        follow.seek(0, os.SEEK_END)
+        rest = b""
+
+        def pump() -> None:
+            nonlocal rest
+            *lines, rest = (rest + follow.read()).split(b"\n")
+            for raw in lines if progress else ():
+                progress(raw.decode(errors="replace").rstrip())  # type: ignore[misc]
+        proc = procs.spawn(argv, cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                           stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                fh.write(line)
-                if progress:
-                    progress(line.rstrip())
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    fh.write(f"kharness: build killed after {timeout:.0f}s\n")
+            while not (finished := procs.wait_exit(proc, min(0.2, deadline - time.monotonic()))):
+                pump()
+                if time.monotonic() >= deadline:
                     break
+            pump()
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            rc = proc.wait()
-    return rc
+            rc = procs.stop(proc)
+        if not finished:
+            out.write(f"kharness: build killed after {timeout:.0f}s (deadline)\n".encode())
+            return MAKE_DEADLINE
+    return rc if rc is not None else -1
+
+
+def _keep_log(log: Path, name: str, key: str) -> Path:
+    """Copy a failed build's log out of the temporary entry (deleted on failure) into
+    ``<cache>/failed/``; return the kept path."""
+    kept = cache_dir("failed") / f"{name}-{key}.log"
+    shutil.copy(log, kept)
+    return kept
+
+
+def _make_config(target: str, build_dir: Path, repo: Path, env: dict[str, str], log: Path,
+                 name: str, key: str) -> None:
+    """``make TARGET`` (a *config target) in the O= tree; a failure is a BuildError naming the
+    log kept in ``<cache>/failed/``."""
+    try:
+        run(_make_argv(build_dir, target), cwd=repo, env=env, log=log, timeout=600)
+    except CommandError as e:
+        how = f"timed out after {e.timeout:.0f}s" if e.returncode is None else f"failed (exit {e.returncode})"
+        lines = [l for l in e.output.splitlines() if l.strip()]
+        raise BuildError(name, [f"make {target} {how}"] + (compiler_errors(e.output) or lines[-10:]),
+                         _keep_log(log, name, key)) from None
+
+
+def reproducer(repo: Path, commit: str, entry: Path, build_dir: Path, make_argv: list[str]) -> list[str]:
+    """Shell command lines (quoted with shlex) that redo a build by hand from the cache entry."""
+    env = [f"{k}={v}" for k, v in KBUILD_ENV.items()]
+    return [shlex.join(["git", "-C", str(repo), "checkout", "-f", "--detach", commit]),
+            shlex.join(["cp", str(entry / ".config"), str(build_dir / ".config")]),
+            f"cd {shlex.quote(str(repo))} && {shlex.join(['env', *env, *make_argv])}"]
 
 
 def apply_definition(kdef: KernelDef) -> tuple[str, str]:
@@ -241,13 +287,13 @@ def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
                    "CCACHE_NOHASHDIR": "1"}
             build_dir.mkdir(parents=True, exist_ok=True)
             # 1. base config, 2. merge fragments over it, 3. olddefconfig, 4. check what stuck.
-            run(_make_argv(build_dir, kdef.config_base), cwd=src.repo, env=env, log=log, timeout=600)
+            _make_config(kdef.config_base, build_dir, src.repo, env, log, name, key)
             frags = harness_fragments(kdef, src.repo)
             base_cfg = kconfig.parse_config((build_dir / ".config").read_text(), build_dir / ".config")
             parsed = [(f, kconfig.parse_config(f.path.read_text(), f.path)) for f in frags]
             merged = kconfig.merge(base_cfg, [p for _, p in parsed])
             (build_dir / ".config").write_text(kconfig.render(merged))
-            run(_make_argv(build_dir, "olddefconfig"), cwd=src.repo, env=env, log=log, timeout=600)
+            _make_config("olddefconfig", build_dir, src.repo, env, log, name, key)
             final = kconfig.parse_config((build_dir / ".config").read_text(), build_dir / ".config")
             strict_req = kconfig.merge({}, [p for f, p in parsed if f.strict])
             soft_req = kconfig.merge({}, [p for f, p in parsed if not f.strict])
@@ -260,16 +306,14 @@ def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
             rc = _stream_make(_make_argv(build_dir, "bzImage", jobs=jobs), src.repo, env, log,
                               timeout, progress)
             if rc != 0:
-                failed = cache_dir("failed") / f"{name}-{key}.log"
-                shutil.copy(log, failed)
-                raise BuildError(name, compiler_errors(log.read_text()), failed)
+                deadline = [f"make bzImage killed at the {timeout:.0f}s deadline"] if rc == MAKE_DEADLINE else []
+                raise BuildError(name, deadline + compiler_errors(log.read_text()), _keep_log(log, name, key))
             t_done = time.monotonic()
 
             shutil.copy(build_dir / "arch/x86/boot/bzImage", out / "bzImage")
             shutil.copy(build_dir / ".config", out / ".config")
             shutil.copy(build_dir / "System.map", out / "System.map")
             release = (build_dir / "include/config/kernel.release").read_text().strip()
-            make_cmd = " ".join(_make_argv(build_dir, "bzImage", jobs=jobs))
             write_json(out / "metadata.json", {
                 "name": name, "key": key, "definition": str(kdef.path), "based_on": kdef.based_on,
                 "source": src.describe, "source_repo": str(src.repo), "base_commit": src.commit,
@@ -281,12 +325,8 @@ def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
                               for f in frags],
                 "options_not_applied": {k: list(v) for k, v in soft_missing.items()},
                 "toolchain": toolchain, "jobs": jobs,
-                "reproducer": [
-                    f"git -C {src.repo} checkout -f --detach {commit}",
-                    f"cp {out / '.config'} {build_dir / '.config'}",
-                    f"cd {src.repo} && {' '.join(f'{k}={v!r}' for k, v in KBUILD_ENV.items())} "
-                    f"{make_cmd}",
-                ],
+                "reproducer": reproducer(src.repo, commit, entry, build_dir,
+                                         _make_argv(build_dir, "bzImage", jobs=jobs)),
                 "durations_s": {"import_and_series": round(t_config - t0, 1),
                                 "patch": round(t_config - t_patch, 1),
                                 "config": round(t_build - t_config, 1),

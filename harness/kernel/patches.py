@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.errors
 import email.policy
 import hashlib
 import mailbox
@@ -16,7 +17,8 @@ from ..errors import CommandError, PatchError
 from ..util import run
 from .git import IDENTITY, git, rev_parse
 
-_NUM = re.compile(r"\[[^\]]*?\b(\d+)/(\d+)\s*\]")
+# "[PATCH v2 3/7]": ASCII, bounded numbers (int() refuses more than 4300 digits).
+_NUM = re.compile(r"\[[^\]]*?\b([0-9]{1,9})/([0-9]{1,9})\s*\]")
 _DIFF = re.compile(rb"^(diff --git |--- \S|Index: )", re.M)
 
 
@@ -34,12 +36,17 @@ class Patch:
         return hashlib.sha256(self.raw).hexdigest()
 
 
+# What the email package raises on malformed mail (bad encodings, charsets, structure).
+_MAIL_ERRORS = (ValueError, LookupError, TypeError, AttributeError, IndexError, AssertionError,
+                email.errors.MessageError)
+
+
 def _subject(msg: email.message.Message) -> str:
-    raw = msg.get("Subject", "") or ""
+    raw = msg.get("Subject", "") or ""  # a Header object when the bytes were not ASCII
     try:
         s = str(make_header(decode_header(raw)))
-    except Exception:  # undecodable header: keep it raw
-        s = raw
+    except _MAIL_ERRORS:  # undecodable header: keep it raw
+        s = str(raw)
     return " ".join(s.split())
 
 
@@ -54,16 +61,47 @@ def _message_payload(msg: email.message.Message) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
+def _raw(msg: email.message.Message, stored: bytes) -> bytes:
+    """The message as git am wants it: re-serialized as before (so series keys stay stable), or
+    as stored in the mbox when the email package cannot write it back (malformed mail)."""
+    try:
+        return msg.as_bytes(policy=email.policy.compat32)
+    except _MAIL_ERRORS:
+        return stored
+
+
+def _patches_in(f: Path, box: mailbox.mbox) -> list[Patch]:
+    found: list[Patch] = []
+    for key in box.iterkeys():
+        # get_bytes + message_from_bytes is what box[key] does, minus decoding the "From " line
+        # as ASCII (mailbox.mbox.get_message raises UnicodeDecodeError on other bytes there).
+        stored = box.get_bytes(key)
+        msg = email.message_from_bytes(stored)
+        subject = _subject(msg)
+        if subject.lower().startswith("re:"):
+            continue
+        m = _NUM.search(subject)
+        number = int(m.group(1)) if m else None
+        if number == 0 or not _DIFF.search(_message_payload(msg)):
+            continue  # cover letter or discussion
+        found.append(Patch(f, _strip_prefix(subject), _raw(msg, stored), number))
+    return found
+
+
 def parse_series(files: list[Path] | tuple[Path, ...]) -> list[Patch]:
     """Split files into patch messages in series order.
 
     Cover letters ([PATCH 0/N], or any message without a diff) and replies ("Re: ...") are
     skipped. Within one mbox, numbered patches are ordered by their N/M number.
-    Raises PatchError for a file that holds no patch at all.
+    Raises PatchError for a file that cannot be read, that holds no patch at all, or that the
+    email package cannot make sense of.
     """
     series: list[Patch] = []
     for f in files:
-        data = f.read_bytes()
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            raise PatchError(f, "", [], f"cannot read: {e.strerror or e}") from None
         if not data.startswith(b"From "):
             # A bare mail or a plain diff: wrap it into a one-message mbox.
             if not data.lstrip().startswith((b"From:", b"Subject:", b"Date:", b"Message-")):
@@ -73,18 +111,12 @@ def parse_series(files: list[Path] | tuple[Path, ...]) -> list[Patch]:
             tmp.write(data)
             tmp.flush()
             box = mailbox.mbox(tmp.name, factory=None, create=False)
-            found: list[Patch] = []
-            for i, msg in enumerate(box):
-                subject = _subject(msg)
-                if subject.lower().startswith("re:"):
-                    continue
-                m = _NUM.search(subject)
-                number = int(m.group(1)) if m else None
-                if number == 0 or not _DIFF.search(_message_payload(msg)):
-                    continue  # cover letter or discussion
-                raw = msg.as_bytes(policy=email.policy.compat32)
-                found.append(Patch(f, _strip_prefix(subject), raw, number))
-            box.close()
+            try:
+                found = _patches_in(f, box)
+            except _MAIL_ERRORS as e:
+                raise PatchError(f, "", [], f"malformed mail: {e!r}"[:300]) from None
+            finally:
+                box.close()
         if not found:
             raise PatchError(f, "", [], "no patch found in this file (only a cover letter or no diff)")
         if all(p.number is not None for p in found):

@@ -26,9 +26,11 @@ from ..results.rundir import RunDir
 from ..vm.accel import Accel
 from ..vm.disks import Disk
 from ..vm.machine import VM, VMConfig
+from ..vm.ssh import GuestCommandError
 from ..workloads.fs import Filesystem, make_and_mount, unmount
 from . import fio as fio_step
 from . import xfstests as xfs_step
+from .hang import console_offset, handle_hang
 from .records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
 from .spec import MOUNTPOINT, CommandWorkload, FioCell, FioWorkload, RunSpec, VMSpec, XfstestsWorkload
 
@@ -181,9 +183,19 @@ def _xfstests(vm: VM, spec: RunSpec, wl: XfstestsWorkload, acc: _Acc, remaining:
     return "done"
 
 
-def _command(vm: VM, wl: CommandWorkload, acc: _Acc, remaining: list[str]) -> int:
-    """Run the command; its output goes to command.out / command.err in the run directory."""
-    res = vm.run(list(wl.argv), timeout=wl.timeout_s, check=False)
+def _command(vm: VM, wl: CommandWorkload, acc: _Acc, remaining: list[str]) -> int | None:
+    """Run the command; its output goes to command.out / command.err in the run directory.
+    Past its deadline it is a hang (None): the hang handler collects the evidence."""
+    since = console_offset(vm)
+    try:
+        res = vm.run(list(wl.argv), timeout=wl.timeout_s, check=False)
+    except GuestCommandError as e:
+        if e.timeout is None:
+            raise
+        acc.hang(handle_hang(vm, what=f"guest command {' '.join(wl.argv)[:60]}", limit=wl.timeout_s,
+                             evidence_dir=acc.rundir.path / "sysrq", label="command", since=since),
+                 acc.rundir.path)
+        return None
     (acc.rundir.path / "command.out").write_text(res.stdout)
     (acc.rundir.path / "command.err").write_text(res.stderr)
     remaining.clear()
@@ -221,7 +233,8 @@ def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | Non
             elif isinstance(wl, XfstestsWorkload):
                 status = _xfstests(vm, spec, wl, acc, remaining, tests_source)
             else:
-                cmd_status, status = _command(vm, wl, acc, remaining), "done"
+                cmd_status = _command(vm, wl, acc, remaining)
+                status = "done" if cmd_status is not None else "hang"
     except BootError as e:
         status = "boot-failed"
         acc.failures.append(str(e))

@@ -137,6 +137,8 @@ class Checker:
             (rec,) = self._execute([command_spec(self.bed, ref, list(c.argv), label=label)])
             if rec.status == "boot-failed":
                 return Verdict("bad" if c.kind == "boot" else "skip", "boot failed: " + _first(rec.failures), [rec])
+            if rec.status == "hang" and c.kind == "guest":
+                return Verdict("bad", "hung: " + _first(rec.failures), [rec])
             if rec.status != "done" or rec.command_status is None:
                 return Verdict("skip", f"harness: {rec.status}: {_first(rec.failures)}", [rec])
             if c.kind == "boot":

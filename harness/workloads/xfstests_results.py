@@ -74,6 +74,10 @@ def _parse_xml(xml_text: str) -> ET.Element:
     if not xml_text.strip():
         raise HarnessError("xunit report is empty")
     try:
+        xml_text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (text read with surrogateescape): no XML has them
+        xml_text = xml_text.encode("utf-8", "replace").decode("utf-8")
+    try:
         return ET.fromstring(xml_text)
     except ET.ParseError as first:
         try:
@@ -352,8 +356,9 @@ def watchdog_seconds(test: str, check_time: dict[str, float], default: float = 1
                      factor: float = 5, minimum: float = 120) -> float:
     """How long ``test`` may run before it counts as hung: ``factor`` x its last check.time
     duration, at least ``minimum``; ``default`` for a test without a usable recorded time (none,
-    or not a finite, non-negative number)."""
+    or not a finite, non-negative number) or when that product overflows to infinity."""
     last = check_time.get(test)
     if last is None or not math.isfinite(last) or last < 0:
         return float(default)
-    return float(max(minimum, factor * last))
+    seconds = float(max(minimum, factor * last))
+    return seconds if math.isfinite(seconds) else float(default)  # 5 x 1e308 overflows

@@ -118,3 +118,58 @@ def test_image_recipe_validation(tmp_path):
     with pytest.raises(DefinitionError) as e:
         load_image("k", tmp_path)
     assert e.value.key == "hostnam"
+
+
+# Found by tests/unit/test_props_definitions.py: each raised something other than a HarnessError.
+@pytest.mark.parametrize("text, key, message", [
+    ("1: x\ndescription: y\n", "(top level)", "key 1 is not a string"),  # TypeError in sorted()
+    ("source: {tarball: src.tar.xz}\nconfig: {null: x}\n", "config", "key None is not a string"),
+    ("description: 2001-02-30\n", "", "day is out of range"),  # ValueError from PyYAML
+    ("description: " + "9" * 5000 + "\n", "", "4300 digits"),  # ValueError from int()
+    ("description: " + "[" * 3000 + "]" * 3000 + "\n", "", "nested too deeply"),  # RecursionError
+])
+def test_yaml_that_does_not_make_a_definition(kdir, text, key, message):
+    write(kdir, "k.yaml", text)
+    with pytest.raises(DefinitionError, match=message) as e:
+        load_kernel("k", kdir)
+    assert e.value.key == key and e.value.path == kdir / "k.yaml"
+
+
+def test_non_utf8_and_unreadable_definitions(kdir):
+    (kdir / "k.yaml").write_bytes(b"description: \xff\n")
+    with pytest.raises(DefinitionError, match="not UTF-8"):
+        load_kernel("k", kdir)
+    (kdir / "d.yaml").mkdir()
+    with pytest.raises(DefinitionError, match="cannot read"):
+        load_kernel("d", kdir)
+
+
+def test_image_sysctl_with_a_non_string_key(tmp_path):
+    """sysctl: {1: "x"} passed the schema and raised TypeError in re.match()."""
+    write(tmp_path, "i.yaml", "suite: bookworm\npackages: [fio]\nsysctl: {1: x}\n")
+    with pytest.raises(DefinitionError, match="not a string") as e:
+        load_image("i", tmp_path)
+    assert e.value.key == "sysctl"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("~nosuchuser-kharness/x", "cannot expand"),  # RuntimeError from expanduser()
+    ('"a\\0b"', "embedded null byte"),  # ValueError
+    ("a" * 5000, "not a usable path"),  # OSError: file name too long
+    ("loop", "not a usable path"),  # RuntimeError: symlink loop
+])
+def test_unusable_paths_name_the_key(kdir, value, message):
+    (kdir / "loop").symlink_to("loop")
+    write(kdir, "k.yaml", f"source: {{tarball: src.tar.xz}}\npatches: [{value}]\n")
+    with pytest.raises(DefinitionError, match=message) as e:
+        load_kernel("k", kdir)
+    assert e.value.key == "patches[0]"
+
+
+def test_overlong_name_is_a_definition_error(kdir):
+    """load_kernel("a" * 300) raised OSError (file name too long) from Path.exists()."""
+    with pytest.raises(DefinitionError, match="at most 200"):
+        load_kernel("a" * 300, kdir)
+    write(kdir, "k.yaml", "base: " + "b" * 300 + "\n")
+    with pytest.raises(DefinitionError, match="at most 200"):
+        load_kernel("k", kdir)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import HarnessError
+from harness.evidence.console import MAX_LINE, clean_console_line
 from harness.evidence.events import (KINDS, Event, EventWatcher, first_interesting_frame,
-                                     scan_console, unique_titles)
-from harness.evidence.console import clean_console_line
+                                     scan_console, scan_console_file, unique_titles)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALL_FIXTURES = sorted((FIXTURES / "console").glob("*.txt")) + sorted(
@@ -264,3 +265,37 @@ def test_first_interesting_frame_skips_machinery():
               "mutex_lock_nested", "sysvec_apic_timer_interrupt", "ext4_foo.isra.0", "bar"]
     assert first_interesting_frame(frames) == "ext4_foo"
     assert first_interesting_frame(["dump_stack_lvl", "schedule"]) is None
+
+
+# ------------------------------------------------------------------------------------------
+# Streaming: files and long lines
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=[p.name for p in ALL_FIXTURES])
+def test_file_scan_equals_text_scan(path):
+    assert scan_console_file(path) == scan_console(read(path))
+
+
+def test_file_scan_of_a_missing_file_is_a_harness_error(tmp_path):
+    with pytest.raises(HarnessError, match="cannot read"):
+        scan_console_file(tmp_path / "missing.log")
+
+
+@pytest.mark.parametrize("size", [1000, MAX_LINE - 1, MAX_LINE + 1, 3 * MAX_LINE])
+def test_overlong_line_is_scanned_in_pieces_the_same_way_everywhere(size, tmp_path):
+    """A line of megabytes (a binary blob on the console) is not held whole: EventWatcher.feed,
+    the text scan and the file scan cut it into the same pieces."""
+    text = read(FIXTURES / "console" / "synth-6.1-hung-task-panic.txt")
+    blob = "x" * size + "\n"
+    doctored = blob + text + blob + text
+    whole = scan_console(doctored)
+    assert [e.title for e in whole] == [e.title for e in scan_console(text)] * 2
+    assert feed_in_chunks(doctored, 4096) == whole
+    assert feed_in_chunks(doctored, 10**9) == whole
+    f = tmp_path / "blob.log"
+    f.write_text(doctored, newline="")
+    assert scan_console_file(f) == whole
+    watcher = EventWatcher()
+    watcher.feed("y" * (5 * MAX_LINE))
+    assert len(watcher._partial) < MAX_LINE  # pieces of a line without "\n" are consumed

@@ -87,3 +87,40 @@ def test_shipped_patch_parses():
     (p,) = parse_series([root / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"])
     assert "unbound" in p.subject
     assert b'alloc_workqueue("dio-sync"' in p.raw
+
+
+# Found by tests/unit/test_props_definitions.py: each raised something other than a PatchError.
+def test_non_ascii_from_line(tmp_path):
+    """mailbox decodes the "From " line as ASCII: UnicodeDecodeError."""
+    p = tmp_path / "x.mbox"
+    p.write_bytes(msg("[PATCH] fs: add y", frm="From caf\xe9 Mon Sep 17 00:00:00 2001")
+                  .encode("latin-1"))
+    (s,) = parse_series([p])
+    assert s.subject == "fs: add y" and b"diff --git" in s.raw
+    assert parse_series([tmp_path / "x.mbox"])[0].raw == s.raw
+
+
+def test_mail_the_email_package_cannot_write_back_keeps_its_bytes(tmp_path):
+    """A multipart mail with 8-bit text: as_bytes() raised UnicodeEncodeError."""
+    p = tmp_path / "m.mbox"
+    text = msg("[PATCH] fs: add y").replace("Subject:", "Content-Type: multipart/mixed\nSubject:")
+    p.write_bytes(text.encode() + b"\x80\n")
+    (s,) = parse_series([p])
+    assert s.subject == "fs: add y" and b"diff --git" in s.raw and b"\x80" in s.raw
+
+
+def test_non_ascii_subject_bytes(tmp_path):
+    """A raw 8-bit Subject (a Header object in compat32) and an unknown charset are kept."""
+    p = tmp_path / "s.patch"
+    p.write_bytes(msg("[PATCH] caf\udce9 =?x-unknown?b?////?=").encode("utf-8", "surrogateescape"))
+    (s,) = parse_series([p])
+    assert s.subject.startswith("caf")
+
+
+def test_absurd_patch_number_and_unreadable_file(tmp_path):
+    p = tmp_path / "n.patch"
+    p.write_text(msg("[PATCH " + "9" * 5000 + "/2] big"))  # ValueError from int() before
+    (s,) = parse_series([p])
+    assert s.number is None
+    with pytest.raises(PatchError, match="cannot read"):
+        parse_series([tmp_path / "missing.patch"])

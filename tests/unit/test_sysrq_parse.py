@@ -7,15 +7,23 @@ consoles) is checked against generic invariants; the synthesized ones also have 
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from harness.evidence.console import Frame, blocked_in, clean_console_line, parse_frame, rip_function
+from harness.cli import sysrq as cli_sysrq
+from harness.errors import HarnessError
+from harness.evidence.console import (MAX_LINE, Frame, blocked_in, clean_console_line,
+                                      console_file_lines, console_lines, iter_console_lines,
+                                      parse_frame, rip_function, split_lines)
+from harness.evidence.events import scan_console
 from harness.evidence.summary import summarize, to_json
-from harness.evidence.sysrq import SysrqDump, parse_dumps, wq_flag_names
+from harness.evidence.sysrq import (SysrqDump, iter_dumps, iter_dumps_file, parse_dumps,
+                                    parse_dumps_file, wq_flag_names)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SYSRQ_FIXTURES = sorted((FIXTURES / "sysrq").glob("*.txt"))
@@ -449,9 +457,11 @@ workqueue dio/nvme0n1: flags=0x8
   pwq 2: cpus=1 node=0 flags=0x0 nice=0 active=3/256 refcnt=4
     in-flight: 19:iomap_dio_complete_work, 23:iomap_dio_complete_work, 31:iomap_dio_complete_work
 """)
-    assert summarize(t)[0] == ("dio/nvme0n1: active 3/256, 1 in-flight iomap_dio_complete_work; "
-                               "1 kworker with no reliable stack frames, "
-                               "1 kworker blocked in n_tty_receive_buf_common")
+    # the text stops before the pool lines a work in flight implies: said first
+    assert summarize(t)[:2] == [
+        "dump cut short before the worker pools: the log ends there",
+        "dio/nvme0n1: active 3/256, 1 in-flight iomap_dio_complete_work; "
+        "1 kworker with no reliable stack frames, 1 kworker blocked in n_tty_receive_buf_common"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -533,3 +543,227 @@ def test_blocked_in(stack, expected):
 ])
 def test_wq_flag_names(flags, expected):
     assert wq_flag_names(flags) == expected
+
+
+# ------------------------------------------------------------------------------------------
+# Dumps cut short
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=ids(ALL_FIXTURES))
+def test_complete_fixture_dumps_are_not_truncated(path):
+    for d in parse_dumps(read(path)):
+        assert (d.truncated, d.cut_in, d.cut_by) == (False, None, None)
+        assert not any(line.startswith("dump cut short") for line in summarize(d))
+
+
+def test_sysrq_w_cut_inside_any_stack_says_so(dio_vdb):
+    """Cut the log at every line inside a <TASK>...</TASK> block: the dump says where it was cut;
+    cut just after a "</TASK>", it is complete."""
+    text, dumps = dio_vdb
+    w = dumps[1]
+    body = text[:w.end_offset]
+    lines = body.splitlines(keepends=True)
+    pos, inside, checked = 0, None, 0
+    for line in lines:
+        pos += len(line)
+        if pos <= w.start_offset:
+            continue
+        if re.search(r"task:(.*?) +state:.* pid:(\d+)", line):
+            m = re.search(r"task:(.*?) +state:.* pid:(\d+)", line)
+            inside = f"in the stack of {m[1]} (pid {m[2]})"
+        (cut,) = [d for d in parse_dumps(body[:pos]) if d.kind == "w"]
+        if "</TASK>" in line:
+            assert not cut.truncated, line
+            inside = None
+        elif inside:
+            checked += 1
+            assert (cut.truncated, cut.cut_in, cut.cut_by) == (True, inside, None), line
+            assert summarize(cut)[0] == f"dump cut short {inside}: the log ends there"
+            assert cut.end_offset == pos
+    assert checked > 50
+
+
+def test_report_starting_inside_a_stack_cuts_the_dump(sysrq_t):
+    text, _ = sysrq_t
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if "jbd2_log_wait_commit+" in line)
+    bug = "[  245.121000] BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 31s!\n"
+    d = parse_dumps("".join(lines[:at] + [bug] + lines[at:]))[0]
+    assert d.kind == "t" and d.truncated
+    assert d.cut_in == "in the stack of kworker/u4:2 (pid 187)"
+    assert d.cut_by == bug.split("] ", 1)[1].strip()
+    assert d.tasks[-1].pid == 187 and d.workqueues == []
+    assert summarize(d)[0] == ("dump cut short in the stack of kworker/u4:2 (pid 187): interrupted "
+                               f"by {d.cut_by!r}")
+
+
+@pytest.mark.parametrize("stop_after, cut_in", [
+    ("Sched Debug Version", "before the workqueue dump"),
+    ("Showing busy workqueues", None),  # no busy workqueue is a complete dump
+    ("workqueue dio-sync: flags", "in workqueue dio-sync"),
+    ("pwq 4:", "in workqueue dio-sync, pwq 4"),
+    ("pool 0:", None),
+])
+def test_sysrq_t_cut_between_tasks_and_pools(sysrq_t, stop_after, cut_in):
+    text, _ = sysrq_t
+    end = text.index("\n", text.index(stop_after)) + 1
+    (d,) = parse_dumps(text[:end])
+    assert d.truncated == (cut_in is not None)
+    assert d.cut_in == cut_in and d.cut_by is None
+
+
+def test_in_flight_work_without_pools_is_cut_only_at_a_report_or_the_end():
+    wq = ("Showing busy workqueues and worker pools:\nworkqueue events: flags=0x0\n"
+          "  pwq 2: cpus=1 node=0 flags=0x0 nice=0 active=1/256 refcnt=2\n"
+          "    in-flight: 19:vmstat_update\n")
+    assert parse_dumps(wq)[0].cut_in == "before the worker pools"
+    (d, _) = parse_dumps(wq + "sysrq: Show Blocked State\n")
+    assert d.cut_in == "before the worker pools" and d.cut_by == "sysrq: Show Blocked State"
+    assert not parse_dumps(wq + "Any idea what is going on?\n")[0].truncated
+    assert not parse_dumps(wq + "pool 2: cpus=1 node=0 flags=0x0 nice=0 hung=0s workers=2\n")[
+        0].truncated
+
+
+def test_sysrq_t_header_alone_is_cut():
+    (d,) = parse_dumps("[    1.000000] sysrq: Show State\n")
+    assert d.truncated and d.cut_in == "before the workqueue dump"
+    assert "cut_in" in to_json(d) and to_json(d)["truncated"] is True
+
+
+def test_task_header_without_stack_is_cut():
+    (d,) = parse_dumps("sysrq: Show Blocked State\n" + TASK_BLOCK.splitlines(keepends=True)[0])
+    assert d.truncated and d.cut_in == "in the stack of kworker/0:1 (pid 23)"
+
+
+def test_stack_without_markers_is_complete_when_it_has_frames():
+    """arm64 and old x86 kernels print no <TASK> markers: no way to tell, so not cut."""
+    unmarked = re.sub(r"^.*</?TASK>\n", "", TASK_BLOCK, flags=re.M)
+    (d,) = parse_dumps("[   10.000000] sysrq: Show Blocked State\n" + unmarked)
+    assert d.tasks[0].stack and not d.truncated
+
+
+# ------------------------------------------------------------------------------------------
+# Streaming: files, lines, the CLI
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=ids(ALL_FIXTURES))
+def test_file_parse_equals_text_parse(path):
+    assert parse_dumps_file(path) == parse_dumps(read(path))
+
+
+def test_dumps_are_yielded_as_they_end():
+    text = read(FIXTURES / "sysrq" / "synth-6.1-wq-lockup-sysrq-w-dio-vdb-crlf.txt")
+    fed: list[int] = []
+
+    def lines():
+        for line in iter_console_lines(split_lines(text)):
+            fed.append(line.end)
+            yield line
+
+    first = next(iter_dumps(lines()))
+    assert first.kind == "wq" and fed[-1] < len(text) // 2  # read just past the first dump
+
+
+def test_long_lines_come_in_pieces_with_exact_offsets(tmp_path):
+    long = "é" * (MAX_LINE + 10)
+    text = "[    1.000000] sysrq: Show Blocked State\r\n" + long + "\n" + TASK_BLOCK
+    pieces = list(split_lines(text))
+    assert "".join(pieces) == text and max(map(len, pieces)) == MAX_LINE
+    lines = console_lines(text)
+    assert [(a.end, b.offset) for a, b in zip(lines, lines[1:], strict=False)] == [
+        (a.end, a.end) for a in lines[:-1]]
+    assert lines[-1].end == len(text)
+    f = tmp_path / "long.log"
+    f.write_text(text, encoding="utf-8", newline="")
+    assert list(console_file_lines(f)) == lines
+    assert parse_dumps_file(f) == parse_dumps(text)
+
+
+def test_unreadable_file_is_a_harness_error(tmp_path):
+    with pytest.raises(HarnessError, match="cannot read"):
+        parse_dumps_file(tmp_path / "missing.log")
+    with pytest.raises(HarnessError, match="cannot read"):
+        list(iter_dumps_file(tmp_path))  # a directory
+
+
+def test_undecodable_bytes_are_replaced(tmp_path):
+    f = tmp_path / "bin.log"
+    f.write_bytes(b"\xff\xfe[    1.000000] sysrq: Show Blocked State\n"
+                  + TASK_BLOCK.encode() + b"\x80\n")
+    (d,) = parse_dumps_file(f)
+    assert [t.pid for t in d.tasks] == [23] and not d.truncated
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    cli_sysrq.add_commands(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(argv)
+    rc = args.func(args)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=ids(ALL_FIXTURES))
+def test_cli_json_is_what_the_text_parsers_give(path, capsys):
+    rc, out, _ = _cli(["sysrq", "parse", "--json", str(path)], capsys)
+    text = read(path)
+    expected = {"dumps": [to_json(d) for d in parse_dumps(text)],
+                "events": [e.__dict__ for e in scan_console(text)]}
+    assert rc == 0
+    assert out == json.dumps(expected, indent=1, default=str) + "\n"
+
+
+def test_cli_text_says_a_dump_was_cut(tmp_path, capsys):
+    text = read(FIXTURES / "sysrq" / "synth-6.1-sysrq-t-dio-sync.txt")
+    f = tmp_path / "cut.log"
+    f.write_text(text[:text.index("Sched Debug Version")], newline="")
+    rc, out, _ = _cli(["sysrq", "parse", str(f)], capsys)
+    assert rc == 0
+    assert "dump 1 (sysrq-t, 8 tasks, 0 busy workqueues)" in out
+    assert "dump cut short before the workqueue dump: the log ends there" in out
+
+
+def test_cli_nothing_found_and_unreadable(tmp_path, capsys):
+    f = tmp_path / "quiet.log"
+    f.write_text("[    1.000000] Linux version 6.1.0\n")
+    rc, out, err = _cli(["sysrq", "parse", str(f)], capsys)
+    assert rc == 1 and "no sysrq dumps or kernel events found" in " ".join(err.split())
+    with pytest.raises(HarnessError, match="cannot read"):
+        _cli(["sysrq", "parse", "--json", str(tmp_path / "missing")], capsys)
+    assert capsys.readouterr().out == ""  # nothing written before the error
+
+
+def test_streaming_memory_does_not_grow_with_the_log(tmp_path):
+    """tracemalloc peak while parsing a log file is that of its largest dump: the same for four
+    copies of the fixtures as for one (the text parse grows with the log)."""
+    chunk = "".join(read(p).replace("\r\n", "\n") for p in SYSRQ_FIXTURES)
+    peaks = []
+    for copies in (1, 4):
+        f = tmp_path / f"log{copies}"
+        f.write_text(chunk * copies)
+        tracemalloc.start()
+        try:
+            count = sum(1 for _ in iter_dumps_file(f))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert count == copies * len(parse_dumps(chunk))
+    assert peaks[1] < 1.5 * peaks[0], peaks
+
+
+@pytest.mark.parametrize("text", [
+    "sysrq: Show Blocked State\ntask:x  state:D stack:0 pid:" + "9" * 5000 + " ppid:2 flags:0x0\n",
+    "Showing busy workqueues and worker pools:\nworkqueue a: flags=0x0\n  pwq 2: cpus=1 active=1\n"
+    "    in-flight: ²:f\n",
+    "Showing busy workqueues and worker pools:\nworkqueue a: flags=0x0\n  pwq 2: cpus=1 active=1\n"
+    "    pending: " + "9" * 5000 + "*f\n",
+    "Showing busy workqueues and worker pools:\npool 1: cpus=0 hung=" + "9" * 5000 + "s workers=2\n",
+])
+def test_absurd_numbers_do_not_raise(text):
+    """Found by test_props_console: int() of 5000 digits or of "²" raised ValueError."""
+    (d,) = parse_dumps(text)
+    assert all(len(str(t.pid)) < 20 for t in d.tasks)
+    summarize(d)
+    json.dumps(to_json(d))

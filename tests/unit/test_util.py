@@ -1,14 +1,16 @@
 """Cache-entry atomicity, locks and build-log error extraction."""
 
 import os
+import shlex
+import subprocess
 import threading
 import time
 
 import pytest
 
-from harness.kernel.build import compiler_errors
+from harness.kernel.build import _make_argv, _make_config, compiler_errors, reproducer
 from harness.util import atomic_dir, file_lock, run
-from harness.errors import CommandError, HarnessError, LockTimeout
+from harness.errors import BuildError, CommandError, HarnessError, LockTimeout
 
 
 def test_atomic_dir_publishes_only_on_success(tmp_path):
@@ -101,3 +103,60 @@ make: *** [Makefile:2012: .] Error 2
     assert any("if (!wq)" in e for e in errs)
     assert not any(e.startswith("make") for e in errs)
     assert compiler_errors("make: *** [Makefile:1: x] Error 2\n") == ["make: *** [Makefile:1: x] Error 2"]
+
+
+def test_atomic_dir_sweeps_a_killed_writers_temp_siblings(tmp_path):
+    final = tmp_path / "entry"
+    stale = tmp_path / ".entry.tmp-deadbeef"
+    (stale / "half").mkdir(parents=True)
+    (stale / "half/build.log").write_text("killed here")
+    other = tmp_path / ".other.tmp-deadbeef"
+    other.mkdir()
+    with atomic_dir(final) as tmp:
+        assert not stale.exists()  # swept before the new writer starts
+        (tmp / "metadata.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-deadbeef", "entry"]
+    with atomic_dir(final) as tmp:  # replacing an entry leaves no aside copy behind
+        (tmp / "metadata.json").write_text('{"v": 2}')
+    assert (final / "metadata.json").read_text() == '{"v": 2}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-deadbeef", "entry"]
+
+
+def test_a_failed_config_step_keeps_its_log(tmp_path, monkeypatch):
+    """make defconfig fails: the error names a log that still exists after the temporary
+    entry (where build.log is written) is gone."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KHARNESS_CACHE", str(cache))
+    repo, build_dir = tmp_path / "src", tmp_path / "build"
+    repo.mkdir()
+    build_dir.mkdir()
+    (repo / "Makefile").write_text('%config:\n\t@echo "*** Can\'t find default configuration \\"$@\\"!"; exit 1\n')
+    with pytest.raises(BuildError) as e:
+        with atomic_dir(tmp_path / "entry") as out:
+            _make_config("bogus_defconfig", build_dir, repo, {}, out / "build.log", "k", "0123abcd")
+    assert not list(tmp_path.glob(".entry.tmp-*"))
+    assert e.value.log == cache / "failed/k-0123abcd.log" and e.value.log.exists()
+    assert "Can't find default configuration" in e.value.log.read_text()
+    assert "make bogus_defconfig failed (exit 2)" in str(e.value) and str(e.value.log) in str(e.value)
+
+
+def test_the_reproducer_is_quoted_and_names_the_final_entry(tmp_path):
+    """Each reproducer line, pasted into a shell, does what the build did (real git and make)."""
+    repo, build_dir, entry = tmp_path / "src dir", tmp_path / "build", tmp_path / "kernels/key"
+    repo.mkdir()
+    build_dir.mkdir()
+    entry.mkdir(parents=True)
+    (entry / ".config").write_text("CONFIG_FROM_ENTRY=y\n")
+    (repo / "Makefile").write_text('bzImage:\n\t@echo "CC=[$(CC)] O=[$(O)] TS=[$$KBUILD_BUILD_TIMESTAMP]"\n')
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "Makefile"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = reproducer(repo, commit, entry, build_dir, _make_argv(build_dir, "bzImage", jobs=2))
+    assert str(entry / ".config") in lines[1] and ".tmp-" not in " ".join(lines)
+    outs = [subprocess.run(["sh", "-c", line], capture_output=True, text=True) for line in lines]
+    assert [o.returncode for o in outs] == [0, 0, 0], [o.stderr for o in outs]
+    assert (build_dir / ".config").read_text() == "CONFIG_FROM_ENTRY=y\n"
+    assert outs[2].stdout.strip() == (f"CC=[ccache gcc] O=[{build_dir}] TS=[Thu Jan  1 00:00:00 UTC 2026]")
+    assert shlex.split(lines[2])[-1] == "bzImage"

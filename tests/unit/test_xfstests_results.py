@@ -168,6 +168,13 @@ def test_non_finite_or_negative_check_time_gets_the_default_watchdog(bad):
     assert watchdog_seconds("generic/001", {"generic/001": float(bad)}, default=60) == 60.0
 
 
+def test_watchdog_that_overflows_gets_the_default():
+    """Found by test_props_workloads: 5 x 1e308 is inf, which was no watchdog."""
+    times = parse_check_time("generic/001 1e308\n")
+    assert times == {"generic/001": 1e308}
+    assert watchdog_seconds("generic/001", times) == 1800.0
+
+
 def test_non_finite_xunit_time_is_no_duration():
     xml = (FIXTURES / "synth-ext4_4k-result.xml").read_text()
     first = re.search(r'<testcase [^>]*time="([^"]*)"', xml)
@@ -176,6 +183,15 @@ def test_non_finite_xunit_time_is_no_duration():
         doctored = xml[:first.start(1)] + bad + xml[first.end(1):]
         assert parse_xunit(doctored)[0].duration_s is None
     assert parse_xunit(xml)[0].duration_s is not None
+
+
+def test_xunit_with_a_lone_surrogate_parses():
+    """Found by test_props_workloads: text read with surrogateescape raised UnicodeEncodeError."""
+    xml = (FIXTURES / "synth-ext4_4k-result.xml").read_text()
+    doctored = xml.replace("<testcase ", "<testcase x=\"\udcff\" ", 1)
+    assert [r.name for r in parse_xunit(doctored)] == [r.name for r in parse_xunit(xml)]
+    with pytest.raises(HarnessError):
+        parse_xunit("\udcff")
 
 
 def test_check_log_with_a_5000_digit_count_is_not_a_summary_line():

@@ -1,5 +1,6 @@
 """Real QEMU guests: image, accelerator, disks, SSH, QMP, console, and no leaked processes."""
 
+import json
 import os
 import signal
 import stat
@@ -12,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from harness.errors import BootError
+from harness.image.build import Image
+from harness.image.keys import generate_ed25519
 from harness.run.boot import booted
+from harness.vm.machine import VM, VMConfig
+from harness.vm.ssh import SSH, GuestCommandError, HostKeyMismatch, TransferError
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +112,81 @@ def test_no_qemu_outlives_the_harness(testbed, accel, tmp_path, sig):
     while qemu_pids_for(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not qemu_pids_for(tmp_path)
+
+
+def test_ssh_pins_the_host_key_the_image_build_recorded(testbed, image, tmp_path):
+    assert image.host_key and image.host_key.startswith("ssh-ed25519 ")
+    assert json.loads((image.dir / "metadata.json").read_text())["host_key"] == image.host_key
+    pinned = image.host_key.split()[:2]
+    with booted(testbed, "baseline", tmp_path / "run") as vm:
+        assert vm.ssh.host_key is not None
+        offered = vm.ssh.client.get_transport().get_remote_server_key()
+        assert [offered.get_name(), offered.get_base64()] == pinned
+        assert vm.run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.split()[:2] == pinned
+        # the same guest, expected to have another key: refused, at once, with a clear error
+        wrong = SSH(vm.port, image.ssh_key, host_key=generate_ed25519(tmp_path / "other"))
+        t0 = time.monotonic()
+        with pytest.raises(HostKeyMismatch, match="host key did not match") as e:
+            wrong.try_connect(30)
+        assert time.monotonic() - t0 < 30
+        assert f"[127.0.0.1]:{vm.port}" in str(e.value)
+        right = SSH(vm.port, image.ssh_key, host_key=image.host_key)
+        assert right.try_connect(30) and right.run(["true"]).ok
+        right.close()
+
+
+def test_a_boot_whose_guest_has_another_host_key_fails_clearly(testbed, image, baseline_kernel, accel,
+                                                                tmp_path):
+    """An image entry whose recorded host key is not the guest's: the boot stops with HostKeyMismatch."""
+    fake = tmp_path / "image"
+    fake.mkdir()
+    for f in ("base.qcow2", "id_ed25519", "metadata.json"):
+        (fake / f).symlink_to(image.dir / f)
+    (fake / "host_ed25519.pub").write_text(generate_ed25519(tmp_path / "other") + "\n")
+    cfg = VMConfig(kernel=baseline_kernel.bzimage, image=Image(image.name, image.key, fake, True),
+                   accel=accel, run_dir=tmp_path / "run", boot_timeout=300)
+    with pytest.raises(HostKeyMismatch, match="host key did not match"):
+        with VM(cfg):
+            pass
+    assert not qemu_pids_for(tmp_path / "run")
+
+
+def test_guest_command_deadline_and_stalled_transfers(testbed, tmp_path):
+    with booted(testbed, "baseline", tmp_path / "run") as vm:
+        t0 = time.monotonic()
+        with pytest.raises(GuestCommandError) as e:
+            vm.run("echo started; sleep 60", timeout=3)
+        assert time.monotonic() - t0 < 15
+        assert e.value.result is None and e.value.timeout == 3 and "started" in str(e.value)
+        with pytest.raises(GuestCommandError) as e:
+            vm.run("exit 4")
+        assert e.value.result is not None and e.value.result.status == 4
+        vm.run(["mkfifo", "/tmp/stuck", "/tmp/stuck-w"])   # opening one blocks the guest's sftp-server
+        t0 = time.monotonic()
+        with pytest.raises(TransferError, match="/tmp/stuck") as e:
+            vm.get("/tmp/stuck", tmp_path / "stuck", stall=3)
+        assert "stalled" in str(e.value) and time.monotonic() - t0 < 20
+        assert not (tmp_path / "stuck").exists()
+        src = tmp_path / "small.txt"
+        src.write_text("after the stall\n")
+        with pytest.raises(TransferError, match="/tmp/stuck-w"):
+            vm.put(src, "/tmp/stuck-w", stall=3)
+        vm.put(src, "/tmp/small.txt")                  # a fresh SFTP session works
+        vm.get("/tmp/small.txt", tmp_path / "back.txt")
+        assert (tmp_path / "back.txt").read_text() == "after the stall\n"
+        assert vm.run(["true"]).ok
+
+
+def test_per_command_overhead(testbed, tmp_path):
+    """50 x `true` over the VM's SSH: the per-command cost of the harness's guest commands."""
+    with booted(testbed, "baseline", tmp_path / "run") as vm:
+        vm.run(["true"])
+        times = []
+        for _ in range(50):
+            t0 = time.monotonic()
+            assert vm.run(["true"]).status == 0
+            times.append(time.monotonic() - t0)
+    times.sort()
+    print(f"50 x true: median {times[25] * 1000:.0f} ms, min {times[0] * 1000:.0f} ms, "
+          f"max {times[-1] * 1000:.0f} ms")
+    assert times[25] < 2.0      # TCG on 2 busy cores; a poll loop or a reconnect per command shows here

@@ -6,6 +6,7 @@ sysrq evidence; a changed patch makes reproduce refuse and name the patch."""
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,19 +36,19 @@ def only_run_dir(root: Path) -> Path:
 def test_run_fio_then_reproduce_it(tmp_path):
     store = tmp_path / "store.sqlite"
     first = kharness("run", "fio", "--kernel", "patched", "--fs", "ext4", "--disk", "nvme",
-                     "--pattern", "unwritten-convert", "--engine", "libaio", "--runtime", "3", "--size", "16m",
-                     "--runs", "2", "--results-dir", tmp_path / "runs", store=store)
+                     "--pattern", "unwritten-convert", "--engine", "libaio", "--runtime", "4", "--size", "32m",
+                     "--runs", "3", "--results-dir", tmp_path / "runs", store=store)
     assert first.returncode == 0, first.stderr
     run_dir = only_run_dir(tmp_path / "runs")
     spec = read_spec(run_dir)
     assert spec.kernel.name == "patched" and spec.kernel.patches and len(spec.kernel.key) == 24
-    assert spec.workload.cells[0].id == CELL and spec.workload.cells[0].runs == 2
+    assert spec.workload.cells[0].id == CELL and spec.workload.cells[0].runs == 3
     assert "ioengine=libaio" in spec.workload.cells[0].job.rendered
     with Store(store) as s:
         (row,) = s.runs()
         assert row.run_id == run_dir.name and row.front_end == "cli" and row.status == "done"
         recorded = [m.iops for m in s.measurements([row.run_id])]
-        assert len(recorded) == 2 and all(v > 0 for v in recorded)
+        assert len(recorded) == 3 and all(v > 0 for v in recorded)
 
     # from the run directory
     again = kharness("reproduce", run_dir, "--results-dir", tmp_path / "repro", store=store)
@@ -62,11 +63,13 @@ def test_run_fio_then_reproduce_it(tmp_path):
     with Store(store) as s:
         repros = [r for r in s.runs(front_end="reproduce")]
         assert len(repros) == 2 and {r.reproduces for r in repros} == {row.run_id}
-        new = [m.iops for r in repros for m in s.measurements([r.run_id])]
-    median = sorted(recorded)[len(recorded) // 2]
-    # The same work on the same kernel: within TCG's boot-to-boot noise (5-9%), and far from the
-    # 3-4x gap between the patched and the baseline kernel on this cell.
-    assert all(0.6 < v / median < 1.6 for v in new), (recorded, new)
+        new = [[m.iops for m in s.measurements([r.run_id])] for r in repros]
+    # The same work on the same kernel: medians within TCG's noise (5-9% between boots on an idle
+    # host, and short runs wobble more), and far from the 3-4x gap between this kernel and the
+    # baseline on this cell.
+    median = statistics.median(recorded)
+    assert [len(n) for n in new] == [3, 3]
+    assert all(0.5 < statistics.median(n) / median < 2.0 for n in new), (recorded, new)
 
 
 def test_reproducing_a_hang_collects_its_own_evidence(tmp_path):

@@ -1,0 +1,505 @@
+"""RayExecutor: a plan's boots as Ray tasks on many hosts; records land in the driver's store.
+
+The unit of work is one boot's RunSpec. The driver (the process that planned the work and built
+the kernels with its Testbed) submits one Ray task per unit; each task asks for the custom
+resource ``vm: 1`` (plus ``kvm: 1`` for a KVM spec) and ``num_cpus`` = the guest's CPUs, so a
+host runs as many VMs at once as its ``vm`` resource says. On the worker the task
+
+1. tells the driver's tracker actor it started (the driver's deadline clock starts there, and
+   restarts when Ray retries the unit on another node);
+2. makes the spec's kernel and image present in ITS cache (``$KHARNESS_CACHE`` of the worker
+   node): missing entries arrive by content from the driver's ``ray.put`` chunks and are
+   verified by sha256 before they are renamed into place (:mod:`harness.run.artifacts`); a
+   worker never builds;
+3. runs :func:`harness.run.boot.run_boot` in a run directory named by the run id the driver
+   reserved (its own deadlines: boot timeout, fio/xfstests hang handling, still apply);
+4. returns the record's JSON form and the run directory as a tar.gz.
+
+The driver unpacks each run directory into ``root/<run id>`` (exactly where the local executor
+would have put it), rebuilds the BootRecord from its JSON, and writes it to the sink as it
+arrives; workers never touch the store. Failures:
+
+- a node lost mid-unit (host down, raylet killed): Ray reruns the task elsewhere, up to
+  ``max_retries`` times; only a returned record is recorded, and a retry reuses the reserved run
+  id, so nothing is recorded twice (the store's upserts would not duplicate either);
+- a unit past its deadline (counted from the start of its current attempt; :func:`unit_deadline`
+  or ``deadline_s``) is cancelled with ``ray.cancel(force=True)``, which kills the worker
+  process and its QEMU (started with PR_SET_PDEATHSIG), and recorded as an ``error`` run with
+  the reason; so is a unit whose retries ran out or whose task raised;
+- a boot cut short by a hang comes back with ``remaining`` work: the driver submits a fresh unit
+  for it, as the local executor does.
+
+Ray is imported lazily: without it, constructing a RayExecutor raises HarnessError saying
+``pip install 'kharness[ray]'``. See docs/ray.md for clusters, caches and ``ray job submit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import socket
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .. import __version__
+from ..errors import HarnessError
+from ..evidence.events import Event
+from ..paths import cache_root
+from ..results.rundir import RunDir, new_run_dir
+from ..util import write_json
+from . import artifacts
+from .boot import boot_timeout
+from .execute import RecordSink, narrow
+from .fio import fio_deadline
+from .records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
+from .spec import CommandWorkload, FioWorkload, RunSpec, XfstestsWorkload, harness_spec, spec_from_json
+
+Say = Callable[[str], None]
+INSTALL_HINT = "pip install 'kharness[ray]'"
+MAX_RUN_DIR_BYTES = 1 << 30
+_SKIP_FILES = ("root-overlay.qcow2",)     # throwaway disks, if a killed VM left them behind
+
+
+def import_ray() -> Any:
+    """The ray module, or HarnessError saying how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise HarnessError(f"the Ray executor needs Ray, which is not installed here ({e}); install the "
+                           f"extra: {INSTALL_HINT} (in a checkout: .venv/bin/pip install -e '.[ray]')") from None
+    return ray
+
+
+# -- what a unit needs and how long it may take ---------------------------------------------------
+def resources_for(spec: RunSpec) -> dict[str, float]:
+    """The custom resources a unit asks for: one VM slot, and a KVM host for a KVM spec."""
+    return {"vm": 1.0, **({"kvm": 1.0} if spec.accel == "kvm" else {})}
+
+
+def unit_deadline(spec: RunSpec, transfer_s: float = 300.0) -> float:
+    """Seconds a unit may run before the driver cancels it: well past run_boot's own deadlines
+    (boot timeout, fio hang deadline, xfstests watchdogs), so those handle a hang with evidence
+    first, plus time to fetch artifacts. It catches what they cannot: a stuck worker."""
+    t = boot_timeout(spec.accel) + 180.0 + transfer_s
+    wl = spec.workload
+    if isinstance(wl, FioWorkload):
+        for c in wl.cells:
+            per_run = wl.deadline_s if wl.deadline_s else fio_deadline(c.job)
+            t += 180.0 + c.runs * (per_run + 60.0)
+    elif isinstance(wl, XfstestsWorkload):
+        t += 900.0 + len(wl.tests) * 3 * max(wl.default_watchdog_s, 120.0)
+    elif isinstance(wl, CommandWorkload):
+        t += wl.timeout_s + 60.0
+    return t * 1.5
+
+
+def work_items(spec: RunSpec) -> list[str]:
+    """The cells, tests or 'command' a spec asks for (what a failed unit leaves undone)."""
+    wl = spec.workload
+    if isinstance(wl, FioWorkload):
+        return [c.id for c in wl.cells]
+    if isinstance(wl, XfstestsWorkload):
+        return list(wl.tests)
+    return ["command"]
+
+
+# -- records and run directories across hosts ----------------------------------------------------
+def record_from_json(data: dict[str, Any]) -> BootRecord:
+    """The BootRecord whose :meth:`BootRecord.to_json` is ``data`` (strict: unknown keys refused)."""
+    data = dict(data)
+    data.pop("label", None), data.pop("role", None)          # derived from the spec
+    names = {f.name for f in dataclasses.fields(BootRecord)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise HarnessError(f"record {data.get('run_id')}: unknown key(s) {', '.join(unknown)} "
+                           "(a worker running another kharness version?)")
+    data["spec"] = spec_from_json(data["spec"], f"record {data.get('run_id')}")
+    for key, cls in (("measurements", MeasurementRecord), ("xfstests", XfstestRecord), ("events", Event),
+                     ("evidence", EvidenceRef)):
+        data[key] = tuple(cls(**x) for x in data.get(key, ()))
+    for key in ("failures", "remaining", "sysrq_summary"):
+        data[key] = tuple(data.get(key, ()))
+    return BootRecord(**data)
+
+
+def pack_run_dir(run_dir: Path, limit: int = MAX_RUN_DIR_BYTES) -> bytes:
+    """The run directory as tar.gz bytes (regular files and directories; scratch disks skipped)."""
+    buf = io.BytesIO()
+    total = 0
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for p in sorted(run_dir.rglob("*")):
+            rel = p.relative_to(run_dir)
+            if p.is_symlink() or p.name in _SKIP_FILES or p.suffix == ".raw":
+                continue
+            if p.is_dir():
+                tar.add(p, arcname=str(rel), recursive=False)
+            elif p.is_file():
+                total += p.stat().st_size
+                if total > limit:
+                    raise HarnessError(f"{run_dir}: run directory larger than {limit >> 20} MiB")
+                tar.add(p, arcname=str(rel), recursive=False)
+    return buf.getvalue()
+
+
+def unpack_run_dir(blob: bytes, dest: Path) -> None:
+    """Unpack :func:`pack_run_dir` bytes into ``dest``; only plain files and directories inside it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    real = dest.resolve()
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            target = (dest / m.name).resolve()
+            if m.name.startswith("/") or ".." in Path(m.name).parts or not target.is_relative_to(real) \
+                    or target == real or not (m.isfile() or m.isdir()):
+                raise HarnessError(f"run directory from a worker: refusing member {m.name!r}")
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            assert src is not None
+            with open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.chmod(target, m.mode & 0o755)
+            os.utime(target, (m.mtime, m.mtime))
+
+
+# -- the Ray side: tracker actor and the task -------------------------------------------------------
+class Tracker:
+    """Lives next to the driver (a Ray actor): when each unit's current attempt started, where."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, dict[str, Any]] = {}
+
+    def started(self, unit: str, node: str, host: str, pid: int) -> int:
+        prev = self.starts.get(unit)
+        attempt = (prev["attempt"] if prev else 0) + 1
+        self.starts[unit] = {"t0": time.monotonic(), "node": node, "host": host, "pid": pid, "attempt": attempt}
+        return attempt
+
+    def ages(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        return {u: {**s, "age": now - s["t0"]} for u, s in self.starts.items()}
+
+    def forget(self, unit: str) -> None:
+        self.starts.pop(unit, None)
+
+
+def _unnice() -> int:
+    """Undo Ray's worker niceness (15 by default) for the guest: QEMU inherits it, and a niced guest
+    loses the CPU to anything else on the host, which shows up as slower boots and lower IOPS.
+    Lowering niceness needs root or RLIMIT_NICE; otherwise start the node with
+    ``RAY_worker_niceness=0 ray start ...``. Returns the niceness the boot runs at."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def run_unit(payload: dict[str, Any], refs: dict[str, Any], tracker: Any,
+             boot: Callable[..., BootRecord] | None = None) -> dict[str, Any]:
+    """The Ray task: one boot's work on whichever host Ray chose. Returns plain data."""
+    import ray
+    from .boot import run_boot
+    run_id = payload["run_id"]
+    node, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
+    attempt = ray.get(tracker.started.remote(run_id, node, host, os.getpid()))
+    say = (lambda m: print(f"[{run_id} @{host}] {m}", flush=True)) if payload.get("verbose", True) else (lambda m: None)
+    spec = spec_from_json(payload["spec"], f"ray unit {run_id}")
+    niceness = _unnice()
+    t0 = time.monotonic()
+    got: dict[str, str] = {}
+    for kind in ("kernel", "image"):
+        manifest, chunk_refs = refs[kind]
+        _, fetched = artifacts.install(manifest, chunk_refs, ray.get, say=say)
+        got[kind] = "fetched" if fetched else "cached"
+    fetch_s = time.monotonic() - t0
+    root = Path(payload["worker_root"]) if payload.get("worker_root") else cache_root() / "ray-runs"
+    run_dir = root / run_id
+    if run_dir.exists():   # an earlier attempt on this host died: keep its files, never reuse them
+        run_dir.rename(run_dir.with_name(f"{run_id}.lost-{attempt - 1}-{int(time.time())}"))
+    run_dir.mkdir(parents=True)
+    ts = payload.get("tests_source")
+    rec = (boot or run_boot)(spec, run_dir, say=say, group=payload.get("group"),
+                             front_end=payload.get("front_end", "cli"), reproduces=payload.get("reproduces"),
+                             tests_source=Path(ts) if ts else None)
+    info = {"kind": "ray", "node_id": node, "host": host, "pid": os.getpid(), "attempt": attempt,
+            "artifacts": got, "fetch_seconds": round(fetch_s, 3), "worker_run_dir": str(run_dir), "niceness": niceness,
+            "worker_kharness": {"version": __version__, "commit": harness_spec().commit}}
+    meta_path = run_dir / "metadata.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        meta["executor"] = info
+        write_json(meta_path, meta)
+    blob = pack_run_dir(run_dir)
+    if not payload.get("keep_worker_runs"):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return {"record": rec.to_json(), "run_dir_tgz": blob, **info}
+
+
+def _where(info: dict[str, Any]) -> str:
+    """host and short node id, e.g. ``vm/5322961f`` (several nodes may share a host name)."""
+    node = info.get("node") or info.get("node_id") or ""
+    return f"{info.get('host') or '?'}/{node[:8]}" if node else f"{info.get('host') or '?'}"
+
+
+# -- the driver ------------------------------------------------------------------------------------
+@dataclass
+class _Unit:
+    index: int                    # which planned spec this boot belongs to
+    spec: RunSpec
+    run_dir: Path                 # reserved on the driver; its name is the run id
+    boots: int                    # boots of this planned spec so far, this one included
+    deadline: float
+    ref: Any = None
+    submitted: float = field(default_factory=time.monotonic)
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    seen: dict[str, Any] = field(default_factory=dict)   # the tracker's view of its current attempt
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+
+class RayExecutor:
+    """Runs specs as Ray tasks (see the module docstring). ``address``: ``auto`` (the cluster this
+    host belongs to, or the one a ``ray job submit`` job runs in), ``HOST:6379``, ``ray://HOST:10001``,
+    or ``local`` (start a private single-node Ray here). An already connected Ray session is used as
+    it is. ``deadline_s`` overrides :func:`unit_deadline` (a number, or a function of the spec)."""
+
+    name = "ray"
+
+    def __init__(self, address: str = "auto", *, max_retries: int = 3,
+                 deadline_s: float | Callable[[RunSpec], float] | None = None, poll_s: float = 2.0,
+                 worker_root: str | None = None, keep_worker_runs: bool = False,
+                 chunk_size: int = artifacts.CHUNK, unschedulable_grace_s: float = 600.0,
+                 verbose_workers: bool = True, boot: Callable[..., BootRecord] | None = None):
+        self.ray = ray = import_ray()
+        self.address, self.max_retries, self.deadline_s, self.poll_s = address, max_retries, deadline_s, poll_s
+        self.worker_root, self.keep_worker_runs, self.chunk_size = worker_root, keep_worker_runs, chunk_size
+        self.unschedulable_grace_s, self.verbose_workers, self._boot = unschedulable_grace_s, verbose_workers, boot
+        self._owns_ray = False
+        if not ray.is_initialized():
+            try:
+                ray.init(address=None if address == "local" else address, namespace="kharness",
+                         log_to_driver=verbose_workers)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise HarnessError(f"cannot connect to the Ray cluster at {address!r}: {e}") from None
+            self._owns_ray = True
+        self._remote = ray.remote(run_unit)
+        self._published: dict[tuple[str, str, str], tuple[artifacts.Manifest, dict[str, list[Any]]]] = {}
+        self.units: list[dict[str, Any]] = []     # one line per finished unit: where, how long, how
+
+    def close(self) -> None:
+        """Drop the published artifacts; disconnect if this executor connected."""
+        self._published.clear()
+        if self._owns_ray and self.ray.is_initialized():
+            self.ray.shutdown()
+        self._owns_ray = False
+
+    def __enter__(self) -> "RayExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- cluster checks and artifacts
+    def _nodes_for(self, spec: RunSpec, nodes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        need = {**resources_for(spec), "CPU": float(spec.vm.cpus)}
+        return [n for n in (self.ray.nodes() if nodes is None else nodes) if n.get("Alive")
+                and all(n.get("Resources", {}).get(k, 0.0) >= v for k, v in need.items())]
+
+    def check_schedulable(self, spec: RunSpec) -> None:
+        """HarnessError unless some live node can run ``spec``'s unit."""
+        if not self._nodes_for(spec):
+            need = {**resources_for(spec), "CPU": spec.vm.cpus}
+            raise HarnessError(
+                f"no live node of the Ray cluster at {self.address!r} offers {need} for {spec.label}; "
+                "start each worker host with e.g. `ray start --address=HEAD:6379 --num-cpus=N "
+                "--resources='{\"vm\": 1" + (', "kvm": 1' if spec.accel == "kvm" else "") + "}'` (see docs/ray.md)")
+
+    def _artifact(self, kind: str, name: str, key: str) -> tuple[artifacts.Manifest, dict[str, list[Any]]]:
+        k = (kind, name, key)
+        if k not in self._published:
+            if not (artifacts.entry_dir(kind, name, key) / "metadata.json").exists():
+                raise HarnessError(f"{kind} {name or key} (key {key}) is not in the driver's cache; prepare the "
+                                   "testbed on the driver first (the driver builds, workers only fetch)")
+            m = artifacts.describe(kind, name, key)
+            self._published[k] = (m, artifacts.publish(m, self.ray.put, chunk_size=self.chunk_size))
+        return self._published[k]
+
+    # -- the loop
+    def execute(self, specs: Iterable[RunSpec], root: Path, *, sink: RecordSink | None = None,
+                say: Say = print, group: str | None = None, front_end: str = "cli",
+                reproduces: str | None = None, tests_source: Path | None = None,
+                max_boots_per_spec: int = 10) -> list[BootRecord]:
+        """Run every spec on the cluster; records (plan order) to ``sink`` as they arrive."""
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        specs = list(specs)
+        for s in specs:
+            self.check_schedulable(s)
+        common = {"group": group, "front_end": front_end, "reproduces": reproduces,
+                  "tests_source": str(tests_source) if tests_source else None, "worker_root": self.worker_root,
+                  "keep_worker_runs": self.keep_worker_runs, "verbose": self.verbose_workers}
+        tracker = ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=True)).remote()
+        results: dict[int, list[BootRecord]] = {i: [] for i in range(len(specs))}
+        pending: dict[Any, _Unit] = {}
+        unschedulable_since: float | None = None
+        last_check = 0.0
+
+        def submit(index: int, spec: RunSpec, boots: int) -> None:
+            run_dir = new_run_dir(root, spec.label)
+            dl = self.deadline_s(spec) if callable(self.deadline_s) else (self.deadline_s or unit_deadline(spec))
+            unit = _Unit(index, spec, run_dir, boots, dl)
+            refs = {"kernel": self._artifact("kernel", "", spec.kernel.key),
+                    "image": self._artifact("image", spec.image.recipe, spec.image.key)}
+            opts = dict(num_cpus=spec.vm.cpus, resources=resources_for(spec), max_retries=self.max_retries,
+                        retry_exceptions=False, name=f"kharness-{run_dir.name}")
+            args: list[Any] = [{**common, "run_id": run_dir.name, "spec": spec.to_json()}, refs, tracker]
+            if self._boot is not None:
+                args.append(self._boot)
+            unit.ref = self._remote.options(**opts).remote(*args)
+            pending[unit.ref] = unit
+            say(f"boot {run_dir.name}: {spec.kernel.name}, {', '.join(d.kind for d in spec.disks)} "
+                f"(ray task, deadline {dl:.0f}s)")
+
+        def record(unit: _Unit, rec: BootRecord) -> None:
+            results[unit.index].append(rec)
+            if sink is not None:
+                sink.add_run(rec.to_json())
+            progressed = rec.status != "boot-failed" and (
+                rec.measurements or rec.xfstests or len(rec.remaining) < len(work_items(unit.spec)))
+            if rec.remaining and progressed and unit.boots < max_boots_per_spec:
+                submit(unit.index, narrow(unit.spec, rec.remaining), unit.boots + 1)
+
+        try:
+            for i, s in enumerate(specs):
+                submit(i, s, 1)
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_s)
+                for ref in ready:
+                    unit = pending.pop(ref)
+                    record(unit, self._collect(unit, say, common))
+                    tracker.forget.remote(unit.run_id)
+                now = time.monotonic()
+                if pending and (not ready or now - last_check > self.poll_s):
+                    last_check = now
+                    unschedulable_since = self._watch(pending, tracker, say, common, record, unschedulable_since)
+        except BaseException:
+            for ref in list(pending):
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            try:
+                ray.kill(tracker)
+            except Exception:
+                pass
+        return [r for i in sorted(results) for r in results[i]]
+
+    def _watch(self, pending: dict[Any, _Unit], tracker: Any, say: Say, common: dict[str, Any],
+               record: Callable[[_Unit, BootRecord], None], unschedulable_since: float | None) -> float | None:
+        """Deadlines (cancel and record) and units no live node can take any more."""
+        ray = self.ray
+        try:
+            ages = ray.get(tracker.ages.remote(), timeout=30)
+        except Exception as e:   # the tracker is gone: deadlines count from submission instead
+            say(f"ray: tracker unavailable ({type(e).__name__}); deadlines count from submission")
+            ages = {u.run_id: {"age": time.monotonic() - u.submitted, "host": "?", "attempt": 1}
+                    for u in pending.values()}
+        for ref, unit in list(pending.items()):
+            seen = ages.get(unit.run_id)
+            if seen is None:
+                continue
+            if seen.get("attempt", 1) > unit.seen.get("attempt", 0):
+                if unit.seen:
+                    say(f"ray: {unit.run_id}: attempt {seen['attempt']} on {_where(seen)} "
+                        f"(attempt {unit.seen['attempt']} on {_where(unit.seen)} was lost)")
+                unit.seen = dict(seen)
+            if seen["age"] > unit.deadline:
+                if ray.wait([ref], timeout=0)[0]:
+                    continue      # it finished just now: the main loop collects its record
+                ray.cancel(ref, force=True)
+                pending.pop(ref)
+                reason = (f"deadline: the ray task ran {seen['age']:.0f}s on {_where(seen)} (attempt "
+                          f"{seen.get('attempt', 1)}), past its deadline of {unit.deadline:.0f}s; cancelled")
+                say(f"ray: {unit.run_id}: {reason}")
+                record(unit, self._failed(unit, reason, common, seen))
+        if any(u.run_id not in ages for u in pending.values()):   # some wait for a node
+            waiting = [u for u in pending.values() if u.run_id not in ages]
+            nodes = ray.nodes()
+            if all(self._nodes_for(u.spec, nodes) for u in waiting):
+                return None
+            unschedulable_since = unschedulable_since or time.monotonic()
+            if time.monotonic() - unschedulable_since > self.unschedulable_grace_s:
+                for ref, unit in list(pending.items()):
+                    if unit.run_id in ages or self._nodes_for(unit.spec, nodes):
+                        continue
+                    ray.cancel(ref, force=True)
+                    pending.pop(ref)
+                    reason = (f"unschedulable: for {self.unschedulable_grace_s:.0f}s no live node offered "
+                              f"{resources_for(unit.spec)} and {unit.spec.vm.cpus} CPUs")
+                    record(unit, self._failed(unit, reason, common, {}))
+                return None
+            return unschedulable_since
+        return None
+
+    def _collect(self, unit: _Unit, say: Say, common: dict[str, Any]) -> BootRecord:
+        """The record of a finished task: unpacked here, or a failed record with the reason."""
+        ray = self.ray
+        t_collect = time.monotonic()
+        try:
+            out = ray.get(unit.ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if getattr(e, "cause", None) is not None else e
+            reason = f"worker error: {type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+            if isinstance(cause, HarnessError):
+                reason = f"worker error: {cause}"
+            say(f"ray: {unit.run_id}: {reason}")
+            return self._failed(unit, reason, common, unit.seen)
+        except ray.exceptions.RayError as e:
+            reason = (f"lost: {type(e).__name__} after {self.max_retries} retries: "
+                      f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+            say(f"ray: {unit.run_id}: {reason}")
+            return self._failed(unit, reason, common, unit.seen)
+        unpack_run_dir(out["run_dir_tgz"], unit.run_dir)
+        rec = dataclasses.replace(record_from_json(out["record"]), run_dir=str(unit.run_dir))
+        (unit.run_dir / "record.json").write_text(json.dumps(rec.to_json(), indent=1, default=str) + "\n")
+        wall = time.monotonic() - unit.submitted
+        info = {k: v for k, v in out.items() if k not in ("record", "run_dir_tgz")}
+        self.units.append({"run_id": unit.run_id, "status": rec.status, "wall_s": wall,
+                           "collect_s": time.monotonic() - t_collect, **info})
+        if info.get("worker_kharness", {}).get("commit") not in (None, unit.spec.harness.commit):
+            say(f"ray: {unit.run_id}: worker {info['host']} runs kharness {info['worker_kharness']}, "
+                f"the driver {unit.spec.harness}")
+        say(f"ray: {unit.run_id}: {rec.status} on {_where(info)} (attempt {info.get('attempt')}, kernel "
+            f"{info.get('artifacts', {}).get('kernel')}, image {info.get('artifacts', {}).get('image')}, "
+            f"{wall:.0f}s since submission)")
+        return rec
+
+    def _failed(self, unit: _Unit, reason: str, common: dict[str, Any], seen: dict[str, Any]) -> BootRecord:
+        """An ``error`` run for a unit that returned no record: spec, metadata and record on disk."""
+        spec = unit.spec
+        info = {"kind": "ray", "host": seen.get("host"), "node_id": seen.get("node"),
+                "attempt": seen.get("attempt"), "reason": reason}
+        rd = RunDir(unit.run_dir, run_id=unit.run_id, label=spec.label, kernel=spec.kernel.name,
+                    kernel_key=spec.kernel.key, image=spec.image.key, accel=spec.accel,
+                    workload=spec.workload.kind, role=spec.role, group=common.get("group"), executor=info)
+        spec.write(unit.run_dir)
+        rec = BootRecord(run_id=unit.run_id, run_dir=str(unit.run_dir), spec=spec, status="error",
+                         started=unit.started, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         failures=(reason,), remaining=tuple(work_items(spec)), group=common.get("group"),
+                         front_end=common.get("front_end", "cli"), reproduces=common.get("reproduces"))
+        (unit.run_dir / "record.json").write_text(json.dumps(rec.to_json(), indent=1, default=str) + "\n")
+        rd.finish("error", failures=[reason], remaining=list(rec.remaining))
+        self.units.append({"run_id": unit.run_id, "status": "error", "reason": reason,
+                           "wall_s": time.monotonic() - unit.submitted, **{k: v for k, v in seen.items() if k != "t0"}})
+        return rec

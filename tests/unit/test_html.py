@@ -1,0 +1,121 @@
+"""The nightly HTML report and index: rendered from a synthetic night, escaped, self-contained,
+and loaded in a real headless Chromium (no console errors; a screenshot shows the table and a plot)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.results.history import Decision, TestDiff
+from harness.results.html import svg_series, write_index, write_night_report
+from harness.results.nightly_db import NightlyDB
+from harness.results.nightly_results import CellRow, NightResult
+
+CELL = "ext4/nvme/unwritten-convert/libaio"
+
+
+def synthetic_night(run_dir: Path) -> NightResult:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "console.log").write_text("boot\n")
+    res = NightResult("n3", "default", "nightly/n3", {"baseline": "a" * 40, "baseline@next": "b" * 40}, "baseline")
+    hist = Decision("last-good", "regression", 2021.0, 572.0, -71.7, 0.1, 3, 3, reference="n2")
+    base = Decision("baseline", "regression", 2000.0, 572.0, -71.4, 0.1, 3, 3, reference="baseline")
+    row = CellRow("baseline@next", CELL, "IOPS", "iops", [570.0, 572.0, 580.0], base, hist, run_ids=["r1"],
+                  series=[("n1", 2010.0), ("n2", 2021.0), ("n3", 572.0)],
+                  baseline_series=[("n1", 2000.0), ("n2", 1990.0), ("n3", 2000.0)],
+                  bisect=f"kharness bisect --kernel baseline --good {'a' * 40} --bad {'b' * 40} --check fio:{CELL}",
+                  reproduce=f"kharness reproduce r1 --cell {CELL}")
+    quiet = Decision("baseline", "no change", 500.0, 505.0, 1.0, 0.7, 3, 3)
+    row2 = CellRow("baseline@next", "ext4/nvme/append-extend/libaio", "IOPS", "iops", [505.0], quiet,
+                   Decision("last-good", "no change", 500.0, 505.0, 1.0, 0.7, 3, 3, reference="n2"),
+                   series=[("n1", 498.0), ("n2", 500.0), ("n3", 505.0)])
+    res.fio = [row, row2]
+    res.control = [(CELL, "IOPS", Decision("baseline", "no change", 2000.0, 1985.0, -0.75, 0.7, 3, 3))]
+    res.control_history = (1, 24)
+    res.xfstests = {"baseline@next": [
+        TestDiff("ext4_4k", "generic/013", "new failure", "fails 3/3", "pass", "pass", "output mismatch <b>x</b>"),
+        TestDiff("ext4_4k", "generic/091", "flaky", "flaky 1/3", "pass", "pass"),
+        TestDiff("ext4_4k", "generic/001", "pass", "pass", "pass", "pass")]}
+    res.evidence = {("baseline@next", CELL): {"run_id": "r9", "run_dir": str(run_dir), "files": ["sysrq/w-1.txt"],
+                                              "summary": ["dio-sync: active 1/1, 30 inactive iomap_dio_complete_work",
+                                                          "1 kworker blocked in jbd2_log_wait_commit"]}}
+    res.ranges = {"baseline@next": {"since_night": "n2", "old": "a" * 40, "new": "b" * 40,
+                                    "log": ["bbbbbbb fs: direct-io: single-threaded workqueue"]}}
+    res.not_run = [{"unit": "nightly-fio-p0-r2-new0-virtio", "kref": "baseline@next",
+                    "work": ["xfs/virtio/append-extend/libaio"], "why": "budget: needs ~90 s, 12 s left"}]
+    res.runs = [{"run_id": "r1", "run_dir": str(run_dir), "label": "nightly-fio-p0-r0-new0-nvme", "status": "done",
+                 "kref": "baseline@next", "role": "new", "failures": [], "sysrq_summary": []}]
+    return res
+
+
+def test_report_renders_everything_escaped(tmp_path):
+    night_dir = tmp_path / "n3"
+    res = synthetic_night(night_dir / "runs" / "r1")
+    with NightlyDB(tmp_path / "nightly.sqlite") as db:
+        path = write_night_report(res, night_dir, db)
+    html = path.read_text()
+    assert res.verdict == "regression" and res.exit_code == 1
+    for needle in (CELL, "-71.7%", "dio-sync: active 1/1", "kharness bisect --kernel baseline", "--check fio:",
+                   "kharness reproduce r1", "new failure", "flaky 1/3", "budget: needs ~90 s", "<svg",
+                   "runs/r1/console.log", "1 of 24 control comparisons", "single-threaded workqueue"):
+        assert needle in html, needle
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html  # recorded text is escaped
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
+
+
+def test_svg_series_scales_and_escapes():
+    svg = str(svg_series([("n1", 100.0), ("n<2>", 50.0)], title="a<b", highlight="n<2>"))
+    assert svg.startswith("<svg") and "a&lt;b" in svg and "n&lt;2&gt;" in svg and "polyline" in svg
+    assert str(svg_series([])) == ""
+
+
+def test_index_lists_nights(tmp_path):
+    with NightlyDB(tmp_path / "nightly.sqlite") as db:
+        db.start("n1", "default", "x", {"baseline": "a" * 40})
+        db.finish("n1", "done", "good", 0, "")
+        (tmp_path / "n1").mkdir()
+        (tmp_path / "n1" / "report.html").write_text("x")
+        html = write_index(tmp_path, db).read_text()
+    assert "n1/report.html" in html and "good" in html
+
+
+def open_in_chromium(page: Path, png: Path, width: int = 1300, height: int = 1800) -> tuple[list, Path]:
+    """Load ``page`` in headless Chromium via chromedriver: (severe console messages, screenshot).
+    The verdict table must be displayed; ``png.plots`` is how many plots the page drew."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              f"--window-size={width},{height}"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get(page.resolve().as_uri())
+        assert driver.find_element("id", "verdicts").is_displayed()
+        plots = len(driver.find_elements("css selector", "svg.plot"))
+        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        driver.save_screenshot(str(png))
+    finally:
+        driver.quit()
+    open_in_chromium.plots = plots  # type: ignore[attr-defined]
+    return errors, png
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="needs Debian's chromium and chromium-driver (scripts/setup installs them)")
+def test_report_in_headless_chromium(tmp_path):
+    night_dir = tmp_path / "n3"
+    res = synthetic_night(night_dir / "runs" / "r1")
+    with NightlyDB(tmp_path / "nightly.sqlite") as db:
+        path = write_night_report(res, night_dir, db)
+    errors, png = open_in_chromium(path, tmp_path / "report.png")
+    assert not errors, errors
+    assert open_in_chromium.plots == 2  # type: ignore[attr-defined]
+    assert png.stat().st_size > 10_000
+    import os
+    if os.environ.get("KHARNESS_KEEP_SCREENSHOT"):
+        shutil.copy(png, os.environ["KHARNESS_KEEP_SCREENSHOT"])

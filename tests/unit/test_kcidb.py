@@ -1,0 +1,128 @@
+"""A night folded from a synthetic results store (two nights of a small plan), its KCIDB v5 export
+validated with kcidb-io, and the resume rules (what a unit still has to do; an interrupted boot
+recorded from its run directory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.config.plans import load_plan_file
+from harness.results.kcidb import KcidbError, night_kcidb, validate
+from harness.results.nightly_db import NightlyDB
+from harness.results.nightly_results import fold_night, group_of, verdict_rows
+from harness.results.store import Store
+from harness.run.nightly_units import (
+    INTERRUPTED,
+    pending,
+    planned_units,
+    recover_orphans,
+    runs_by_label,
+)
+
+CELL = "ext4/nvme/unwritten-convert/libaio"
+PLAN = f"""
+kernels: [baseline@next]
+baseline: baseline
+fio: {{filesystems: [ext4], disks: [nvme], patterns: [unwritten-convert], engines: [libaio], repeats: 3}}
+control: {{cells: ["{CELL}"]}}
+"""
+COMMITS = {1: {"baseline": "a" * 40, "baseline@next": "a" * 40},
+           2: {"baseline": "a" * 40, "baseline@next": "b" * 40}}
+
+
+def record(run_id: str, night: str, label: str, role: str, iops: float, *, root: Path, commit: str) -> dict:
+    cell_spec = {"fs": {"fstype": "ext4", "mkfs": ["mkfs.ext4", "{dev}"], "mount_options": ""}, "disk": "nvme",
+                 "runs": 1, "job": {"pattern": "unwritten-convert", "engine": "libaio", "iodepth": 32,
+                                    "numjobs": 1, "bs": "4k", "size": "32m", "runtime": 5, "ramp_time": 0,
+                                    "directory": "/mnt/scratch/fio", "rendered": "[job]"}}
+    return {"run_id": run_id, "run_dir": str(root / run_id), "group": group_of(night), "front_end": "nightly",
+            "label": label, "role": role, "status": "done", "started": f"2026-11-2{night[-1]}T01:00:{run_id[-2:]}+0000",
+            "finished": "2026-11-29T01:01:00+0000", "remaining": [],
+            "spec": {"kernel": {"name": "baseline", "key": f"k-{commit[:4]}", "commit": commit,
+                                "config_base": "defconfig", "release": "6.1.0", "patches": []},
+                     "image": {"key": "img"}, "accel": "tcg", "workload": {"kind": "fio", "cells": [cell_spec]}},
+            "measurements": [{"cell": CELL, "fs": "ext4", "disk": "nvme", "pattern": "unwritten-convert",
+                              "engine": "libaio", "run_index": 0, "status": "ok", "iops": iops,
+                              "clat_p99_us": 1e6 / iops}],
+            "sysrq_summary": ["dio-sync: active 1/1"] if role == "evidence" else []}
+
+
+def fill_night(store: Store, db: NightlyDB, plan, night: str, n: int, root: Path, new_iops: list[float]) -> None:
+    db.start(night, plan.name, "sha", COMMITS[n])
+    units = planned_units(plan)
+    db.record_units(night, {u.label: u.info() for u in units})
+    iops = {"base": [2000.0, 2100.0, 1950.0], "new": new_iops, "control": [2050.0, 1990.0, 2080.0]}
+    for u in units:
+        commit = COMMITS[n][u.kref]
+        store.add_run(record(f"{night}-{u.label[-12:]}-{u.run_index:02d}", night, u.label, u.role,
+                             iops[u.role][u.run_index], root=root, commit=commit))
+
+
+@pytest.fixture
+def two_nights(tmp_path):
+    p = tmp_path / "t.yaml"
+    p.write_text(PLAN)
+    plan = load_plan_file(p)
+    store = Store(tmp_path / "store.sqlite")
+    db = NightlyDB(tmp_path / "nightly.sqlite")
+    fill_night(store, db, plan, "n1", 1, tmp_path, [2010.0, 2060.0, 1980.0])
+    res1 = fold_night(store, db, plan, "n1", COMMITS[1])
+    store.add_verdicts(group_of("n1"), verdict_rows(res1, plan))
+    db.finish("n1", "done", res1.verdict, res1.exit_code, "")
+    fill_night(store, db, plan, "n2", 2, tmp_path, [560.0, 580.0, 572.0])
+    yield plan, store, db, res1
+    store.close()
+
+
+def test_second_night_flags_the_step_against_history_and_baseline(two_nights):
+    plan, store, db, res1 = two_nights
+    assert res1.verdict == "good" and not res1.regressions
+    res = fold_night(store, db, plan, "n2", COMMITS[2])
+    assert res.exit_code == 1
+    (reg,) = [r for r in res.regressions if r.metric == "IOPS"]
+    assert reg.cell == CELL and reg.history.method == "last-good" and reg.history.reference == "n1"
+    assert reg.history.verdict == reg.baseline.verdict == "regression" and reg.history.pct < -70
+    assert reg.bisect == f"kharness bisect --kernel baseline --good {'a' * 40} --bad {'b' * 40} --check fio:{CELL}"
+    assert reg.reproduce.startswith("kharness reproduce n2-") and reg.reproduce.endswith(f"--cell {CELL}")
+    assert [n for n, _ in reg.series] == ["n1", "n2"]
+    assert all(not d.flagged for _, _, d in res.control)
+    doc = night_kcidb(res, store)
+    assert doc["version"]["major"] == 5
+    assert {c["git_commit_hash"] for c in doc["checkouts"]} == {"a" * 40, "b" * 40}
+    fail = [t for t in doc["tests"] if t["status"] == "FAIL"]
+    assert fail and all(t["path"].startswith("kharness.fio.ext4.nvme.unwritten-convert.libaio") for t in fail)
+
+
+def test_invalid_kcidb_names_the_key():
+    with pytest.raises(KcidbError, match="checkouts/0"):
+        validate({"version": {"major": 5, "minor": 3}, "checkouts": [{"id": "no-origin-colon"}]})
+
+
+def test_pending_and_recovery_of_an_interrupted_boot(two_nights, tmp_path):
+    plan, store, _db, _ = two_nights
+    unit = planned_units(plan)[0]
+    runs = runs_by_label(store, group_of("n2"))
+    assert pending(unit, runs[unit.label]) == []                  # recorded with nothing remaining
+    assert pending(unit, []) == [CELL]                            # never started
+    # A boot killed after its measurement: spec.json and measurements.jsonl, no record.json.
+    from harness.run.plan import fio_cell
+    from harness.run.spec import FioWorkload, ImageSpec, KernelSpec, RunSpec
+    d = tmp_path / "night" / "runs" / "20261129-020000-nightly-x-ab12"
+    d.mkdir(parents=True)
+    cells_ = (fio_cell("ext4", "nvme", "unwritten-convert", "libaio"), fio_cell("ext4", "nvme", "append-extend", "libaio"))
+    spec = RunSpec(label="nightly-x", kernel=KernelSpec("baseline", "k", "src", "a" * 40, "a" * 40, "6.1", "defconfig", "h"),
+                   image=ImageSpec("debian-bookworm", "img"), accel="tcg", disks=(), workload=FioWorkload(cells=cells_))
+    spec.write(d)
+    cells = [c.id for c in spec.workload.cells]
+    m = {"cell": cells[0], "fs": "ext4", "disk": "nvme", "pattern": "p", "engine": "libaio", "run_index": 0,
+         "status": "ok", "iops": 1.0}
+    (d / "measurements.jsonl").write_text(json.dumps(m) + "\n" + '{"cell": "trunc')
+    assert recover_orphans(d.parent, store, group_of("n2"), lambda s: None) == [d.name]
+    row = store.run(d.name)
+    assert row.status == "error" and row.record["failures"] == [INTERRUPTED]
+    assert row.record["remaining"] == cells[1:]
+    assert [x.cell for x in store.measurements([d.name])] == cells[:1]
+    assert recover_orphans(d.parent, store, group_of("n2"), lambda s: None) == []   # once only
