@@ -33,13 +33,20 @@ def only_run_dir(root: Path) -> Path:
     return d
 
 
-def test_run_fio_then_reproduce_it(tmp_path):
-    store = tmp_path / "store.sqlite"
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One `kharness run fio` on the patched kernel: (store, run directory)."""
+    tmp = tmp_path_factory.mktemp("recorded")
+    store = tmp / "store.sqlite"
     first = kharness("run", "fio", "--kernel", "patched", "--fs", "ext4", "--disk", "nvme",
                      "--pattern", "unwritten-convert", "--engine", "libaio", "--runtime", "4", "--size", "32m",
-                     "--runs", "3", "--results-dir", tmp_path / "runs", store=store)
+                     "--runs", "3", "--results-dir", tmp / "runs", store=store)
     assert first.returncode == 0, first.stderr
-    run_dir = only_run_dir(tmp_path / "runs")
+    return store, only_run_dir(tmp / "runs")
+
+
+def test_run_fio_then_reproduce_it(recorded, tmp_path):
+    store, run_dir = recorded
     spec = read_spec(run_dir)
     assert spec.kernel.name == "patched" and spec.kernel.patches and len(spec.kernel.key) == 24
     assert spec.workload.cells[0].id == CELL and spec.workload.cells[0].runs == 3
@@ -77,7 +84,7 @@ def test_reproducing_a_hang_collects_its_own_evidence(tmp_path):
     frozen = kharness("run", "fio", "--kernel", "baseline", "--fs", "xfs", "--disk", "virtio",
                       "--pattern", "append-extend", "--engine", "libaio", "--runtime", "3", "--size", "16m",
                       "--guest-setup", "mkdir -p /mnt/scratch/fio", "--guest-setup", "fsfreeze --freeze /mnt/scratch",
-                      "--deadline", "60", "--results-dir", tmp_path / "runs", store=store)
+                      "--deadline", "25", "--results-dir", tmp_path / "runs", store=store)
     assert frozen.returncode == 3, "a hang exits 3"
     again = kharness("reproduce", only_run_dir(tmp_path / "runs"), "--results-dir", tmp_path / "repro", store=store)
     assert again.returncode == 0, again.stderr
@@ -89,19 +96,15 @@ def test_reproducing_a_hang_collects_its_own_evidence(tmp_path):
     assert "hang" in again.stdout
 
 
-def test_reproduce_refuses_when_a_patch_changed(tmp_path):
-    store = tmp_path / "store.sqlite"
-    first = kharness("run", "fio", "--kernel", "patched", "--fs", "ext4", "--disk", "nvme",
-                     "--pattern", "append-extend", "--engine", "libaio", "--runtime", "2", "--size", "8m",
-                     "--results-dir", tmp_path / "runs", store=store)
-    assert first.returncode == 0, first.stderr
+def test_reproduce_refuses_when_a_patch_changed(recorded, tmp_path):
+    store, run_dir = recorded
     # the same definitions in another project root, with the patch's description edited
     proj = tmp_path / "proj"
     shutil.copytree(ROOT / "kernels", proj / "kernels")
     patch = proj / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
     text = patch.read_text()
     patch.write_text(text.replace("\n---\n", "\nEdited after the run.\n---\n", 1))
-    refused = kharness("reproduce", only_run_dir(tmp_path / "runs"), "--results-dir", tmp_path / "repro",
+    refused = kharness("reproduce", run_dir, "--results-dir", tmp_path / "repro",
                        store=store, env={"KHARNESS_ROOT": str(proj)}, timeout=120)
     assert refused.returncode == 2
     err = " ".join(refused.stderr.split())
