@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from ..errors import BootError, HangError, HarnessError, WorkloadError
-from ..evidence.events import scan_console
+from ..evidence.events import scan_console_file
 from ..image.build import find_image
 from ..kernel.build import find_kernel
 from ..results.rundir import RunDir
@@ -241,8 +241,7 @@ def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | Non
     except HarnessError as e:
         status = "error"
         acc.failures.append(str(e))
-    events = tuple(scan_console((run_dir / "console.log").read_text(errors="replace"))
-                   if (run_dir / "console.log").exists() else [])
+    events = tuple(scan_console_file(run_dir / "console.log") if (run_dir / "console.log").exists() else [])
     rundir.write_events(list(events))
     record = BootRecord(
         run_id=run_dir.name, run_dir=str(run_dir), spec=spec, status=status, started=started,
