@@ -133,7 +133,7 @@ def main() -> None:
             print(f"local, one after another: {local_rate:.0f} units/hour")
             print(f"two workers on this 2-core host: x{two / one:.2f} of one (both guests share 2 cores)")
             print(f"N hosts with one VM slot each: about N x {one:.0f} units/hour of this unit: units "
-                  f"run in parallel and the driver's own work per unit ({statistics.median(out['ray_collect_s']):.2f}s "
+                  f"run in parallel and the driver's own work per unit ({statistics.median(out['ray_collect_s']) * 1000:.0f} ms "
                   f"unpack+record) overlaps with them")
             ex.close()
         finally:

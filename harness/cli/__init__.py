@@ -12,12 +12,12 @@ from .common import console
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bisect, doctor, kernel, reproduce, results, run, sysrq, vm
+    from . import bisect, doctor, kernel, nightly, reproduce, results, run, sysrq, vm
     p = argparse.ArgumentParser(prog="kharness", description=__doc__)
     p.add_argument("--store", default=None, metavar="PATH",
                    help="results store (SQLite); default $KHARNESS_STORE or ~/.local/share/kharness/results.sqlite")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for module in (kernel, vm, run, sysrq, results, reproduce, bisect, doctor):
+    for module in (kernel, vm, run, sysrq, results, reproduce, bisect, nightly, doctor):
         module.add_commands(sub)
     return p
 

@@ -10,8 +10,10 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
-console = Console(stderr=True, highlight=False)   # progress and diagnostics
-out = Console(highlight=False, soft_wrap=True)     # results
+# Piped or logged output gets wide tables (rich would truncate cells to 80 columns).
+_WIDE = None if sys.stdout.isatty() else 180
+console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)  # progress
+out = Console(highlight=False, soft_wrap=True, width=_WIDE)     # results
 
 
 def say(message: str) -> None:

@@ -19,6 +19,10 @@ from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_j
 from .git import git, rev_parse
 
 BASE_REF = "refs/kharness/base"  # the imported commit; HEAD moves as builds check out series
+# Children run in their own process group (harness.procs), away from the terminal: a credential
+# prompt there would stop git until its deadline. Fail at once instead.
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0",
+             **({} if "GIT_SSH_COMMAND" in os.environ else {"GIT_SSH_COMMAND": "ssh -o BatchMode=yes"})}
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def _import_tarball(tarball: Path, final: Path) -> None:
 def _clone_git(url: str, final: Path) -> None:
     with atomic_dir(final) as tmp:
         # "--": a URL starting with '-' must not be read as an option (e.g. --upload-pack=CMD).
-        run(["git", "clone", "-q", "--no-checkout", "--", url, str(tmp / "repo")], timeout=7200)
+        run(["git", "clone", "-q", "--no-checkout", "--", url, str(tmp / "repo")], timeout=7200, env=NO_PROMPT)
         for entry in (tmp / "repo").iterdir():
             os.rename(entry, tmp / entry.name)
         (tmp / "repo").rmdir()
@@ -131,7 +135,7 @@ def import_source(src: Source) -> SourceRepo:
             if commit is None:
                 try:
                     # --end-of-options (git >= 2.24): the ref is never an option, whatever it holds.
-                    git(repo, "fetch", "-q", "origin", "--end-of-options", ref, timeout=7200)
+                    git(repo, "fetch", "-q", "origin", "--end-of-options", ref, timeout=7200, env=NO_PROMPT)
                     commit = rev_parse(repo, "FETCH_HEAD")
                 except CommandError:
                     commit = rev_parse(repo, ref)

@@ -53,7 +53,7 @@ def fmt_p(x: Any) -> str:
 
 
 def svg_series(series: Sequence[tuple[str, float]], *, baseline: Sequence[tuple[str, float]] = (),
-               title: str = "", highlight: str | None = None, width: int = 420, height: int = 150) -> Markup:
+               title: str = "", highlight: str | None = None, width: int = 460, height: int = 160) -> Markup:
     """An inline SVG line plot of per-night medians (and the baseline's, dashed)."""
     nights = list(dict.fromkeys([n for n, _ in baseline] + [n for n, _ in series]))
     if not nights:
@@ -110,7 +110,7 @@ def night_context(res: NightResult, night_dir: Path, db: NightlyDB | None = None
     for r in res.fio:
         if r.metric_key == "iops" and (len(r.series) > 1 or r.flagged):
             plots.append({"title": f"{r.kref} {r.cell} IOPS", "flagged": r.flagged,
-                          "svg": svg_series(r.series, baseline=r.baseline_series, title=f"{r.cell} IOPS ({r.kref})",
+                          "svg": svg_series(r.series, baseline=r.baseline_series, title=f"{r.cell} IOPS",
                                             highlight=res.night)})
     plots.sort(key=lambda p: not p["flagged"])
     runs = [{**r, "console": _rel(Path(r["run_dir"]) / "console.log", night_dir),

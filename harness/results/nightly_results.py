@@ -182,7 +182,7 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                     if vals:
                         hist.append(Night(n.night, tuple(vals), n.accepted or (kref, cell) not in flagged,
                                           n.commits.get(kref, "")))
-                bd = vs_baseline(base, now, higher_is_better=hib, metric=label)
+                bd = vs_baseline(base, now, higher_is_better=hib, metric=label, min_effect_pct=hp.min_effect_pct)
                 hd = vs_history(hist, now, higher_is_better=hib, min_nights=hp.min_nights, window=hp.window,
                                 alpha=hp.alpha, min_effect_pct=hp.min_effect_pct, metric=label)
                 row = CellRow(kref, cell, label, key, now, bd, hd,
@@ -192,8 +192,9 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                                        if (v := d.metric("base", plan.baseline, cell, key))]
                 if base:
                     row.baseline_series.append((night, float(np.median(base))))
+                status = {r.run_id: r.status for r in tonight.runs}  # reproduce a complete boot first
                 row.run_ids = sorted({m.run_id for m in tonight.values.get(("new", kref, cell), [])
-                                      if m.status == "ok"})
+                                      if m.status == "ok"}, key=lambda i: (status.get(i) != "done", i))
                 if row.flagged:
                     row.reproduce = f"kharness reproduce {row.run_ids[0]} --cell {cell}" if row.run_ids else None
                     bad = commits.get(kref)
@@ -211,7 +212,8 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
         for key, label, hib in METRICS:
             base = tonight.metric("base", plan.baseline, cell, key)
             ctl = tonight.metric("control", plan.baseline, cell, key)
-            res.control.append((cell, label, vs_baseline(base, ctl, higher_is_better=hib, metric=label)))
+            res.control.append((cell, label, vs_baseline(base, ctl, higher_is_better=hib, metric=label,
+                                                        min_effect_pct=hp.min_effect_pct)))
     # The measured false-alarm rate: flagged control comparisons (3+ runs a side) over every night.
     flagged = sum(d.flagged for _, _, d in res.control)
     compared = sum(d.n_then >= 3 and d.n_now >= 3 for _, _, d in res.control)

@@ -38,7 +38,15 @@ class Executor(Protocol):
                 reproduces: str | None = None, tests_source: Path | None = None,
                 max_boots_per_spec: int = 10) -> list[BootRecord]: ...
 
+    def slots(self) -> int:
+        """How many boots can run at once (a planner divides its time estimate by this)."""
+        ...
+
     def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class LocalExecutor:
@@ -53,6 +61,9 @@ class LocalExecutor:
         return execute(specs, root, sink=sink, say=say, group=group, front_end=front_end,
                        reproduces=reproduces, tests_source=tests_source,
                        max_boots_per_spec=max_boots_per_spec)
+
+    def slots(self) -> int:
+        return 1
 
     def close(self) -> None:
         pass

@@ -297,6 +297,10 @@ class RayExecutor:
         self._published: dict[tuple[str, str, str], tuple[artifacts.Manifest, dict[str, list[Any]]]] = {}
         self.units: list[dict[str, Any]] = []     # one line per finished unit: where, how long, how
 
+    def slots(self) -> int:
+        """VM slots of the live nodes (the cluster's ``vm`` resource)."""
+        return int(sum(n.get("Resources", {}).get("vm", 0.0) for n in self.ray.nodes() if n.get("Alive")))
+
     def close(self) -> None:
         """Drop the published artifacts; disconnect if this executor connected."""
         self._published.clear()

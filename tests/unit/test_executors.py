@@ -32,7 +32,7 @@ from .test_spec import fio_spec, xfs_spec
 
 def test_no_address_is_the_local_executor():
     ex = executor_for(None)
-    assert isinstance(ex, LocalExecutor) and isinstance(ex, Executor) and ex.name == "local"
+    assert isinstance(ex, LocalExecutor) and isinstance(ex, Executor) and ex.name == "local" and ex.slots() == 1
     assert isinstance(executor_for(""), LocalExecutor)
 
 
@@ -167,7 +167,7 @@ def test_ray_records_match_and_follow_ups_run(local_ray, driver_cache, tmp_path)
         fio_spec().workload, cells=fio_spec().workload.cells[:1]))
     sink, root = ListSink(), tmp_path / "runs"
     ex = RayExecutor("auto", boot=measure, poll_s=0.5)
-    assert ex.name == "ray" and isinstance(ex, Executor)
+    assert ex.name == "ray" and isinstance(ex, Executor) and ex.slots() == 2
     recs = ex.execute([two_cells, one_cell], root, sink=sink, group="g", front_end="pytest")
     assert [r.spec.label for r in recs] == ["two", "two", "one"]
     assert [len(r.spec.workload.cells) for r in recs] == [2, 1, 1]

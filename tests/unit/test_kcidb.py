@@ -126,3 +126,47 @@ def test_pending_and_recovery_of_an_interrupted_boot(two_nights, tmp_path):
     assert row.record["remaining"] == cells[1:]
     assert [x.cell for x in store.measurements([d.name])] == cells[:1]
     assert recover_orphans(d.parent, store, group_of("n2"), lambda s: None) == []   # once only
+
+
+def test_xfstests_new_failure_flaky_and_rates(tmp_path):
+    from harness.run.nightly_units import xfstests_units
+    p = tmp_path / "x.yaml"
+    p.write_text(PLAN.replace("control:", "xfstests: {retries: 2, sections: [{section: ext4_4k, tests: "
+                                          "[generic/001, generic/002]}]}\ncontrol:"))
+    plan = load_plan_file(p)
+    store, db = Store(tmp_path / "s.sqlite"), NightlyDB(tmp_path / "n.sqlite")
+
+    def xrec(night, unit, results, commit):
+        r = record(f"{night}-{unit.label}", night, unit.label, unit.role, 1.0, root=tmp_path, commit=commit)
+        r["measurements"], r["spec"]["workload"] = [], {"kind": "xfstests"}
+        r["xfstests"] = [{"section": "ext4_4k", "test": t, "status": s, "message": "mismatch" if s == "fail" else None}
+                         for t, s in results]
+        return r
+
+    outcomes = {  # night -> (role tag, attempt) -> results
+        "n1": {("base", 0): [("generic/001", "pass"), ("generic/002", "pass")],
+               ("new0", 0): [("generic/001", "pass"), ("generic/002", "pass")]},
+        "n2": {("base", 0): [("generic/001", "pass"), ("generic/002", "pass")],
+               ("new0", 0): [("generic/001", "fail"), ("generic/002", "fail")],
+               ("new0", 1): [("generic/001", "fail"), ("generic/002", "pass")],
+               ("new0", 2): [("generic/001", "fail"), ("generic/002", "fail")]}}
+    for i, night in ((1, "n1"), (2, "n2")):
+        db.start(night, plan.name, "sha", COMMITS[i])
+        failed = {u.label: ("generic/001", "generic/002") for u in xfstests_units(plan) if "new0" in u.label}
+        units = xfstests_units(plan) + [u for a in (1, 2) for u in xfstests_units(plan, a, failed)]
+        db.record_units(night, {u.label: u.info() for u in units})
+        for u in units:
+            tag = u.label.split("-")[-2]
+            if (tag, u.attempt) in outcomes[night]:
+                store.add_run(xrec(night, u, outcomes[night][(tag, u.attempt)], COMMITS[i][u.kref]))
+        res = fold_night(store, db, plan, night, COMMITS[i])
+        db.finish(night, "done", res.verdict, res.exit_code, "")
+    cats = {d.test: (d.category, d.tonight) for d in res.xfstests["baseline@next"]}
+    assert cats == {"generic/001": ("new failure", "fails 3/3"), "generic/002": ("flaky", "flaky 2/3")}
+    assert res.exit_code == 1 and [d.test for d in res.new_failures] == ["generic/001"]
+    assert res.xfstests_bisect[("baseline@next", "ext4_4k", "generic/001")] == (
+        f"kharness bisect --kernel baseline --good {'a' * 40} --bad {'b' * 40} --check xfstests:generic/001@ext4_4k")
+    rates = {r.test: r for r in db.flaky_rates(plan.name)}
+    assert rates["generic/002"].flaky_nights == 1 and rates["generic/002"].failures == 2
+    validate(night_kcidb(res, store))
+    store.close()

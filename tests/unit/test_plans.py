@@ -143,3 +143,16 @@ def test_nightly_plan_command_prints_the_estimate(capsys):
     assert main(["nightly", "plan", "default"]) == 0
     out = capsys.readouterr().out
     assert "nightly-fio-p30-r0-base-nvme" in out and "budget 120 min" in out
+
+
+def test_two_nights_never_overlap(tmp_path, monkeypatch):
+    from harness.errors import LockTimeout
+    from harness.results.nightly_db import NightlyDB
+    from harness.run.nightly import lock_path, run_night
+    from harness.util import file_lock
+    monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
+    plan = load_plan_file(write(tmp_path, GOOD))
+    with file_lock(lock_path()), NightlyDB(tmp_path / "n.sqlite") as db:
+        with pytest.raises(LockTimeout, match="nightly.lock"):
+            run_night(plan, tmp_path / "nights", None, db, wait=0.2)  # type: ignore[arg-type]
+        assert db.nights() == []  # nothing started
