@@ -51,12 +51,12 @@ _LEDGER: contextvars.ContextVar[Path | None] = contextvars.ContextVar("kharness_
 
 
 # -- /proc ---------------------------------------------------------------------------------
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, process group) of a process, or None if it is gone."""
+def _stat(pid: int) -> tuple[str, int]:
+    """(state, process group) of a process; ("X", 0) if it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
-        return None
+        return "X", 0
     fields = raw[raw.rfind(b")") + 2:].split()
     return fields[0].decode(), int(fields[2])
 
@@ -67,30 +67,22 @@ def _pids() -> list[int]:
 
 def group_members(pgid: int) -> list[int]:
     """Processes of group ``pgid`` that are still running (zombies do not count)."""
-    out = []
-    for pid in _pids():
-        st = _stat(pid)
-        if st is not None and st[1] == pgid and st[0] not in "ZX":
-            out.append(pid)
-    return out
+    return [pid for pid in _pids() if (st := _stat(pid))[1] == pgid and st[0] not in "ZX"]
 
 
 def processes_with_env(names: Iterable[str], value: str | None = None) -> list[int]:
     """Running processes (not zombies) whose environment has one of ``names`` (set to
     ``value``, if given). Every descendant inherits the environment, so this finds a child's
     whole tree, whatever its process group."""
-    keys = [f"{n}={value}\0" if value is not None else f"{n}=" for n in names]
-    pats = [k.encode() for k in keys]
+    pats = [(f"{n}={value}\0" if value is not None else f"{n}=").encode() for n in names]
     out = []
     for pid in _pids():
         try:
             env = b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
             continue
-        if any(b"\0" + p in env for p in pats):
-            st = _stat(pid)
-            if st is not None and st[0] not in "ZX":
-                out.append(pid)
+        if any(b"\0" + p in env for p in pats) and _stat(pid)[0] not in "ZX":
+            out.append(pid)
     return out
 
 
@@ -178,17 +170,12 @@ def read_until_exit(proc: subprocess.Popen, deadline: float, on_output: Callable
     (time.monotonic) passed first; the deadline holds even while the child prints nothing."""
     pending = memoryview(input or b"")
     out_fd = proc.stdout.fileno() if proc.stdout is not None else -1
+    if proc.stdin is not None and not pending:
+        proc.stdin.close()
+    fds = {f.fileno(): f for f in (proc.stdin, proc.stdout) if f is not None and not f.closed}
     poller = select.poll()
-    fds: dict[int, Any] = {}
-    if proc.stdin is not None:
-        if pending:
-            fds[proc.stdin.fileno()] = proc.stdin
-            poller.register(proc.stdin.fileno(), select.POLLOUT)
-        else:
-            proc.stdin.close()
-    if proc.stdout is not None:
-        fds[proc.stdout.fileno()] = proc.stdout
-        poller.register(proc.stdout.fileno(), select.POLLIN)
+    for fd in fds:
+        poller.register(fd, select.POLLIN if fd == out_fd else select.POLLOUT)
     while fds:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -381,25 +368,44 @@ def ledger(path: Path) -> Iterator[None]:
 
 
 # -- signals -------------------------------------------------------------------------------
+UNWIND_DEADLINE = 30.0     # after the first signal: then stop every child; as long again: exit
 _stopping = False
 _raise: list[type[BaseException]] = []
+_force = threading.Event()
 
 
 def _on_signal(signum: int, frame: object) -> None:
     global _stopping
-    if _stopping:  # already unwinding: let the cleanup (which has deadlines) finish
-        os.write(2, f"kharness: {signal.Signals(signum).name}: already stopping\n".encode())
+    if _stopping:  # already unwinding: a second signal stops the children now
+        os.write(2, f"kharness: {signal.Signals(signum).name} again: stopping child processes now\n".encode())
+        _force.set()
         return
     _stopping = True
+    threading.Thread(target=_escalate, args=(signum,), name="kharness-unwind-deadline", daemon=True).start()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise _raise[0](signum)
 
 
+def _escalate(signum: int) -> None:
+    """The unwinding's deadline. Code that swallows KeyboardInterrupt or blocks in cleanup (a
+    library joining reader threads of a command still running in the guest) cannot keep the
+    harness alive: stop every child, which unblocks such waits; exit if even that is not enough."""
+    name = signal.Signals(signum).name
+    if not _force.wait(UNWIND_DEADLINE):
+        os.write(2, f"kharness: cleanup after {name} not done in {UNWIND_DEADLINE:.0f}s: "
+                    "stopping child processes\n".encode())
+    stop_all(grace=2)
+    time.sleep(UNWIND_DEADLINE)
+    os.write(2, f"kharness: terminated by {name}: cleanup did not finish; exiting\n".encode())
+    os._exit(128 + signum)
+
+
 def install_signal_handlers() -> bool:
     """SIGINT raises KeyboardInterrupt, SIGTERM and SIGHUP raise ``errors.Terminated`` (a
-    KeyboardInterrupt), once: later signals are reported and ignored while the first unwinds.
-    Only the main thread can install them; returns whether they were installed."""
+    KeyboardInterrupt), once, so every ``with`` block unwinds; the unwinding has a deadline
+    (``_escalate``), and a second signal stops the children at once. Only the main thread can
+    install them; returns whether they were installed."""
     if threading.current_thread() is not threading.main_thread():
         return False
     from .errors import Terminated

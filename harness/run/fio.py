@@ -7,6 +7,7 @@ JSON in the run directory, parse it. Past the deadline the hang handler takes ov
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -36,16 +37,31 @@ def fio_deadline(job: FioJobSpec, prep_seconds: float = 120.0) -> float:
 
 
 class Sampler:
-    """sysrq captures over SSH while a workload runs (first after ``delay``, then every
-    ``interval``); failures end the sampling quietly: evidence is best effort."""
+    """sysrq captures over SSH while a workload runs: once ``marker`` exists in the guest (the
+    measured fio job touches it as it starts; file layout and prep jobs can take many seconds on
+    a busy TCG host), first after ``delay``, then every ``interval``. Failures end the sampling
+    quietly: evidence is best effort."""
 
-    def __init__(self, vm: VM, sampling: SysrqSampling, out_dir: Path, label: str):
-        self.vm, self.sampling, self.out_dir, self.label = vm, sampling, out_dir, label
+    def __init__(self, vm: VM, sampling: SysrqSampling, out_dir: Path, label: str, marker: str = ""):
+        self.vm, self.sampling, self.out_dir, self.label, self.marker = vm, sampling, out_dir, label, marker
         self.captures: list[Capture] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
+    def _started(self) -> bool:
+        """Wait (until stopped) for the marker; True once it exists."""
+        while self.marker and not self._stop.is_set():
+            try:
+                if self.vm.run(["test", "-e", self.marker], timeout=10, check=False).status == 0:
+                    return True
+            except Exception:
+                return False
+            self._stop.wait(0.5)
+        return not self._stop.is_set()
+
     def _loop(self) -> None:
+        if not self._started():
+            return
         wait, n = self.sampling.delay, 0
         while not self._stop.wait(wait):
             try:
@@ -77,7 +93,8 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     label = f"{cell.id.replace('/', '-')}-r{run_index}"
     fio_dir = run_dir / "fio"
     fio_dir.mkdir(parents=True, exist_ok=True)
-    job = fio_job(cell.job, tag=f"r{run_index}")
+    marker = f"{GUEST_DIR}/{label}.started" if sampling else ""
+    job = dataclasses.replace(fio_job(cell.job, tag=f"r{run_index}"), marker=marker)
     jobfile = fio_dir / f"{label}.fio"
     jobfile.write_text(render_job(job))
     local_json = fio_dir / f"{label}.json"
@@ -87,9 +104,10 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     guest_job = f"{GUEST_DIR}/{label}.fio"
     base = dict(cell=cell.id, fs=cell.fs.fstype, disk=cell.disk, pattern=cell.job.pattern,
                 engine=cell.job.engine, run_index=run_index, fio_json=f"fio/{local_json.name}")
-    sampler = Sampler(vm, sampling, run_dir / "sysrq", label) if sampling else None
+    sampler = Sampler(vm, sampling, run_dir / "sysrq", label, marker) if sampling else None
     try:
-        vm.run(["sh", "-c", 'mkdir -p "$1" "$2" && cat > "$3"', "sh", GUEST_DIR, job.directory, guest_job],
+        vm.run(["sh", "-c", 'mkdir -p "$1" "$2" && rm -f "$4" && cat > "$3"', "sh", GUEST_DIR, job.directory,
+                guest_job, marker or f"{GUEST_DIR}/.none"],
                stdin=jobfile.read_text(), timeout=min(60.0, limit))
         if sampler:
             sampler.__enter__()

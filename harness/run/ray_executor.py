@@ -210,7 +210,12 @@ def run_unit(payload: dict[str, Any], refs: dict[str, Any], tracker: Any,
     from .boot import run_boot
     run_id = payload["run_id"]
     node, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
-    attempt = ray.get(tracker.started.remote(run_id, node, host, os.getpid()))
+    try:
+        attempt = ray.get(tracker.started.remote(run_id, node, host, os.getpid()), timeout=60)
+    except Exception as e:   # noqa: BLE001 - the boot matters more than the driver's clock
+        attempt = None
+        print(f"[{run_id} @{host}] cannot reach the driver's tracker ({type(e).__name__}): the driver "
+              "counts this unit's deadline from when it last saw it", flush=True)
     say = (lambda m: print(f"[{run_id} @{host}] {m}", flush=True)) if payload.get("verbose", True) else (lambda m: None)
     spec = spec_from_json(payload["spec"], f"ray unit {run_id}")
     niceness = _unnice()
@@ -224,7 +229,7 @@ def run_unit(payload: dict[str, Any], refs: dict[str, Any], tracker: Any,
     root = Path(payload["worker_root"]) if payload.get("worker_root") else cache_root() / "ray-runs"
     run_dir = root / run_id
     if run_dir.exists():   # an earlier attempt on this host died: keep its files, never reuse them
-        run_dir.rename(run_dir.with_name(f"{run_id}.lost-{attempt - 1}-{int(time.time())}"))
+        run_dir.rename(run_dir.with_name(f"{run_id}.lost-{int(time.time())}"))
     run_dir.mkdir(parents=True)
     ts = payload.get("tests_source")
     rec = (boot or run_boot)(spec, run_dir, say=say, group=payload.get("group"),
@@ -262,6 +267,7 @@ class _Unit:
     submitted: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     seen: dict[str, Any] = field(default_factory=dict)   # the tracker's view of its current attempt
+    attempt_t0: float | None = None   # when the current attempt started, on the driver's clock
 
     @property
     def run_id(self) -> str:
@@ -353,8 +359,7 @@ class RayExecutor:
         common = {"group": group, "front_end": front_end, "reproduces": reproduces,
                   "tests_source": str(tests_source) if tests_source else None, "worker_root": self.worker_root,
                   "keep_worker_runs": self.keep_worker_runs, "verbose": self.verbose_workers}
-        tracker = ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=True)).remote()
+        tracker = self._tracker(NodeAffinitySchedulingStrategy)
         results: dict[int, list[BootRecord]] = {i: [] for i in range(len(specs))}
         pending: dict[Any, _Unit] = {}
         unschedulable_since: float | None = None
@@ -409,34 +414,55 @@ class RayExecutor:
                 pass
         return [r for i in sorted(results) for r in results[i]]
 
+    def _tracker(self, affinity: Any) -> Any:
+        """The tracker actor, pinned to the driver's node (it must not die with a worker node; Ray's
+        soft affinity was seen placing it on worker nodes), anywhere if that cannot be done."""
+        ray = self.ray
+        cls = ray.remote(Tracker)
+        try:
+            t = cls.options(num_cpus=0, scheduling_strategy=affinity(ray.get_runtime_context().get_node_id(),
+                                                                     soft=False)).remote()
+            ray.get(t.ages.remote(), timeout=60)
+            return t
+        except Exception:   # noqa: BLE001 - e.g. a Ray Client driver has no node of its own
+            return cls.options(num_cpus=0).remote()
+
     def _watch(self, pending: dict[Any, _Unit], tracker: Any, say: Say, common: dict[str, Any],
                record: Callable[[_Unit, BootRecord], None], unschedulable_since: float | None) -> float | None:
-        """Deadlines (cancel and record) and units no live node can take any more."""
+        """Deadlines (cancel and record) and units no live node can take any more. Each attempt's
+        start is kept on the driver's clock, so a tracker that stops answering loses no deadline."""
         ray = self.ray
+        now = time.monotonic()
         try:
-            ages = ray.get(tracker.ages.remote(), timeout=30)
-        except Exception as e:   # the tracker is gone: deadlines count from submission instead
-            say(f"ray: tracker unavailable ({type(e).__name__}); deadlines count from submission")
-            ages = {u.run_id: {"age": time.monotonic() - u.submitted, "host": "?", "attempt": 1}
-                    for u in pending.values()}
+            ages: dict[str, dict[str, Any]] | None = ray.get(tracker.ages.remote(), timeout=30)
+        except Exception as e:   # noqa: BLE001 - keep going on the driver's own clock
+            say(f"ray: tracker unavailable ({type(e).__name__}); deadlines count from the last attempt seen "
+                "(from submission for units not seen yet)")
+            ages = None
         for ref, unit in list(pending.items()):
-            seen = ages.get(unit.run_id)
-            if seen is None:
-                continue
-            if seen.get("attempt", 1) > unit.seen.get("attempt", 0):
+            seen = (ages or {}).get(unit.run_id)
+            if seen is not None and (seen.get("node"), seen.get("pid"), seen.get("attempt")) != \
+                    (unit.seen.get("node"), unit.seen.get("pid"), unit.seen.get("attempt")):
                 if unit.seen:
                     say(f"ray: {unit.run_id}: attempt {seen['attempt']} on {_where(seen)} "
                         f"(attempt {unit.seen['attempt']} on {_where(unit.seen)} was lost)")
-                unit.seen = dict(seen)
-            if seen["age"] > unit.deadline:
+                unit.seen, unit.attempt_t0 = dict(seen), now - seen["age"]
+            if unit.attempt_t0 is None and ages is None:
+                unit.attempt_t0 = unit.submitted
+            if unit.attempt_t0 is None:
+                continue
+            age = now - unit.attempt_t0
+            if age > unit.deadline:
                 if ray.wait([ref], timeout=0)[0]:
                     continue      # it finished just now: the main loop collects its record
                 ray.cancel(ref, force=True)
                 pending.pop(ref)
-                reason = (f"deadline: the ray task ran {seen['age']:.0f}s on {_where(seen)} (attempt "
-                          f"{seen.get('attempt', 1)}), past its deadline of {unit.deadline:.0f}s; cancelled")
+                reason = (f"deadline: the ray task ran {age:.0f}s on {_where(unit.seen)} (attempt "
+                          f"{unit.seen.get('attempt', '?')}), past its deadline of {unit.deadline:.0f}s; cancelled")
                 say(f"ray: {unit.run_id}: {reason}")
-                record(unit, self._failed(unit, reason, common, seen))
+                record(unit, self._failed(unit, reason, common, unit.seen))
+        if ages is None:
+            return unschedulable_since
         if any(u.run_id not in ages for u in pending.values()):   # some wait for a node
             waiting = [u for u in pending.values() if u.run_id not in ages]
             nodes = ray.nodes()

@@ -41,6 +41,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "fio"
 
 _SIZE = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MARKER = re.compile(r"^/[A-Za-z0-9_./-]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class FioJob:
     ``bs``/``size`` are fio sizes such as ``"4k"``/``"256m"`` (base 1024) or byte counts.
     ``runtime``/``ramp_time`` are seconds. ``tag`` goes into the file names (``kh-<pattern>-<tag>.N.0``
     in ``directory``); use a fresh directory or a distinct tag per run so no stale file is reused
-    (measured jobs unlink their files at the end).
+    (measured jobs unlink their files at the end). ``marker``, if set, is a guest path the measured
+    job touches as it starts (fio ``exec_prerun``): a sampler waits for it before capturing.
     """
 
     pattern: str
@@ -64,6 +66,7 @@ class FioJob:
     runtime: int = 30
     ramp_time: int = 0
     tag: str = "0"
+    marker: str = ""
 
     @property
     def name(self) -> str:
@@ -126,6 +129,8 @@ def validate_job(job: FioJob) -> None:
         value = getattr(job, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise HarnessError(f"fio {key} {value!r}: want an integer >= {low}")
+    if job.marker and (not _MARKER.match(job.marker) or ".." in job.marker):
+        raise HarnessError(f"fio marker {job.marker!r}: want an absolute path of [A-Za-z0-9_./-]")
     if not _TAG.match(job.tag):
         raise HarnessError(f"fio tag {job.tag!r}: want 1-64 characters of [A-Za-z0-9_-]")
 
@@ -143,7 +148,7 @@ def render_job(job: FioJob) -> str:
     return template.render(name=job.name, pattern=job.pattern, engine=job.engine,
                            directory=job.directory, iodepth=job.iodepth, numjobs=job.numjobs,
                            bs=str(job.bs).lower(), size=str(job.size).lower(), runtime=job.runtime,
-                           ramp_time=job.ramp_time, tag=job.tag)
+                           ramp_time=job.ramp_time, tag=job.tag, marker=job.marker)
 
 
 def fio_argv(jobfile_path_in_guest: str, output_path: str | None = None) -> list[str]:

@@ -234,3 +234,41 @@ def test_pytest_plugin_unwinds_fixtures_on_sigterm(pytester, tmp_path):
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*Terminated: terminated by SIGTERM*"])
     assert flag.read_text() == "yes"
+
+
+SWALLOWER = textwrap.dedent("""
+    import sys, time
+    from harness import procs
+    procs.install_signal_handlers()
+    procs.UNWIND_DEADLINE = 1.0
+    child = procs.spawn(["sleep", "300"])
+    print("READY", flush=True)
+    while True:  # like a library that forwards ^C to a remote command and keeps waiting for it
+        try:
+            child.wait() if sys.argv[2] == "wait" else time.sleep(100)
+            break
+        except KeyboardInterrupt:
+            pass
+    print("unblocked", child.returncode, flush=True)
+""")
+
+
+@pytest.mark.parametrize("mode", ["wait", "forever"])
+def test_the_unwinding_has_a_deadline_even_if_the_interrupt_is_swallowed(tmp_path, mode):
+    mark = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-c", SWALLOWER, str(tmp_path), mode], cwd=ROOT, text=True,
+                            env={**os.environ, MARK: mark}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == "READY\n"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "cleanup after SIGTERM not done in 1s: stopping child processes" in err
+    if mode == "wait":  # stopping the children unblocked the wait: the harness goes on and ends
+        assert proc.returncode == 0 and out == f"unblocked {-signal.SIGTERM}\n"
+        assert time.monotonic() - t0 < 10
+    else:  # nothing unblocks it: it exits, as if killed by the signal
+        assert proc.returncode == 143 and "cleanup did not finish; exiting" in err
+    assert marked(mark, watchdog=False) == []

@@ -3,13 +3,13 @@ and virtio, sysrq captures naming the dio workqueue on both kernels, and the one
 frozen filesystem (a boot cut short, its evidence kept, the rest run in a fresh boot)."""
 
 import json
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from harness.evidence.capture import capture_sysrq
+from harness.evidence.summary import summarize
 from harness.evidence.sysrq import parse_dumps
 from harness.errors import WorkloadError
 from harness.results.rundir import new_run_dir
@@ -57,46 +57,40 @@ def test_mkfs_failure_carries_tool_output(testbed, tmp_path):
 
 
 def _capture_dio_workqueue(testbed, kernel, tmp_path, wq_prefix):
-    """Run unwritten-extent AIO O_DSYNC writes and take sysrq-w+t mid-run until the dio
-    workqueue shows up busy. Returns (workqueue, capture)."""
+    """Run unwritten-extent AIO O_DSYNC writes with sysrq-w+t sampled every 2 s from the moment
+    the measured job starts, until the dio workqueue shows up busy (at most 3 runs).
+    Returns (workqueue, raw capture path, its summary lines)."""
     cell = short_cell(runtime=12, size="64m", iodepth=32)
+    run = tmp_path / "run"
     with booted(testbed, kernel, tmp_path / "vm", disks=["nvme:1G"]) as vm:
         make_and_mount(vm, get_filesystem("ext4"), vm.device_for(vm.cfg.disks[0]))
         for attempt in range(3):
-            found = {}
-
-            def sample():
-                time.sleep(2.5)
-                for _ in range(4):
-                    cap = capture_sysrq(vm, "wt", via="ssh", out_dir=tmp_path / "sysrq", label=f"a{attempt}")
-                    for d in cap.dumps:
-                        for wq in d.workqueues:
-                            if wq.name.startswith(wq_prefix):
-                                found["wq"], found["cap"] = wq, cap
-                    if "wq" in found:
-                        return
-            t = threading.Thread(target=sample)
-            t.start()
-            measure(vm, cell, attempt, tmp_path / "run")
-            t.join(120)
-            if "wq" in found:
-                return found["wq"], found["cap"]
-    pytest.fail(f"no busy {wq_prefix} workqueue captured in 3 attempts; see {tmp_path}")
+            _, evidence, _ = measure(vm, cell, attempt, run, sampling=SysrqSampling("wt", delay=1.0, interval=2.0))
+            for ref in evidence:
+                if not ref.path.endswith(".txt"):
+                    continue
+                raw = run / ref.path
+                for d in parse_dumps(raw.read_text()):
+                    for wq in d.workqueues:
+                        if wq.name.startswith(wq_prefix):
+                            lines = [line for dd in parse_dumps(raw.read_text()) for line in summarize(dd)]
+                            return wq, raw, lines
+    pytest.fail(f"no busy {wq_prefix} workqueue captured in 3 runs; see {run}")
 
 
 def test_baseline_capture_names_dio_dev_workqueue(testbed, tmp_path):
-    wq, cap = _capture_dio_workqueue(testbed, "baseline", tmp_path, "dio/")
+    wq, raw, summary = _capture_dio_workqueue(testbed, "baseline", tmp_path, "dio/")
     assert wq.name == "dio/nvme0n1"
     assert any(p.max_active > 1 for p in wq.pwqs)
-    assert cap.raw_path.exists() and cap.json_path.exists()
-    assert any("dio/nvme0n1" in line for line in cap.summary())
+    assert raw.exists() and raw.with_suffix(".json").exists()
+    assert any("dio/nvme0n1" in line for line in summary)
 
 
 def test_patched_capture_shows_single_threaded_dio_sync(testbed, tmp_path):
-    wq, cap = _capture_dio_workqueue(testbed, "patched", tmp_path, "dio-sync")
+    wq, raw, summary = _capture_dio_workqueue(testbed, "patched", tmp_path, "dio-sync")
     assert wq.name == "dio-sync"
     assert all(p.max_active == 1 for p in wq.pwqs)
-    assert any("dio-sync" in line and "1/1" in line for line in cap.summary())
+    assert any("dio-sync" in line and "1/1" in line for line in summary)
 
 
 def test_sysrq_through_qmp_keyboard(testbed, tmp_path):
