@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -241,6 +242,9 @@ def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | Non
     except HarnessError as e:
         status = "error"
         acc.failures.append(str(e))
+    except Exception as e:  # a harness bug: still a record (and a traceback), never a lost run
+        status = "error"
+        acc.failures.append(f"internal error: {type(e).__name__}: {e}\n{traceback.format_exc()}")
     events = tuple(scan_console_file(run_dir / "console.log") if (run_dir / "console.log").exists() else [])
     rundir.write_events(list(events))
     record = BootRecord(
