@@ -109,9 +109,13 @@ class Kharness:
             f"  {pid}: {shlex.join(argv)[:200]}" for pid, argv in left.items())
 
     def cleanup(self) -> None:
+        """After a failure: SIGKILL the harness, give its watchdog its grace, then the rest."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+        deadline = time.monotonic() + AFTER_SIGKILL
+        while marked(self.mark) and time.monotonic() < deadline:
+            time.sleep(0.5)
         for pid in marked(self.mark):
             os.kill(pid, signal.SIGKILL)
 
