@@ -18,7 +18,7 @@ from .config.images import load_image
 from .config.kernels import TARBALL_HINT, load_kernel
 from .errors import DefinitionError, HarnessError
 from .image.build import BUILDER_VERSION
-from .image.xfstests import HOW_TO, configured_source
+from .image.xfstests import configured_source
 from .paths import cache_root, project_root, results_root
 from .results.store import SCHEMA_VERSION, Store, default_store_path
 

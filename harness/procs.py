@@ -327,7 +327,7 @@ def _watchdog(fd: int, grace: float) -> None:
     names = [TOKEN_PREFIX + t for t in tokens]
     if names:
         end_pids(lambda: processes_with_env(names), grace)
-    from .util import remove_tree
+    from .fstree import remove_tree
     for d in dirs:
         with contextlib.suppress(OSError):
             remove_tree(Path(d))

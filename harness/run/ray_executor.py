@@ -333,7 +333,7 @@ class RayExecutor:
             raise HarnessError(
                 f"no live node of the Ray cluster at {self.address!r} offers {need} for {spec.label}; "
                 "start each worker host with e.g. `ray start --address=HEAD:6379 --num-cpus=N "
-                "--resources='{\"vm\": 1" + (', "kvm": 1' if spec.accel == "kvm" else "") + "}'` (see the README, "Scaling out with Ray")")
+                "--resources='{\"vm\": 1" + (', "kvm": 1' if spec.accel == "kvm" else "") + "}'` (see the README, 'Scaling out with Ray')")
 
     def _artifact(self, kind: str, name: str, key: str) -> tuple[artifacts.Manifest, dict[str, list[Any]]]:
         k = (kind, name, key)
