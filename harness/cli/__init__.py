@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from rich.markup import escape
@@ -33,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except HarnessError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Disk full: say where, not a traceback; what was written before stays on disk.
+        where = e.filename or "the cache or results directory"
+        console.print(f"[red]error:[/red] {escape(f'disk full writing {where}: {e.strerror}')}; free space "
+                      "there (results already collected are kept) and run the command again")
         return 2
     except Terminated as e:
         console.print(escape(f"{e}: stopped"))

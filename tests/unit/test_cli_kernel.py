@@ -39,3 +39,16 @@ def test_kernel_show_prints_subjects_literally(project):
     text = project.getvalue()
     assert HOSTILE in text
     assert "fs: [bug] [red] direct-io: complete deferred AIO writes" in text
+
+
+def test_disk_full_is_an_error_naming_the_file_not_a_traceback(monkeypatch, capsys):
+    import errno
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/cache/kharness/kernels/x/bzImage")
+    monkeypatch.setattr(kernel_cli, "_kernel_list", full)
+    buf = io.StringIO()
+    monkeypatch.setattr("harness.cli.console", Console(file=buf, width=300))
+    assert main(["kernel", "list"]) == 2
+    text = buf.getvalue()
+    assert "disk full writing /var/cache/kharness/kernels/x/bzImage" in text and "Traceback" not in text
