@@ -13,6 +13,26 @@ def project_root() -> Path:
     return Path(os.environ.get("KHARNESS_ROOT", REPO_ROOT)).resolve()
 
 
+DEFINITION_DIRS = ("kernels", "vm-images", "fstests-configs", "nightly")
+
+
+def project_relative(path: str | Path) -> str:
+    """``path`` relative to the project root, so records stay portable between checkouts.
+
+    A path recorded by another checkout (a shared cache built at another path) is cut at its
+    last definitions directory (``kernels/...``); anything else is returned unchanged."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(project_root()))
+    except ValueError:
+        pass
+    parts = p.parts
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in DEFINITION_DIRS and p.is_absolute():
+            return str(Path(*parts[i:]))
+    return str(path)
+
+
 def cache_root() -> Path:
     """The per-user cache: $KHARNESS_CACHE, else $XDG_CACHE_HOME/kharness, else ~/.cache/kharness."""
     env = os.environ.get("KHARNESS_CACHE")

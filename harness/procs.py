@@ -147,6 +147,27 @@ def spawn(argv: Sequence[str | os.PathLike], *, new_session: bool = False,
     return proc
 
 
+def interactive(argv: Sequence[str | os.PathLike], *, pdeathsig: int = signal.SIGHUP) -> int:
+    """Run an interactive program on the harness's terminal (``ssh`` into a guest) until it exits.
+
+    Unlike ``spawn`` it stays in the harness's (foreground) process group, as a program that
+    reads the terminal must; it still dies with the harness by PR_SET_PDEATHSIG, and is ended
+    (SIGTERM, ``GRACE``, SIGKILL) when the harness is interrupted. Its only deadline is the
+    user: it is the user's shell."""
+    parent = os.getpid()
+    proc = subprocess.Popen([os.fspath(a) for a in argv], preexec_fn=lambda: _child_setup(pdeathsig, parent))
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
 def _exited(proc: subprocess.Popen) -> bool:
     """Whether the leader has exited, *without* reaping it: while it is a zombie its process
     group ID cannot be reused, so signalling the group stays safe."""

@@ -31,7 +31,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--accel", action="store", default=None, choices=["kvm", "tcg"],
                 help="force the accelerator (default: probe KVM, fall back to TCG)")
     g.addoption("--runs", action="store", type=int, default=None,
-                help="fio runs per side (each a fresh boot; at least 3 for a verdict)")
+                help="fio runs per side for every cell (each a fresh boot; at least 3 for a verdict)")
+    g.addoption("--max-runs", action="store", type=int, default=None,
+                help="adaptive repeats: cells whose verdict is still open get more runs, up to this "
+                     "many a side (default: the profile's; 8 for full, 3 for quick)")
+    g.addoption("--ray", action="store", default=None, metavar="ADDRESS",
+                help="run the boots on a Ray cluster (auto, HOST:6379, ray://HOST:10001); needs "
+                     "pip install 'kharness[ray]'")
     g.addoption("--results-dir", action="store", default=None,
                 help="where run directories go (default: results/<time>-<kernel>)")
     g.addoption("--kharness-store", action="store", default=None,
@@ -65,7 +71,8 @@ def profile_from(config: pytest.Config):
     try:
         return make_profile("quick" if config.getoption("--quick") else "full",
                             filesystems=split_option(config.getoption("--fs")),
-                            disks=split_option(config.getoption("--disk")), runs=config.getoption("--runs"))
+                            disks=split_option(config.getoption("--disk")), runs=config.getoption("--runs"),
+                            max_runs=config.getoption("--max-runs"))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
 
@@ -89,7 +96,15 @@ class Kharness:
         store = config.getoption("--kharness-store")
         self.store = Store(Path(store) if store else None)
         self._matrix = None
+        self._executor = None
         self._xfstests: dict[str, dict] = {}
+
+    def executor(self):
+        """Where boots run: this host, or the Ray cluster of --ray (connected on first use)."""
+        from .run.executors import executor_for
+        if self._executor is None:
+            self._executor = executor_for(self.config.getoption("--ray"))
+        return self._executor
 
     def say(self) -> Callable[[str], None]:
         """Progress lines shown live on the terminal (not captured), plain when piped."""
@@ -108,7 +123,6 @@ class Kharness:
     def xfstests(self, section: str) -> dict:
         """Run the --xfstests selection in ``section`` on the kernel and its baseline (once)."""
         from .image.xfstests import HOW_TO, configured_source, resolve
-        from .run.execute import execute
         from .run.plan import xfstests_spec, xfstests_tests
         from .run.testbed import XFSTESTS_IMAGE, Testbed
         if configured_source(None, None) is None:
@@ -123,8 +137,8 @@ class Kharness:
             dirs, res = {}, {}
             for role, k in (("base", baseline), ("new", self.kernel)):
                 spec = xfstests_spec(bed, k, section, tests, disk_kind=disk, label=f"xfstests-{k}-{section}", role=role)
-                recs = execute([spec], self.results, sink=self.store, say=self.say(), group=group,
-                               front_end="pytest", tests_source=src_tree)
+                recs = self.executor().execute([spec], self.results, sink=self.store, say=self.say(),
+                                               group=group, front_end="pytest", tests_source=src_tree)
                 dirs[role] = [r.run_dir for r in recs]
                 res[role] = {x.test: x for r in recs for x in r.xfstests}
             self._xfstests[section] = {"dirs": dirs, **res}
@@ -136,7 +150,8 @@ class Kharness:
         baseline = self._need_baseline()
         if self._matrix is None:
             self._matrix = MatrixRun(self.kernel, baseline, self.profile, self.results, accel=self.accel,
-                                     say=self.say(), sink=self.store, front_end="pytest")
+                                     say=self.say(), sink=self.store, front_end="pytest",
+                                     executor=self.executor())
         return self._matrix.run()
 
 
@@ -158,14 +173,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if m is None or not m.done:
         return
     from .results.report import comparison_table
-    terminalreporter.section(f"kharness: {m.kernel} vs {m.baseline} ({m.profile.name} profile, "
-                             f"{m.profile.runs} runs a side)")
+    runs = f"{m.profile.runs} runs a side" + (f", up to {m.profile.cap} for open cells"
+                                              if m.profile.cap > m.profile.runs else "")
+    terminalreporter.section(f"kharness: {m.kernel} vs {m.baseline} ({m.profile.name} profile, {runs})")
     for line in comparison_table(m).splitlines():
         terminalreporter.write_line(line)
+    rows = m.rows()
+    if m.is_aa:
+        flagged = [r for r in rows if r["verdict"] in ("regression", "improvement")]
+        terminalreporter.write_line(f"A/A run ({m.kernel} against itself): {len(flagged)} of {len(rows)} "
+                                    f"comparisons flagged: the false-alarm rate measured here is "
+                                    f"{len(flagged) / max(1, len(rows)):.0%}")
     terminalreporter.write_line(f"results: {m.results} (group {m.group} in {session.store.path})")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION_KEY, None)
     if session is not None:
+        if session._executor is not None:
+            session._executor.close()
         session.store.close()

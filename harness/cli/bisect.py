@@ -28,10 +28,12 @@ def _tests_source(check):
 def _bisect(args: argparse.Namespace) -> int:
     from ..run.bisect import Bisect
     from ..run.checks import parse_check
+    from ..run.executors import executor_for
     check = parse_check(args.check)
-    with open_store(args) as store:
+    with open_store(args) as store, executor_for(args.ray) as executor:
         b = Bisect(args.kernel, args.good, args.bad, check, results_root(args), repeat=args.repeat, sink=store,
-                   say=say, fio=_settings(args), accel=args.accel, tests_source=_tests_source(check))
+                   say=say, fio=_settings(args), accel=args.accel, tests_source=_tests_source(check),
+                   executor=executor)
         result = b.run()
     out.print(escape(result.report))
     return 0 if result.culprit and result.confirmed else 1
@@ -47,12 +49,13 @@ def _check(args: argparse.Namespace) -> int:
     if check.kind == "fio" and not args.reference:
         raise CheckError("a fio check compares against a reference kernel: give --reference NAME[@REF]")
     refs = [args.kernel] + ([args.reference] if args.reference else [])
+    from ..run.executors import executor_for
     bed = Testbed(refs, image=check.image, accel=args.accel, say=say)
-    with open_store(args) as store:
+    with open_store(args) as store, executor_for(args.ray) as executor:
         try:
             bed.prepare()
             checker = Checker(bed, check, results_root(args), sink=store, say=say, fio=_settings(args),
-                              tests_source=_tests_source(check))
+                              tests_source=_tests_source(check), executor=executor)
             if check.kind == "fio":
                 reference, _ = checker.measure(args.reference)
                 if not reference:
@@ -78,6 +81,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rounds", type=int, default=3, help="fio check: boots per kernel at most")
     p.add_argument("--accel", choices=["kvm", "tcg"])
     p.add_argument("--results-dir", help="where run directories (and the bisect's directory) go")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the boots on a Ray cluster (auto, HOST:6379, ray://HOST:10001): a step's repeats "
+                        "and fio rounds run in parallel, one boot per vm slot; needs pip install 'kharness[ray]'")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

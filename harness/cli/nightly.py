@@ -47,10 +47,12 @@ def _run(args: argparse.Namespace) -> int:
         night_dir.mkdir(parents=True, exist_ok=True)
         log["fh"] = open(night_dir / "nightly.log", "a")  # noqa: SIM115 (closed after the night)
 
-    with open_store(args) as store, _db(store) as db:
+    from ..run.executors import executor_for
+    with open_store(args) as store, _db(store) as db, executor_for(args.ray) as executor:
         try:
             outcome = run_night(plan, root, store, db, night=args.night, say=tee, accel=args.accel, wait=args.wait,
-                                report=lambda res, d: write_reports(res, d, store, db), on_open=opened)
+                                report=lambda res, d: write_reports(res, d, store, db), on_open=opened,
+                                executor=executor)
         except LockTimeout as e:
             console.print(f"[red]error:[/red] another night is running: {escape(str(e))}")
             return 2
@@ -160,6 +162,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another night to finish (default: fail at once)")
     r.add_argument("--accel", choices=["kvm", "tcg"])
+    r.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the night's boots on a Ray cluster (auto, HOST:6379, ray://HOST:10001), as many "
+                        "at once as it has vm slots; needs pip install 'kharness[ray]'")
     r.set_defaults(func=_run)
     p = n.add_parser("plan", help="print a plan's boots in order and the time estimate")
     p.add_argument("plan")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
 from rich.markup import escape
 
+from .. import procs
 from .common import console, open_store, results_root, say
 
 
@@ -50,7 +50,7 @@ def _vm_boot(args: argparse.Namespace) -> int:
             ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
         ssh = ["ssh", "-i", str(vm.cfg.image.ssh_key), "-p", str(vm.port), *pin, "-o", "LogLevel=ERROR",
                "root@127.0.0.1"]
-        return subprocess.call(ssh)
+        return procs.interactive(ssh)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..config.kernels import KernelDef, load_kernel
 from ..errors import BuildError, CommandError, ConfigError, SourceError
-from ..paths import REPO_ROOT, cache_dir
+from ..paths import REPO_ROOT, cache_dir, project_relative
 from .. import procs
 from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
 from . import kconfig
@@ -318,10 +318,10 @@ def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
                 "name": name, "key": key, "definition": str(kdef.path), "based_on": kdef.based_on,
                 "source": src.describe, "source_repo": str(src.repo), "base_commit": src.commit,
                 "commit": commit, "release": release,
-                "patches": [{"file": str(p.source), "subject": p.subject, "sha256": p.sha256}
+                "patches": [{"file": project_relative(p.source), "subject": p.subject, "sha256": p.sha256}
                             for p in patches],
                 "config_base": kdef.config_base, "series_key": inputs.series_key,
-                "fragments": [{"file": str(f.path), "sha256": sha256_file(f.path), "strict": f.strict}
+                "fragments": [{"file": project_relative(f.path), "sha256": sha256_file(f.path), "strict": f.strict}
                               for f in frags],
                 "options_not_applied": {k: list(v) for k, v in soft_missing.items()},
                 "toolchain": toolchain, "jobs": jobs,

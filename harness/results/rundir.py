@@ -17,13 +17,12 @@ import json
 import platform
 import re
 import secrets
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..util import write_json
+from ..util import run, write_json
 
 
 _LABEL = re.compile(r"[^A-Za-z0-9._-]+")
@@ -48,7 +47,7 @@ def new_run_dir(root: Path, label: str) -> Path:
 def _versions() -> dict[str, str]:
     def first(argv: list[str]) -> str:
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.splitlines()[0]
+            return run(argv, timeout=10).stdout.splitlines()[0]
         except Exception:
             return "unknown"
     return {"kharness": __version__, "python": platform.python_version(),

@@ -14,10 +14,17 @@ The decision rule of :func:`compare` (each side is one value per run, e.g. the I
       sides' interquartile ranges (robust like the median; a shift smaller than the typical
       run-to-run spread is not trusted even when the extremes happen to separate);
    else ``inconclusive`` (a large but noisy change: rerun with more runs).
+
+Every comparison also carries the Hodges-Lehmann change with its exact confidence interval and
+the minimum detectable effect of its runs (``effects``). Over a matrix, :func:`adjust` replaces
+each p-value in rule 3a by its Benjamini-Hochberg q-value across all cells and metrics; the
+ranges rule of 3a is kept as it is (complete separation at 3 runs a side is the exact p = 0.1
+event, the smallest there is, and rule 3b still has to hold).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -26,6 +33,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from ..errors import HarnessError
+from .effects import Shift, bh_adjust, mde_pct, shift
 
 MIN_RUNS = 3
 VERDICTS = ("regression", "improvement", "no change", "inconclusive")
@@ -58,6 +66,21 @@ class Comparison:
     significant: bool
     verdict: str
     higher_is_better: bool
+    shift: Shift | None = None        # Hodges-Lehmann change, exact interval
+    mde_pct: float | None = None      # smallest change these runs can detect (80% power)
+    q_value: float | None = None      # Benjamini-Hochberg, when adjusted over a matrix (adjust)
+    min_effect_pct: float = 5.0
+    alpha: float = 0.05
+
+    @property
+    def settled(self) -> bool:
+        """Whether more runs could not change the answer much: a flagged change, or no change
+        whose interval excludes changes larger than twice the minimum effect. Otherwise the
+        cell is still open (adaptive repeats measure it again)."""
+        if self.verdict in ("regression", "improvement"):
+            return True
+        return (self.verdict == "no change" and self.shift is not None
+                and self.shift.bound() <= 2 * self.min_effect_pct)
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -90,6 +113,20 @@ def mann_whitney_p(base: Sequence[float], new: Sequence[float]) -> float | None:
     return 1.0 if math.isnan(p) else p  # all values tied: no evidence of a difference
 
 
+def _verdict(b: Summary, n: Summary, pct: float, p: float | None, overlap: bool, *,
+             higher_is_better: bool, min_effect_pct: float, alpha: float) -> str:
+    if b.n < MIN_RUNS or n.n < MIN_RUNS:
+        return "inconclusive"
+    if abs(pct) < min_effect_pct:
+        return "no change"
+    evidence = (p is not None and p < alpha) or not overlap
+    beyond_spread = abs(n.median - b.median) > max(b.iqr, n.iqr)
+    if evidence and beyond_spread:
+        better = (n.median > b.median) == higher_is_better
+        return "improvement" if better else "regression"
+    return "inconclusive"
+
+
 def compare(base: list[float], new: list[float], *, metric: str, higher_is_better: bool,
             min_effect_pct: float = 5.0, alpha: float = 0.05) -> Comparison:
     """Compare new runs against base runs of one metric; see the module docstring for the rule."""
@@ -97,21 +134,24 @@ def compare(base: list[float], new: list[float], *, metric: str, higher_is_bette
     pct = percent_change(b.median, n.median)
     p = mann_whitney_p(base, new)
     overlap = not (n.max < b.min or n.min > b.max)
-    if b.n < MIN_RUNS or n.n < MIN_RUNS:
-        verdict = "inconclusive"
-    elif abs(pct) < min_effect_pct:
-        verdict = "no change"
-    else:
-        evidence = (p is not None and p < alpha) or not overlap
-        beyond_spread = abs(n.median - b.median) > max(b.iqr, n.iqr)
-        if evidence and beyond_spread:
-            better = (n.median > b.median) == higher_is_better
-            verdict = "improvement" if better else "regression"
-        else:
-            verdict = "inconclusive"
+    verdict = _verdict(b, n, pct, p, overlap, higher_is_better=higher_is_better,
+                       min_effect_pct=min_effect_pct, alpha=alpha)
     return Comparison(metric=metric, base=b, new=n, pct_change=pct, p_value=p,
                       ranges_overlap=overlap, significant=verdict in ("regression", "improvement"),
-                      verdict=verdict, higher_is_better=higher_is_better)
+                      verdict=verdict, higher_is_better=higher_is_better,
+                      shift=shift(base, new), mde_pct=mde_pct(base, new),
+                      min_effect_pct=min_effect_pct, alpha=alpha)
+
+
+def adjust(comparisons: list[Comparison]) -> list[Comparison]:
+    """The same comparisons decided with Benjamini-Hochberg q-values across all of them."""
+    qs = bh_adjust([c.p_value for c in comparisons])
+    out = []
+    for c, q in zip(comparisons, qs):
+        v = _verdict(c.base, c.new, c.pct_change, q, c.ranges_overlap, higher_is_better=c.higher_is_better,
+                     min_effect_pct=c.min_effect_pct, alpha=c.alpha)
+        out.append(dataclasses.replace(c, q_value=q, verdict=v, significant=v in ("regression", "improvement")))
+    return out
 
 
 def _num(x: float) -> str:
@@ -136,5 +176,18 @@ def format_comparison(label: str, c: Comparison) -> str:
         p = "p<0.001"
     else:
         p = f"p={c.p_value:.3f}" if c.p_value < 0.1 else f"p={c.p_value:.2f}"
+    if c.q_value is not None:
+        p += f", q={c.q_value:.3f}" if c.q_value >= 0.001 else ", q<0.001"
+    if c.shift is not None:
+        p += f"; HL {_pct(c.shift.pct)}, {c.shift.confidence:.0%} CI {_pct(c.shift.low)}..{_pct(c.shift.high)}"
+    if c.mde_pct is not None:
+        p += f"; MDE {_bound(c.mde_pct)}"
+    verdict = c.verdict
+    if c.verdict == "no change" and c.shift is not None:
+        verdict += f" larger than {_bound(c.shift.bound())}"
     return (f"{label}: {c.metric} {_pct(c.pct_change)} ({_num(c.new.median)} vs {_num(c.base.median)} "
-            f"median, {runs}, {p}) {c.verdict}")
+            f"median, {runs}, {p}) {verdict}")
+
+
+def _bound(x: float) -> str:
+    return f"{math.ceil(x)}%" if math.isfinite(x) else "n/a"

@@ -34,6 +34,7 @@ from ..paths import cache_dir
 from ..util import file_lock, sha256_file, write_json
 from .checks import Check, Checker, FioSettings, Verdict
 from .execute import RecordSink
+from .executors import Executor
 from .spec import SysrqSampling
 from .testbed import Testbed
 
@@ -87,8 +88,10 @@ class Bisect:
 
     def __init__(self, kernel: str, good: str, bad: str, check: Check, root: Path, *, repeat: int = 1,
                  sink: RecordSink | None = None, say: Say = print, fio: FioSettings = FioSettings(),
-                 accel: str | None = None, tests_source: Path | None = None):
+                 accel: str | None = None, tests_source: Path | None = None,
+                 executor: Executor | None = None):
         load_kernel(kernel)  # fail fast on a bad name, before any slow step
+        self.executor = executor
         self.kernel, self.check, self.repeat, self.sink, self.say = kernel, check, repeat, sink, say
         self.fio, self.accel, self.tests_source = fio, accel, tests_source
         self.good_ref, self.bad_ref, self.root = good, bad, root
@@ -249,7 +252,8 @@ class Bisect:
             self.bed = Testbed([f"{self.kernel}@{self.good}"], image=self.check.image, accel=self.accel,
                                say=self.say).prepare()
             self.checker = Checker(self.bed, self.check, self.dir / "runs", sink=self.sink, group=self.id,
-                                   front_end="bisect", say=self.say, fio=self.fio, tests_source=self.tests_source)
+                                   front_end="bisect", say=self.say, fio=self.fio, tests_source=self.tests_source,
+                                   executor=self.executor)
             self._endpoints()
             out = self._start_git()
             try:

@@ -14,6 +14,7 @@ stayed open up to the cap). ``skip`` is what `git bisect run` calls exit code 12
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from typing import Callable, Sequence
 
 from ..errors import HarnessError
 from ..results.stats import Comparison, compare, format_comparison
-from .execute import RecordSink, execute
+from .execute import RecordSink
+from .executors import Executor, LocalExecutor
 from .plan import command_spec, fio_cell, fio_spec, xfstests_spec
 from .records import BootRecord
 from .spec import SysrqSampling
@@ -121,20 +123,29 @@ class Checker:
 
     def __init__(self, bed: Testbed, check: Check, root: Path, *, sink: RecordSink | None = None,
                  group: str | None = None, front_end: str = "check", say: Say = print,
-                 fio: FioSettings = FioSettings(), tests_source: Path | None = None):
+                 fio: FioSettings = FioSettings(), tests_source: Path | None = None,
+                 executor: Executor | None = None):
         self.bed, self.check, self.root, self.sink, self.group = bed, check, root, sink, group
         self.front_end, self.say, self.fio, self.tests_source = front_end, say, fio, tests_source
+        self.executor: Executor = executor or LocalExecutor()
 
     def _execute(self, specs, max_boots: int = 1) -> list[BootRecord]:
-        return execute(specs, self.root, sink=self.sink, say=self.say, group=self.group,
-                       front_end=self.front_end, tests_source=self.tests_source, max_boots_per_spec=max_boots)
+        return self.executor.execute(specs, self.root, sink=self.sink, say=self.say, group=self.group,
+                                     front_end=self.front_end, tests_source=self.tests_source,
+                                     max_boots_per_spec=max_boots)
 
-    def functional(self, ref: str) -> Verdict:
-        """One run of a boot, guest or xfstests check on ``ref``."""
+    def _functional_spec(self, ref: str, index: int = 0):
         c, label = self.check, f"check-{ref}"
-        self.bed.add(ref)
         if c.kind in ("boot", "guest"):
-            (rec,) = self._execute([command_spec(self.bed, ref, list(c.argv), label=label)])
+            spec = command_spec(self.bed, ref, list(c.argv), label=label)
+        else:
+            spec = xfstests_spec(self.bed, ref, c.section, list(c.tests), disk_kind="virtio", label=label)
+        return dataclasses.replace(spec, run_index=index)
+
+    def _functional_verdict(self, recs: list[BootRecord]) -> Verdict:
+        c = self.check
+        if c.kind in ("boot", "guest"):
+            rec = recs[0]
             if rec.status == "boot-failed":
                 return Verdict("bad" if c.kind == "boot" else "skip", "boot failed: " + _first(rec.failures), [rec])
             if rec.status == "hang" and c.kind == "guest":
@@ -145,8 +156,6 @@ class Checker:
                 return Verdict("good", f"booted in {rec.boot_seconds or 0:.1f}s", [rec])
             ok = rec.command_status == 0
             return Verdict("good" if ok else "bad", f"{shlex.join(c.argv)} exited {rec.command_status}", [rec])
-        spec = xfstests_spec(self.bed, ref, c.section, list(c.tests), disk_kind="virtio", label=label)
-        recs = self._execute([spec], max_boots=len(c.tests) + 1)
         results = {x.test: x for r in recs for x in r.xfstests}
         if any(r.status == "boot-failed" for r in recs) and not results:
             return Verdict("skip", "boot failed: " + _first(recs[0].failures), recs)
@@ -161,9 +170,29 @@ class Checker:
             return Verdict("skip", f"not run: {', '.join(notrun)}", recs)
         return Verdict("good", f"{len(results)} passed", recs)
 
+    def functional_runs(self, ref: str, n: int = 1) -> list[Verdict]:
+        """``n`` runs of a boot, guest or xfstests check on ``ref``, as many at once as the
+        executor has slots (a Ray cluster runs a step's repeats in parallel)."""
+        self.bed.add(ref)
+        boots = 1 if self.check.kind in ("boot", "guest") else len(self.check.tests) + 1
+        verdicts: list[Verdict] = []
+        width = max(1, self.executor.slots())
+        for start in range(0, n, width):
+            idx = list(range(start, min(n, start + width)))
+            recs = self._execute([self._functional_spec(ref, i) for i in idx], max_boots=boots)
+            for i in idx:  # a boot cut short is followed by fresh boots of the same spec (run_index)
+                mine = [r for r in recs if r.spec.run_index == i]
+                verdicts.append(self._functional_verdict(mine) if mine else
+                                Verdict("skip", "harness: no record for this run"))
+        return verdicts
+
+    def functional(self, ref: str) -> Verdict:
+        """One run of a boot, guest or xfstests check on ``ref``."""
+        return self.functional_runs(ref, 1)[0]
+
     def repeated(self, ref: str, repeats: int) -> Verdict:
         """A functional check ``repeats`` times; disagreeing repeats are a skip (flaky)."""
-        verdicts = [self.functional(ref) for _ in range(max(1, repeats))]
+        verdicts = self.functional_runs(ref, max(1, repeats))
         outcomes = {v.outcome for v in verdicts}
         records = [r for v in verdicts for r in v.records]
         if len(outcomes) == 1:
@@ -175,14 +204,17 @@ class Checker:
         return Verdict("skip", f"flaky: bad {n_bad}/{len(verdicts)}", records)
 
     def measure(self, ref: str, sampling: SysrqSampling | None = None) -> tuple[list[float], list[BootRecord]]:
-        """One round of the fio cell on ``ref``: IOPS of each run (empty if the boot failed)."""
+        """One round of the fio cell on ``ref``: IOPS of each run (empty if the boot failed). A
+        round is one boot, or one per executor slot at once (each a fresh boot: more between-boot
+        noise sampled per round)."""
         fs, disk, pattern, engine = self.check.cell.split("/")
         self.bed.add(ref)
         s = self.fio
         cell = fio_cell(fs, disk, pattern, engine, iodepth=s.iodepth, size=s.size, runtime=s.runtime,
                         runs=1 if sampling else s.runs)
         spec = fio_spec(self.bed, ref, [cell], disk_size=s.disk_size, label=f"check-{ref}", sampling=sampling)
-        recs = self._execute([spec])
+        width = 1 if sampling else max(1, self.executor.slots())
+        recs = self._execute([dataclasses.replace(spec, run_index=i) for i in range(width)])
         return [m.iops for r in recs for m in r.measurements if m.status == "ok" and m.iops], recs
 
     def performance(self, reference: list[float], ref: str, *,

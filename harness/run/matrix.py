@@ -1,26 +1,38 @@
 """Baseline-versus-kernel fio comparisons over a matrix of filesystems, disks and patterns.
 
 Planning: every (kernel, disk kind, run index) is one boot that measures all of that disk's
-cells; runs are interleaved (run 1 on the baseline, run 1 on the kernel, run 2 ...) so the
-between-boot noise (5-9% on TCG) is inside both distributions and slow drift of the host
-cancels out. Folding: the boots' records are grouped by cell and side and compared with the
-suite's statistics. Evidence sampling is kept off measured runs; a cell flagged as a regression
-gets one extra evidence boot on the new kernel with sysrq captures mid-run.
+cells, in an order shuffled per boot (recorded in each spec; the seed in comparison.json); runs
+are interleaved (run 1 on the baseline, run 1 on the kernel, run 2 ...) so the between-boot
+noise (5-9% on TCG) is inside both distributions and slow drift of the host cancels out.
+
+Adaptive repeats: every cell gets the profile's ``runs`` a side; then, while a cell's verdict is
+still open (``Comparison.settled``: neither a flagged change nor a "no change" whose interval
+excludes changes beyond twice the minimum effect) and the cap ``max_runs`` is not reached, one
+more run a side boots with only the open cells. "Open" means "measure more", never a guess; at
+the cap the verdict stands as measured, with its interval.
+
+Folding: the boots' records are grouped by cell and side and compared with the suite's
+statistics, decided with Benjamini-Hochberg q-values across all cells and metrics. Evidence
+sampling is kept off measured runs; a cell flagged as a regression gets one extra evidence boot
+on the new kernel with sysrq captures mid-run. With ``kernel == baseline`` it is an A/A run:
+every flagged change is a false alarm, and the summary says how many there were.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..evidence.events import Event
-from ..results.stats import Comparison, compare, format_comparison
+from ..results.stats import Comparison, adjust, compare, format_comparison
 from ..workloads.fio import ENGINES, PATTERNS
 from ..workloads.fs import get_filesystem
 from ..vm.disks import parse_disk
-from .execute import RecordSink, execute
+from .execute import RecordSink
+from .executors import Executor, LocalExecutor
 from .plan import fio_matrix, fio_spec
 from .records import BootRecord
 from .spec import FioCell, SysrqSampling
@@ -34,7 +46,8 @@ METRICS = (("iops", "IOPS", True), ("clat_p99_us", "p99 latency us", False))
 
 @dataclass(frozen=True)
 class Profile:
-    """Which cells and how long: 'quick' for CI, 'full' for nightly runs."""
+    """Which cells and how long: 'quick' for CI, 'full' for nightly runs. ``runs`` a side for
+    every cell, up to ``max_runs`` for cells whose verdict is still open."""
 
     name: str
     filesystems: tuple[str, ...]
@@ -46,17 +59,23 @@ class Profile:
     size: str
     iodepth: int = 32
     disk_size: str = "2G"
+    max_runs: int = 0          # 0: the same as runs (no adaptive repeats)
+
+    @property
+    def cap(self) -> int:
+        return max(self.runs, self.max_runs)
 
 
 PROFILES = {
     "quick": Profile("quick", ("ext4", "xfs"), ("nvme",), ("unwritten-convert", "append-extend"),
                      ("libaio",), runs=3, runtime=5, size="32m"),
-    "full": Profile("full", FILESYSTEMS, DISKS, PATTERNS, ENGINES, runs=5, runtime=20, size="256m"),
+    "full": Profile("full", FILESYSTEMS, DISKS, PATTERNS, ENGINES, runs=3, runtime=20, size="256m", max_runs=8),
 }
 
 
 def make_profile(name: str = "full", *, filesystems: list[str] | None = None,
-                 disks: list[str] | None = None, runs: int | None = None) -> Profile:
+                 disks: list[str] | None = None, runs: int | None = None,
+                 max_runs: int | None = None) -> Profile:
     """A profile with the user's overrides applied, each checked by name."""
     from ..errors import HarnessError
     if name not in PROFILES:
@@ -70,8 +89,12 @@ def make_profile(name: str = "full", *, filesystems: list[str] | None = None,
         parse_disk(d)
     if runs is not None and runs < 1:
         raise HarnessError(f"--runs {runs}: want at least 1 (3 or more for a verdict)")
-    return Profile(p.name, fs, dk, p.patterns, p.engines, runs or p.runs, p.runtime, p.size,
-                   p.iodepth, p.disk_size)
+    n = runs or p.runs
+    if max_runs is not None and max_runs < n:
+        raise HarnessError(f"--max-runs {max_runs}: want at least --runs ({n})")
+    cap = max_runs if max_runs is not None else (max(p.max_runs, n) if p.max_runs else n)
+    return Profile(p.name, fs, dk, p.patterns, p.engines, n, p.runtime, p.size,
+                   p.iodepth, p.disk_size, max_runs=cap)
 
 
 def cells(profile: Profile) -> list[FioCell]:
@@ -96,6 +119,7 @@ class CellOutcome:
         return [getattr(m, metric) for m in ms if m.status == "ok" and getattr(m, metric) is not None]
 
     def comparisons(self, min_effect_pct: float = 5.0) -> list[Comparison]:
+        """Unadjusted comparisons of this cell (the matrix adjusts them together: ``decided``)."""
         out = []
         for metric, label, hib in METRICS:
             b, n = self.values("base", metric), self.values("new", metric)
@@ -109,9 +133,13 @@ class MatrixRun:
 
     def __init__(self, kernel: str, baseline: str, profile: Profile, results: Path, *,
                  accel: str | None = None, image: str = "debian-bookworm", say: Say = print,
-                 sink: RecordSink | None = None, front_end: str = "pytest"):
+                 sink: RecordSink | None = None, front_end: str = "pytest",
+                 executor: Executor | None = None, seed: int | None = None):
         self.kernel, self.baseline, self.profile, self.results = kernel, baseline, profile, results
         self.say, self.sink, self.front_end = say, sink, front_end
+        self.executor: Executor = executor or LocalExecutor()
+        self.seed = seed if seed is not None else random.SystemRandom().randrange(2 ** 32)
+        self.rounds: list[list[str]] = []   # the cells each run index measured
         self.bed = Testbed([baseline, kernel], image=image, accel=accel, say=say)
         self.group = f"matrix-{time.strftime('%Y%m%d-%H%M%S')}-{kernel}-vs-{baseline}"
         self.outcomes: dict[str, CellOutcome] = {c.id: CellOutcome(c) for c in cells(profile)}
@@ -124,27 +152,48 @@ class MatrixRun:
     def boot_seconds(self) -> list[float]:
         return [r.boot_seconds for r in self.records if r.boot_seconds]
 
-    def plan(self):
-        """The boots, in order: run index, then base/new, then disk kind."""
+    def plan(self, indices: range | None = None, only: set[str] | None = None):
+        """The boots, in order: run index, then base/new, then disk kind; each boot's cells in
+        an order shuffled from (seed, run index, side, disk)."""
         by_disk: dict[str, list[FioCell]] = {}
         for o in self.outcomes.values():
-            by_disk.setdefault(o.cell.disk, []).append(o.cell)
-        for i in range(self.profile.runs):
+            if only is None or o.cell.id in only:
+                by_disk.setdefault(o.cell.disk, []).append(o.cell)
+        for i in indices if indices is not None else range(self.profile.runs):
             for role, k in (("base", self.baseline), ("new", self.kernel)):
                 for disk, cs in by_disk.items():
-                    yield fio_spec(self.bed, k, cs, disk_size=self.profile.disk_size,
+                    order = list(cs)
+                    random.Random(f"{self.seed}:{i}:{role}:{disk}").shuffle(order)
+                    yield fio_spec(self.bed, k, order, disk_size=self.profile.disk_size,
                                    label=f"{k}-{disk}-run{i}", role=role, run_index=i)
 
+    def _execute(self, specs) -> None:
+        for r in self.executor.execute(specs, self.results, sink=self.sink, say=self.say, group=self.group,
+                                       front_end=self.front_end):
+            self.fold(r)
+
+    def open_cells(self) -> list[str]:
+        """Cells whose verdict is still open (no failures, some metric not settled)."""
+        decided = self.decided()
+        return [cid for cid, o in self.outcomes.items()
+                if not o.failures and (not decided.get(cid) or any(not c.settled for c in decided[cid]))]
+
     def run(self) -> "MatrixRun":
-        """Measure everything (once)."""
+        """Measure everything (once): the minimum runs, then adaptive repeats of open cells."""
         if self.done:
             return self
         self.bed.prepare()
         self.results.mkdir(parents=True, exist_ok=True)
-        recs = execute(self.plan(), self.results, sink=self.sink, say=self.say, group=self.group,
-                       front_end=self.front_end)
-        for r in recs:
-            self.fold(r)
+        self.rounds = [list(self.outcomes)] * self.profile.runs
+        self._execute(self.plan())
+        for i in range(self.profile.runs, self.profile.cap):
+            still = self.open_cells()
+            if not still:
+                break
+            self.say(f"adaptive repeats: {len(still)} cell(s) still open after {i} runs a side "
+                     f"({', '.join(still)}): run {i + 1} of at most {self.profile.cap}")
+            self.rounds.append(still)
+            self._execute(self.plan(range(i, i + 1), set(still)))
         self.done = True
         self._store_verdicts()
         return self
@@ -184,33 +233,53 @@ class MatrixRun:
         spec = fio_spec(self.bed, kernel, [cell], disk_size=self.profile.disk_size,
                         label=f"evidence-{kernel}-{cell.id.replace('/', '-')}", role="evidence",
                         sampling=SysrqSampling("wt", delay=delay))
-        (rec,) = execute([spec], self.results, sink=self.sink, say=self.say, group=self.group,
-                         front_end=self.front_end, max_boots_per_spec=1)
+        (rec,) = self.executor.execute([spec], self.results, sink=self.sink, say=self.say, group=self.group,
+                                       front_end=self.front_end, max_boots_per_spec=1)
         out = self.outcomes[cell.id]
         out.evidence = list(rec.sysrq_summary)
         out.evidence_paths += [str(Path(rec.run_dir) / e.path) for e in rec.evidence]
         return out.evidence
 
+    def decided(self) -> dict[str, list[Comparison]]:
+        """Every cell's comparisons, decided together (Benjamini-Hochberg across the matrix)."""
+        flat = [(cid, c) for cid, o in self.outcomes.items() for c in o.comparisons()]
+        adjusted = adjust([c for _, c in flat])
+        out: dict[str, list[Comparison]] = {}
+        for (cid, _), c in zip(flat, adjusted):
+            out.setdefault(cid, []).append(c)
+        return out
+
     def rows(self) -> list[dict]:
         """The verdict rows: one per cell and metric."""
         rows = []
-        for cid, o in self.outcomes.items():
-            for c in o.comparisons():
+        for cid, comps in self.decided().items():
+            for c in comps:
+                s = c.shift
                 rows.append({"cell": cid, "metric": c.metric, "verdict": c.verdict,
                              "base_kernel": self.baseline, "new_kernel": self.kernel,
                              "base_median": c.base.median, "new_median": c.new.median,
-                             "pct_change": c.pct_change, "p_value": c.p_value,
+                             "pct_change": c.pct_change, "p_value": c.p_value, "q_value": c.q_value,
+                             "hl_pct": s.pct if s else None, "ci_low": s.low if s else None,
+                             "ci_high": s.high if s else None, "ci_confidence": s.confidence if s else None,
+                             "mde_pct": c.mde_pct, "settled": c.settled,
                              "n_base": c.base.n, "n_new": c.new.n,
                              "line": format_comparison(cid, c)})
         return rows
+
+    @property
+    def is_aa(self) -> bool:
+        """An A/A run: the kernel against itself (every flagged change is a false alarm)."""
+        return self.kernel == self.baseline
 
     def _store_verdicts(self) -> None:
         import json
         rows = self.rows()
         (self.results / "comparison.json").write_text(json.dumps(
             {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,
-             "profile": self.profile.__dict__, "rows": rows,
+             "profile": self.profile.__dict__, "rows": rows, "seed": self.seed,
+             "rounds": self.rounds, "aa": self.is_aa,
              "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
              "boot_seconds": self.boot_seconds}, indent=1, default=str))
         if self.sink is not None and hasattr(self.sink, "add_verdicts"):
-            self.sink.add_verdicts(self.group, [{**r, "detail_json": {"line": r["line"]}} for r in rows])
+            keep = ("line", "q_value", "hl_pct", "ci_low", "ci_high", "ci_confidence", "mde_pct", "settled")
+            self.sink.add_verdicts(self.group, [{**r, "detail": {k: r[k] for k in keep}} for r in rows])

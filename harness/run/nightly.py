@@ -33,7 +33,7 @@ from ..results.nightly_db import NightlyDB
 from ..results.nightly_results import NightResult, fold_night, group_of, verdict_rows
 from ..results.store import Store
 from ..util import file_lock, run, write_json
-from .execute import execute
+from .executors import Executor, LocalExecutor
 from .nightly_units import (
     Budget,
     Unit,
@@ -128,8 +128,10 @@ class Night:
     """One night of a plan: everything between taking the lock and writing the report."""
 
     def __init__(self, plan: Plan, root: Path, store: Store, db: NightlyDB, *, night: str | None = None,
-                 say: Say = print, accel: str | None = None):
+                 say: Say = print, accel: str | None = None, executor: Executor | None = None):
         self.store, self.db, self.say, self.accel = store, db, say, accel
+        self.executor: Executor = executor or LocalExecutor()
+        self.slots = max(1, self.executor.slots())
         self.night = choose_night(db, plan, night)
         self.dir = root / self.night
         self.runs_root = self.dir / "runs"
@@ -194,8 +196,11 @@ class Night:
                         run_index=unit.run_index, sampling=sampling)
 
     def run_units(self, units: list[Unit], tests_source: Path | None, xfstests_why: str | None) -> None:
-        """Each unit's pending work, most important first, while the budget lasts."""
+        """Each unit's pending work, most important first, while the budget lasts. With an
+        executor of N slots (a Ray cluster), N units run at once and a batch costs the wall
+        time of its longest unit."""
         self.db.record_units(self.night, {u.label: u.info() for u in units})
+        batch: list[tuple[Unit, list[str], float]] = []
         for unit in units:
             done = runs_by_label(self.store, self.group)
             work = list(unit.work)
@@ -208,22 +213,33 @@ class Night:
             if not todo:
                 continue
             est = estimate(unit, self.plan, len(todo))
-            if not self.budget.fits(est):
+            if not self.budget.fits(max([est] + [e for _, _, e in batch])):
                 self.not_run.append({"unit": unit.label, "kref": unit.kref, "work": todo,
                                      "why": f"budget: needs ~{est * self.budget.ratio:.0f} s, "
                                             f"{self.budget.total - self.budget.spent:.0f} s left"})
                 continue
-            t0 = time.monotonic()
+            batch.append((unit, todo, est))
+            if len(batch) >= self.slots:
+                self._run_batch(batch, tests_source)
+                batch = []
+        if batch:
+            self._run_batch(batch, tests_source)
+
+    def _run_batch(self, batch: list[tuple[Unit, list[str], float]], tests_source: Path | None) -> None:
+        t0 = time.monotonic()
+        for unit, todo, _ in batch:
             self.say(f"[{self.budget.spent / 60:.1f}/{self.budget.total / 60:.0f} min] {unit.label}: "
                      f"{unit.kref} {', '.join(todo)}")
-            spec = self._spec(unit, todo, tests_source)
-            recs = execute([spec], self.runs_root, sink=self.store, say=self.say, group=self.group,
-                           front_end="nightly", tests_source=tests_source, max_boots_per_spec=3)
-            self.budget.observe(est, time.monotonic() - t0)
-            self._save(spent_s=self.budget.spent)
-            for r in recs:
-                if r.status in ("boot-failed", "error"):
-                    self.failures += [f"{r.run_id} ({unit.kref}): {r.status}: {f.splitlines()[0]}" for f in r.failures[:3]]
+        specs = [self._spec(unit, todo, tests_source) for unit, todo, _ in batch]
+        recs = self.executor.execute(specs, self.runs_root, sink=self.store, say=self.say, group=self.group,
+                                     front_end="nightly", tests_source=tests_source, max_boots_per_spec=3)
+        self.budget.observe(max(e for _, _, e in batch), time.monotonic() - t0)
+        self._save(spent_s=self.budget.spent)
+        krefs = {s.label: u.kref for s, (u, _, _) in zip(specs, batch)}
+        for r in recs:
+            if r.status in ("boot-failed", "error"):
+                kref = krefs.get(r.spec.label, r.spec.kernel.name)
+                self.failures += [f"{r.run_id} ({kref}): {r.status}: {f.splitlines()[0]}" for f in r.failures[:3]]
 
     def retry_units(self) -> list[Unit]:
         """Retry rounds for the xfstests that failed in the first round (deterministic from the store)."""
@@ -288,13 +304,13 @@ class Night:
 
 
 def run_night(plan: Plan, root: Path, store: Store, db: NightlyDB, *, night: str | None = None, say: Say = print,
-              accel: str | None = None, wait: float = 0.0,
+              accel: str | None = None, wait: float = 0.0, executor: Executor | None = None,
               report: Callable[[NightResult, Path], Path] | None = None,
               on_open: Callable[[Path], None] | None = None) -> NightOutcome:
     """Run (or resume) one night under the nightly lock; returns the exit code and the report.
     ``on_open`` is told the night's directory first (the CLI opens its log there)."""
     with file_lock(lock_path(), timeout=wait, say=say):
-        n = Night(plan, root, store, db, night=night, say=say, accel=accel)
+        n = Night(plan, root, store, db, night=night, say=say, accel=accel, executor=executor)
         if on_open is not None:
             on_open(n.dir)
         try:

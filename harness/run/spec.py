@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -24,6 +23,7 @@ from typing import Any, Union
 from .. import __version__
 from ..errors import HarnessError
 from ..paths import REPO_ROOT
+from ..util import run
 
 SPEC_VERSION = 1
 MOUNTPOINT = "/mnt/scratch"
@@ -246,12 +246,12 @@ class RunSpec:
 def harness_spec() -> HarnessSpec:
     """This kharness: package version and the repository's git commit (``+dirty`` if modified)."""
     commit = "unknown"
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty=+dirty",
-                              "--abbrev=40"], capture_output=True, text=True, timeout=10)
+    try:  # through harness.util.run: a deadline, and no git outlives the harness
+        out = run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty=+dirty", "--abbrev=40"],
+                  timeout=10, check=False)
         if out.returncode == 0:
             commit = out.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
+    except HarnessError:
         pass
     return HarnessSpec(__version__, commit)
 

@@ -10,7 +10,6 @@ definitions no longer produce the recorded kernel or image.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config.images import load_image
@@ -19,7 +18,7 @@ from ..errors import HarnessError, ReproduceError
 from ..image.build import Image, build_image, find_image
 from ..kernel.build import KernelBuild, build_kernel, find_kernel, kernel_inputs, resolve_commit
 from ..kernel.patches import parse_series
-from ..paths import project_root
+from ..paths import project_relative
 from ..util import sha256_json
 from ..vm.accel import Accel, choose_accel
 from .spec import FragmentRef, ImageSpec, KernelSpec, PatchRef, RunSpec
@@ -30,11 +29,8 @@ XFSTESTS_IMAGE = "debian-bookworm-xfstests"
 
 
 def _rel(path: str) -> str:
-    """A path relative to the project root when it lies inside it (specs stay portable)."""
-    try:
-        return str(Path(path).resolve().relative_to(project_root()))
-    except ValueError:
-        return path
+    """A path relative to the project root (specs stay portable between checkouts)."""
+    return project_relative(path)
 
 
 def kernel_spec(build: KernelBuild) -> KernelSpec:
@@ -61,6 +57,8 @@ def split_ref(ref: str) -> tuple[str, str | None]:
 class Testbed:
     """Kernels by reference (``NAME`` or ``NAME@REF``), one image, one accelerator: validated at
     once, built on :meth:`prepare` (idempotent)."""
+
+    __test__ = False  # not a pytest test class, though its name starts with "Test"
 
     def __init__(self, kernels: Sequence[str], *, image: str = DEFAULT_IMAGE, accel: str | None = None,
                  say: Say = print, progress: Callable[[str], None] | None = None):

@@ -118,6 +118,14 @@ class _Remote(Remote):
         if channel is not None:
             channel.close()
 
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        """Ctrl-C or SIGTERM (``Terminated``) while a command runs: without a pty fabric re-raises
+        it, then invoke joins its reader threads, which wait for the channel's EOF, i.e. for the
+        guest command to end. Close the channel first so the interrupt unwinds at once."""
+        if not self.using_pty:
+            self.kill()
+        super().send_interrupt(interrupt)
+
 
 class _Connection(Connection):
     """A fabric Connection whose memoized SFTP client can be dropped after a failed transfer."""

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -278,3 +279,21 @@ def test_the_unwinding_has_a_deadline_even_if_the_interrupt_is_swallowed(tmp_pat
     while marked(mark, watchdog=False) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert marked(mark, watchdog=False) == []
+
+
+def test_interactive_returns_the_status_and_is_ended_on_interrupt(tmp_path):
+    """procs.interactive: the exit status; on an interrupt the child goes too (no orphan)."""
+    assert procs.interactive(["sh", "-c", "exit 3"]) == 3
+    pidfile = tmp_path / "pid"
+    old = signal.signal(signal.SIGUSR1, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            procs.interactive(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"])
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

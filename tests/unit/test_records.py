@@ -91,3 +91,56 @@ def test_a_failed_boot_fails_what_it_left_undone(tmp_path):
                               remaining=tuple(m.outcomes))
     m.fold(rec)
     assert all("boot-failed: guest kernel panicked" in o.failures[0] for o in m.outcomes.values())
+
+
+def test_adaptive_repeats_measure_only_open_cells_up_to_the_cap(tmp_path, monkeypatch):
+    """A big effect is decided at the minimum; a noisy cell without an effect gets more runs,
+    only it is booted again, never beyond the cap; each boot's cell order is shuffled and recorded."""
+    import random as rnd
+    from harness.run import matrix as mx
+    profile = dataclasses.replace(make_profile("quick", filesystems=["ext4"]), max_runs=5)
+    target, noisy = "ext4/nvme/unwritten-convert/libaio", "ext4/nvme/append-extend/libaio"
+    base_spec = fio_spec()
+
+    def fake_fio_spec(bed, kernel, cs, *, label, role, run_index, **kw):
+        return dataclasses.replace(base_spec, label=label, role=role, run_index=run_index,
+                                   workload=dataclasses.replace(base_spec.workload, cells=tuple(cs)))
+
+    class FakeExecutor:
+        name = "fake"
+
+        def __init__(self):
+            self.booted: list[tuple[int, str, tuple[str, ...]]] = []
+            self.rng = rnd.Random(3)
+
+        def execute(self, specs, root, **kw):
+            out = []
+            for s in specs:
+                ids = tuple(c.id for c in s.workload.cells)
+                self.booted.append((s.run_index, s.role, ids))
+                for cid in ids:
+                    v = (300.0 if s.role == "new" else 1000.0) if cid == target else 1000.0 * self.rng.uniform(0.8, 1.2)
+                    out.append(record(s, f"{s.label}-{s.role}-{cid}", s.role, (v,), cell=cid, run_index=s.run_index))
+            return out
+
+    class Bed:
+        def prepare(self):
+            return self
+    monkeypatch.setattr(mx, "fio_spec", fake_fio_spec)
+    monkeypatch.setattr(mx, "Testbed", lambda *a, **k: Bed())
+    ex = FakeExecutor()
+    m = MatrixRun("patched", "baseline", profile, tmp_path, executor=ex, seed=1).run()
+    first = [b for b in ex.booted if b[0] < 3]
+    assert len(first) == 6 and all(set(ids) == {target, noisy} for _, _, ids in first)
+    later = [b for b in ex.booted if b[0] >= 3]
+    assert later and all(ids == (noisy,) for _, _, ids in later), "only the open cell is measured again"
+    assert max(b[0] for b in ex.booted) < 5
+    o = m.outcomes
+    assert len(o[target].new) == 3 and 3 < len(o[noisy].new) <= 5
+    decided = m.decided()
+    assert decided[target][0].verdict == "regression"
+    orders = {ids for _, _, ids in first}
+    assert len(orders) == 2, "cell order is shuffled between boots"
+    saved = json.loads((tmp_path / "comparison.json").read_text())
+    assert saved["seed"] == 1 and saved["rounds"][3] == [noisy]
+    assert all("q_value" in r and "ci_low" in r for r in saved["rows"])

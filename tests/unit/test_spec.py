@@ -176,3 +176,20 @@ def test_prepare_for_spec_refuses_before_any_slow_step(tmp_path, monkeypatch):
     assert "cannot reproduce fio-x as recorded" in str(e.value)
     assert "no longer cached either" in str(e.value)
     assert not (tmp_path / "empty-cache" / "src").exists() or not any((tmp_path / "empty-cache" / "src").iterdir())
+
+
+def test_paths_recorded_by_another_checkout_are_project_relative(tmp_path, monkeypatch):
+    """A shared cache built by a checkout at another path still yields portable specs."""
+    from harness.paths import project_relative
+    proj = _project_copy(tmp_path, monkeypatch)
+    inside = proj / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
+    assert project_relative(inside) == "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
+    elsewhere = "/srv/other-checkout/kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
+    assert project_relative(elsewhere) == "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
+    assert project_relative("/etc/passwd") == "/etc/passwd"
+    recorded = dataclasses.replace(_recorded_patched(), patches=tuple(
+        dataclasses.replace(p, file=project_relative("/srv/other" + "/" + p.file)) for p in _recorded_patched().patches))
+    patch = proj / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
+    patch.write_text(patch.read_text().replace("\n---\n", "\nEdited.\n---\n", 1))
+    (change,) = kernel_changes(recorded)
+    assert "changed: recorded sha256 " in change

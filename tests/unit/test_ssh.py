@@ -1,6 +1,7 @@
 """harness.vm.ssh against a real OpenSSH server on 127.0.0.1 (started here, as the guest's is)."""
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -119,6 +120,29 @@ def test_deadline_raises_with_partial_output_and_the_connection_survives(ssh):
     assert e.value.result is None and e.value.timeout == 2
     assert "timed out after 2s" in str(e.value) and "started" in str(e.value)
     assert ssh.run(["echo", "still here"]).stdout == "still here\n"
+
+
+def test_sigterm_during_a_command_unwinds_before_it_ends(server):
+    """SIGTERM raises Terminated in the main thread; the reader threads must not hold it until the
+    guest command ends (they waited for the channel's EOF: here 60 s)."""
+    from harness.errors import Terminated
+
+    def on_term(signum, frame):
+        raise Terminated(signum)
+    s = server.ssh()
+    assert s.try_connect(10)
+    old = signal.signal(signal.SIGUSR1, on_term)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        t0 = time.monotonic()
+        timer.start()
+        with pytest.raises(Terminated):
+            s.run("sleep 60", timeout=120)
+        assert time.monotonic() - t0 < 30, "the interrupt waited for the guest command"
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
+        s.close()
 
 
 def test_dropped_connection_is_a_harness_error(server):

@@ -37,8 +37,8 @@ def test_clear_regression_5v5():
     assert not c.ranges_overlap
     assert c.pct_change == pytest.approx((498 - 8979) / 8979 * 100)
     assert format_comparison("ext4/nvme randwrite-overwrite libaio", c) == (
-        "ext4/nvme randwrite-overwrite libaio: IOPS -94% (498 vs 8979 median, 5 runs each, p=0.008) "
-        "regression")
+        "ext4/nvme randwrite-overwrite libaio: IOPS -94% (498 vs 8979 median, 5 runs each, p=0.008; "
+        "HL -94%, 97% CI -95%..-94%; MDE 4%) regression")
 
 
 def test_clear_improvement_is_the_mirror():
@@ -133,3 +133,68 @@ def test_format_unequal_runs_and_small_numbers():
     line = format_comparison("xfs/virtio append-extend io_uring", c)
     assert line.startswith("xfs/virtio append-extend io_uring: p50 clat us +15% (60.3 vs 52.3 median, 4 vs 3 runs, p=")
     assert line.endswith(" regression")
+
+
+# -- effects: Hodges-Lehmann intervals, MDE, Benjamini-Hochberg -----------------------------
+def test_u_null_distribution_matches_enumeration():
+    import itertools
+    from harness.results.effects import _u_null_counts
+    for m, n in [(3, 3), (4, 2), (5, 4)]:
+        counts = [0] * (m * n + 1)
+        for xs in itertools.combinations(range(m + n), m):  # ranks of the first sample
+            counts[sum(xs) - m * (m - 1) // 2] += 1
+        assert list(_u_null_counts(m, n)) == counts
+
+
+def test_interval_confidence_is_the_achievable_one():
+    from harness.results.effects import shift
+    s = shift([100, 102, 98], [50, 51, 49])
+    assert s.confidence == 0.9  # 3 vs 3: the widest interval, 1 - 2/20
+    assert -52 < s.low <= s.pct <= s.high < -47
+    assert shift([100, 101], [100]) is None and shift([0, 1], [1, 2]) is None
+
+
+def test_interval_coverage_by_simulation():
+    import numpy as np
+    from harness.results.effects import shift
+    rng = np.random.default_rng(7)
+    hits, trials = 0, 600
+    for _ in range(trials):
+        b = rng.lognormal(0, 0.07, 6)
+        n = rng.lognormal(math.log(0.9), 0.07, 6)
+        s = shift(b, n)
+        hits += s.low <= -10 <= s.high
+    assert 0.93 <= hits / trials <= 0.99  # the exact interval has 95.9% at 6 vs 6
+
+
+def test_mde_shrinks_with_runs_and_grows_with_noise():
+    from harness.results.effects import mde_pct
+    quiet, noisy = [100, 101, 99, 100.5, 99.5], [100, 110, 90, 105, 95]
+    assert mde_pct(quiet, quiet) < mde_pct(noisy, noisy)
+    assert mde_pct(noisy * 4, noisy * 4) < mde_pct(noisy, noisy)
+    assert mde_pct([1], [1, 2]) is None
+
+
+def test_bh_adjust_and_matrix_adjust_take_back_a_lone_p_value():
+    from harness.results.effects import bh_adjust
+    from harness.results.stats import adjust
+    assert bh_adjust([0.01, None, 0.04, 0.03]) == [pytest.approx(0.03), None, pytest.approx(0.04), pytest.approx(0.04)]
+    # one cell with p < 0.05 among many quiet ones: overlapping ranges, so only the p-value flags it
+    base, new = [100, 104, 96, 102, 98, 101], [93, 97, 90, 99, 92, 95]
+    alone = compare(base, new, metric="IOPS", higher_is_better=True)
+    assert alone.p_value < 0.05 and alone.ranges_overlap and alone.verdict == "regression"
+    quiet = [compare([100, 101, 99, 100], [100, 100.5, 99.5, 101], metric="IOPS", higher_is_better=True)] * 20
+    adjusted = adjust([alone, *quiet])
+    assert adjusted[0].q_value > 0.05 and adjusted[0].verdict == "inconclusive"
+    assert "q=" in format_comparison("c", adjusted[0])
+
+
+def test_settled_means_decided_or_a_narrow_no_change():
+    big = compare(BASE_IOPS, NEW_IOPS, metric="IOPS", higher_is_better=True)
+    assert big.settled
+    narrow = compare([100, 100.5, 99.5, 100.2, 99.8], [100.1, 100.4, 99.6, 100, 99.9], metric="IOPS",
+                     higher_is_better=True)
+    assert narrow.verdict == "no change" and narrow.settled
+    assert format_comparison("c", narrow).endswith("no change larger than 1%")
+    wide = compare([100, 120, 85], [101, 80, 118], metric="IOPS", higher_is_better=True)
+    assert wide.verdict == "no change" and not wide.settled

@@ -38,6 +38,12 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
                  "test_every_workload_completed"):
         assert cases[name].find("failure") is None and cases[name].find("skipped") is None, name
     assert "kharness: patched vs baseline" in out  # the summary table
+    # progress is shown live, not captured: pytest would print captured lines only in the
+    # FAILURES section, after every test ran
+    lines = out.splitlines()
+    first_boot = next(i for i, line in enumerate(lines) if line.startswith("boot "))
+    failures = next(i for i, line in enumerate(lines) if "= FAILURES =" in line)
+    assert first_boot < failures, "progress lines appeared only in the captured output"
     assert (tmp_path / "results" / "comparison.json").exists()
     # every boot is a run in the store, with its spec; the verdicts are stored with the group
     from harness.results.store import Store

@@ -1,8 +1,7 @@
 """The Ray executor with real VMs on a local three-node Ray cluster (a head and two worker nodes,
 each worker with ``vm: 1`` and a kharness cache of its own that starts empty).
 
-- a small baseline-vs-patched matrix (MatrixRun, its execute() pointed at the RayExecutor as the
-  lead will wire it) runs on the workers; the workers fetch the kernels and the image from the
+- a small baseline-vs-patched matrix (``MatrixRun(executor=RayExecutor)``) runs on the workers; the workers fetch the kernels and the image from the
   driver by content and hold them afterwards with the driver's sha256; the records in the store
   are those of a local run in shape (same spec JSON, record keys, measurement fields, run files);
 - a worker node killed in the middle of a unit: Ray reruns the unit on the other node, and the
@@ -27,7 +26,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'khar
 from ray.cluster_utils import Cluster
 
 from harness.results.store import Store
-from harness.run import artifacts, matrix
+from harness.run import artifacts
 from harness.run.executors import LocalExecutor, executor_for
 from harness.run.matrix import MatrixRun, Profile
 from harness.run.plan import fio_cell, fio_spec
@@ -111,11 +110,10 @@ def test_matrix_on_ray_fetches_artifacts_and_matches_a_local_run(cluster, testbe
     t0 = time.monotonic()
     ex = executor_for(c.address, poll_s=1.0)
     assert ex.name == "ray"
-    monkeypatch.setattr(matrix, "execute", ex.execute)     # MatrixRun(executor=...) once the lead wires it
     profile = Profile("ray-tiny", ("ext4",), ("nvme",), ("unwritten-convert",), ("libaio",), runs=1,
                       runtime=3, size="16m")
     with Store(tmp_path / "ray.sqlite") as store:
-        m = MatrixRun("patched", "baseline", profile, tmp_path / "ray-runs", sink=store).run()
+        m = MatrixRun("patched", "baseline", profile, tmp_path / "ray-runs", sink=store, executor=ex).run()
         recs = m.records
         assert [r.spec.role for r in recs] == ["base", "new"] and all(r.status == "done" for r in recs), \
             [r.failures for r in recs]
