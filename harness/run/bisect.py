@@ -230,7 +230,9 @@ class Bisect:
             for key, commit in (("good", self.good), ("bad", self.bad)):
                 if ("endpoint", commit) not in done:
                     build = self.bed.kernel(f"{self.kernel}@{commit}")
-                    s = Step("endpoint", commit, self._subject(commit), key, v.reason, values=refs[key],
+                    why = (f"the good reference; the bad endpoint against it: {v.reason}" if key == "good"
+                           else f"against the good endpoint: {v.reason}")
+                    s = Step("endpoint", commit, self._subject(commit), key, why, values=refs[key],
                              kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage),
                              pct_change=v.comparison.pct_change if v.comparison else None,
                              p_value=v.comparison.p_value if v.comparison else None)

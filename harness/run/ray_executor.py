@@ -29,6 +29,7 @@ arrives; workers never touch the store. Failures:
 - a boot cut short by a hang comes back with ``remaining`` work: the driver submits a fresh unit
   for it, as the local executor does.
 
+What runs on the worker, and the helpers both sides share, are in :mod:`harness.run.ray_unit`.
 Ray is imported lazily: without it, constructing a RayExecutor raises HarnessError saying
 ``pip install 'kharness[ray]'``. See the README ("Scaling out with Ray") for clusters, caches and ``ray job submit``.
 """
@@ -36,217 +37,22 @@ Ray is imported lazily: without it, constructing a RayExecutor raises HarnessErr
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import os
-import shutil
-import socket
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .. import __version__
 from ..errors import HarnessError
-from ..evidence.events import Event
-from ..paths import cache_root
 from ..results.rundir import RunDir, new_run_dir
-from ..util import write_json
 from . import artifacts
-from .boot import boot_timeout
 from .execute import RecordSink, narrow
-from .fio import fio_deadline
-from .records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
-from .spec import CommandWorkload, FioWorkload, RunSpec, XfstestsWorkload, harness_spec, spec_from_json
+from .records import BootRecord
+from .ray_unit import (Tracker, import_ray, record_from_json, resources_for, run_unit, unit_deadline,
+                       unpack_run_dir, work_items)
+from .spec import RunSpec
 
 Say = Callable[[str], None]
-INSTALL_HINT = "pip install 'kharness[ray]'"
-MAX_RUN_DIR_BYTES = 1 << 30
-_SKIP_FILES = ("root-overlay.qcow2",)     # throwaway disks, if a killed VM left them behind
-
-
-def import_ray() -> Any:
-    """The ray module, or HarnessError saying how to install it."""
-    try:
-        import ray
-    except ImportError as e:
-        raise HarnessError(f"the Ray executor needs Ray, which is not installed here ({e}); install the "
-                           f"extra: {INSTALL_HINT} (in a checkout: .venv/bin/pip install -e '.[ray]')") from None
-    return ray
-
-
-# -- what a unit needs and how long it may take ---------------------------------------------------
-def resources_for(spec: RunSpec) -> dict[str, float]:
-    """The custom resources a unit asks for: one VM slot, and a KVM host for a KVM spec."""
-    return {"vm": 1.0, **({"kvm": 1.0} if spec.accel == "kvm" else {})}
-
-
-def unit_deadline(spec: RunSpec, transfer_s: float = 300.0) -> float:
-    """Seconds a unit may run before the driver cancels it: well past run_boot's own deadlines
-    (boot timeout, fio hang deadline, xfstests watchdogs), so those handle a hang with evidence
-    first, plus time to fetch artifacts. It catches what they cannot: a stuck worker."""
-    t = boot_timeout(spec.accel) + 180.0 + transfer_s
-    wl = spec.workload
-    if isinstance(wl, FioWorkload):
-        for c in wl.cells:
-            per_run = wl.deadline_s if wl.deadline_s else fio_deadline(c.job)
-            t += 180.0 + c.runs * (per_run + 60.0)
-    elif isinstance(wl, XfstestsWorkload):
-        t += 900.0 + len(wl.tests) * 3 * max(wl.default_watchdog_s, 120.0)
-    elif isinstance(wl, CommandWorkload):
-        t += wl.timeout_s + 60.0
-    return t * 1.5
-
-
-def work_items(spec: RunSpec) -> list[str]:
-    """The cells, tests or 'command' a spec asks for (what a failed unit leaves undone)."""
-    wl = spec.workload
-    if isinstance(wl, FioWorkload):
-        return [c.id for c in wl.cells]
-    if isinstance(wl, XfstestsWorkload):
-        return list(wl.tests)
-    return ["command"]
-
-
-# -- records and run directories across hosts ----------------------------------------------------
-def record_from_json(data: dict[str, Any]) -> BootRecord:
-    """The BootRecord whose :meth:`BootRecord.to_json` is ``data`` (strict: unknown keys refused)."""
-    data = dict(data)
-    data.pop("label", None), data.pop("role", None)          # derived from the spec
-    names = {f.name for f in dataclasses.fields(BootRecord)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise HarnessError(f"record {data.get('run_id')}: unknown key(s) {', '.join(unknown)} "
-                           "(a worker running another kharness version?)")
-    data["spec"] = spec_from_json(data["spec"], f"record {data.get('run_id')}")
-    for key, cls in (("measurements", MeasurementRecord), ("xfstests", XfstestRecord), ("events", Event),
-                     ("evidence", EvidenceRef)):
-        data[key] = tuple(cls(**x) for x in data.get(key, ()))
-    for key in ("failures", "remaining", "sysrq_summary"):
-        data[key] = tuple(data.get(key, ()))
-    return BootRecord(**data)
-
-
-def pack_run_dir(run_dir: Path, limit: int = MAX_RUN_DIR_BYTES) -> bytes:
-    """The run directory as tar.gz bytes (regular files and directories; scratch disks skipped)."""
-    buf = io.BytesIO()
-    total = 0
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for p in sorted(run_dir.rglob("*")):
-            rel = p.relative_to(run_dir)
-            if p.is_symlink() or p.name in _SKIP_FILES or p.suffix == ".raw":
-                continue
-            if p.is_dir():
-                tar.add(p, arcname=str(rel), recursive=False)
-            elif p.is_file():
-                total += p.stat().st_size
-                if total > limit:
-                    raise HarnessError(f"{run_dir}: run directory larger than {limit >> 20} MiB")
-                tar.add(p, arcname=str(rel), recursive=False)
-    return buf.getvalue()
-
-
-def unpack_run_dir(blob: bytes, dest: Path) -> None:
-    """Unpack :func:`pack_run_dir` bytes into ``dest``; only plain files and directories inside it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    real = dest.resolve()
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        for m in tar.getmembers():
-            target = (dest / m.name).resolve()
-            if m.name.startswith("/") or ".." in Path(m.name).parts or not target.is_relative_to(real) \
-                    or target == real or not (m.isfile() or m.isdir()):
-                raise HarnessError(f"run directory from a worker: refusing member {m.name!r}")
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(m)
-            assert src is not None
-            with open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            os.chmod(target, m.mode & 0o755)
-            os.utime(target, (m.mtime, m.mtime))
-
-
-# -- the Ray side: tracker actor and the task -------------------------------------------------------
-class Tracker:
-    """Lives next to the driver (a Ray actor): when each unit's current attempt started, where."""
-
-    def __init__(self) -> None:
-        self.starts: dict[str, dict[str, Any]] = {}
-
-    def started(self, unit: str, node: str, host: str, pid: int) -> int:
-        prev = self.starts.get(unit)
-        attempt = (prev["attempt"] if prev else 0) + 1
-        self.starts[unit] = {"t0": time.monotonic(), "node": node, "host": host, "pid": pid, "attempt": attempt}
-        return attempt
-
-    def ages(self) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
-        return {u: {**s, "age": now - s["t0"]} for u, s in self.starts.items()}
-
-    def forget(self, unit: str) -> None:
-        self.starts.pop(unit, None)
-
-
-def _unnice() -> int:
-    """Undo Ray's worker niceness (15 by default) for the guest: QEMU inherits it, and a niced guest
-    loses the CPU to anything else on the host, which shows up as slower boots and lower IOPS.
-    Lowering niceness needs root or RLIMIT_NICE; otherwise start the node with
-    ``RAY_worker_niceness=0 ray start ...``. Returns the niceness the boot runs at."""
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except OSError:
-        pass
-    return os.getpriority(os.PRIO_PROCESS, 0)
-
-
-def run_unit(payload: dict[str, Any], refs: dict[str, Any], tracker: Any,
-             boot: Callable[..., BootRecord] | None = None) -> dict[str, Any]:
-    """The Ray task: one boot's work on whichever host Ray chose. Returns plain data."""
-    import ray
-    from .boot import run_boot
-    run_id = payload["run_id"]
-    node, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
-    try:
-        attempt = ray.get(tracker.started.remote(run_id, node, host, os.getpid()), timeout=60)
-    except Exception as e:   # noqa: BLE001 - the boot matters more than the driver's clock
-        attempt = None
-        print(f"[{run_id} @{host}] cannot reach the driver's tracker ({type(e).__name__}): the driver "
-              "counts this unit's deadline from when it last saw it", flush=True)
-    say = (lambda m: print(f"[{run_id} @{host}] {m}", flush=True)) if payload.get("verbose", True) else (lambda m: None)
-    spec = spec_from_json(payload["spec"], f"ray unit {run_id}")
-    niceness = _unnice()
-    t0 = time.monotonic()
-    got: dict[str, str] = {}
-    for kind in ("kernel", "image"):
-        manifest, chunk_refs = refs[kind]
-        _, fetched = artifacts.install(manifest, chunk_refs, ray.get, say=say)
-        got[kind] = "fetched" if fetched else "cached"
-    fetch_s = time.monotonic() - t0
-    root = Path(payload["worker_root"]) if payload.get("worker_root") else cache_root() / "ray-runs"
-    run_dir = root / run_id
-    if run_dir.exists():   # an earlier attempt on this host died: keep its files, never reuse them
-        run_dir.rename(run_dir.with_name(f"{run_id}.lost-{int(time.time())}"))
-    run_dir.mkdir(parents=True)
-    ts = payload.get("tests_source")
-    rec = (boot or run_boot)(spec, run_dir, say=say, group=payload.get("group"),
-                             front_end=payload.get("front_end", "cli"), reproduces=payload.get("reproduces"),
-                             tests_source=Path(ts) if ts else None)
-    info = {"kind": "ray", "node_id": node, "host": host, "pid": os.getpid(), "attempt": attempt,
-            "artifacts": got, "fetch_seconds": round(fetch_s, 3), "worker_run_dir": str(run_dir), "niceness": niceness,
-            "worker_kharness": {"version": __version__, "commit": harness_spec().commit}}
-    meta_path = run_dir / "metadata.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        meta["executor"] = info
-        write_json(meta_path, meta)
-    blob = pack_run_dir(run_dir)
-    if not payload.get("keep_worker_runs"):
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return {"record": rec.to_json(), "run_dir_tgz": blob, **info}
 
 
 def _where(info: dict[str, Any]) -> str:

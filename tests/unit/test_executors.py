@@ -21,8 +21,8 @@ from harness.errors import HarnessError
 from harness.results.store import Store
 from harness.run import executors
 from harness.run.executors import Executor, LocalExecutor, executor_for
-from harness.run.ray_executor import (pack_run_dir, record_from_json, resources_for, unit_deadline,
-                                      unpack_run_dir)
+from harness.run.ray_unit import (pack_run_dir, record_from_json, resources_for, unit_deadline,
+                                 unpack_run_dir)
 from harness.run.spec import CommandWorkload
 
 from .test_artifacts import make_kernel_entry

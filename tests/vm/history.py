@@ -63,16 +63,29 @@ def _git(repo: Path, *args: str, env: dict | None = None, stdin: bytes | None = 
     return out if raw else out.strip()
 
 
-def make_history() -> tuple[Path, str, list[str]]:
-    """(source repo, base commit, commits c1..c8) of the test history, made once."""
+def fillers(first: int, count: int) -> list[tuple[str, object]]:
+    """``count`` one-file commits that each change the kernel's bytes (a new global string in a
+    different fs/ source file: a real rebuild, never byte-identical to its parent)."""
+    files = ["fs/ext4/inode.c", "fs/ext4/super.c", "fs/xfs/xfs_super.c", "fs/iomap/direct-io.c",
+             "fs/ext4/file.c", "fs/xfs/xfs_file.c", "fs/ext4/extents.c", "fs/direct-io.c"]
+    return [(f"filler {i}: {files[i % len(files)]}",
+             {files[i % len(files)]: _append(f'const char kharness_filler_{i}[] = "kharness filler {i}";')})
+            for i in range(first, first + count)]
+
+
+def make_history(history: list[tuple[str, object]] | None = None,
+                 branch: str = BRANCH) -> tuple[Path, str, list[str]]:
+    """(source repo, base commit, commits c1..cN) of a history (default: the test history), made
+    once: the same commits every time."""
+    history = HISTORY if history is None else history
     src = import_source(load_kernel("baseline").source)
     repo, parent = src.repo, src.commit
     index = repo / ".git" / "kharness-history-index"
     commits: list[str] = []
     with file_lock(repo.with_suffix(".lock")):
-        for i, (subject, change) in enumerate(HISTORY, 1):
-            env = {"GIT_INDEX_FILE": str(index), "GIT_AUTHOR_DATE": f"2026-01-0{i}T00:00:00Z",
-                   "GIT_COMMITTER_DATE": f"2026-01-0{i}T00:00:00Z"}
+        for i, (subject, change) in enumerate(history, 1):
+            date = f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z" if history is not HISTORY else f"2026-01-0{i}T00:00:00Z"
+            env = {"GIT_INDEX_FILE": str(index), "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
             _git(repo, "read-tree", parent, env=env)
             if isinstance(change, Path):
                 _git(repo, "apply", "--cached", str(change), env=env)
@@ -84,6 +97,6 @@ def make_history() -> tuple[Path, str, list[str]]:
             tree = _git(repo, "write-tree", env=env)
             parent = _git(repo, "commit-tree", tree, "-p", parent, "-m", subject, env=env)
             commits.append(parent)
-        _git(repo, "update-ref", BRANCH, parent)
+        _git(repo, "update-ref", branch, parent)
         index.unlink(missing_ok=True)
     return repo, src.commit, commits

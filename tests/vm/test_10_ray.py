@@ -161,6 +161,26 @@ def test_matrix_on_ray_fetches_artifacts_and_matches_a_local_run(cluster, testbe
     assert json.loads((Path(rr.run_dir) / "record.json").read_text()) == rr.to_json()
 
 
+def test_a_checks_repeats_run_at_once_on_both_nodes(cluster, testbed, tmp_path):
+    """`kharness bisect/check --repeat 2 --ray`: a step's repeats are parallel units, one per node."""
+    from harness.run.checks import Checker, parse_check
+    c, nodes, _ = cluster
+    with Store(tmp_path / "check.sqlite") as store, executor_for(c.address, poll_s=1.0) as ex:
+        assert ex.slots() == 2
+        checker = Checker(testbed, parse_check("boot"), tmp_path / "runs", sink=store, group="check",
+                          executor=ex)
+        t0 = time.monotonic()
+        verdict = checker.repeated("baseline", 2)
+        took = time.monotonic() - t0
+        assert verdict.outcome == "good" and verdict.reason.endswith("(2x)"), verdict
+        assert len(verdict.records) == 2 and len(store.runs(group="check")) == 2
+        where = {json.loads((Path(r.run_dir) / "metadata.json").read_text())["executor"]["node_id"]
+                 for r in verdict.records}
+        assert len(where) == 2, "the repeats ran on one node, one after the other"
+        starts = sorted(r.started for r in verdict.records)
+        print(f"2 repeats of a boot check on 2 nodes: {took:.1f}s; started {starts}")
+
+
 def test_node_killed_mid_unit_reruns_elsewhere_once(cluster, testbed, tmp_path):
     c, nodes, base = cluster
     spec = fio_spec(testbed, "patched", [fio_cell(**CELL)], disk_size="2G", label="ray-kill", role="new")
