@@ -3,11 +3,19 @@
 Two triggers: ``/proc/sysrq-trigger`` over SSH, and alt+sysrq+KEY through QMP send-key when SSH
 no longer answers. Either way the output is read from the console log, which keeps streaming
 as long as QEMU runs.
+
+Where the dump ends: over SSH, a marker line written to ``/dev/kmsg`` after the last trigger
+returned. The sysrq handlers print synchronously into the ring buffer before the write to
+``/proc/sysrq-trigger`` returns, and consoles print the ring buffer in order, so the marker
+arrives on the console after the whole dump, however long the guest takes to print it (6.1's
+``show_all_workqueues()`` under load can pause for seconds before the busy-pool section). Through
+QMP (SSH gone), the end is the console staying quiet for a while.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +59,21 @@ def _wait_quiet(console: Path, start: int, quiet: float = 1.5, limit: float = 30
         return fh.read().decode(errors="replace")
 
 
+def _wait_marker(console: Path, start: int, marker: bytes, limit: float = 60.0) -> str | None:
+    """The console from ``start`` up to the line holding ``marker`` (None if it did not come in
+    ``limit`` seconds: the caller falls back to the quiet rule)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with open(console, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+        at = data.find(marker)
+        if at >= 0:
+            return data[:data.rfind(b"\n", 0, at) + 1].decode(errors="replace")
+        time.sleep(0.25)
+    return None
+
+
 def capture_sysrq(vm: VM, keys: str = "w", *, via: str = "auto", out_dir: Path | None = None,
                   label: str = "sysrq") -> Capture:
     """Trigger sysrq ``keys`` (e.g. 'w', 'wt') and return what the console printed, parsed.
@@ -73,8 +96,19 @@ def capture_sysrq(vm: VM, keys: str = "w", *, via: str = "auto", out_dir: Path |
         else:
             vm.sysrq_keyboard(key)
             used = "qmp"
-        _wait_quiet(vm.console, start, quiet=1.0, limit=20.0)
-    raw = _wait_quiet(vm.console, start)
+        if used == "qmp":
+            _wait_quiet(vm.console, start, quiet=1.0, limit=20.0)
+    raw = None
+    if used == "ssh":
+        marker = f"kharness: sysrq {keys} done {secrets.token_hex(4)}"
+        try:
+            # one write(2), one kmsg record (the SSH stdin of tee arrives a byte at a time)
+            vm.run(["sh", "-c", 'printf "%s\\n" "$1" > /dev/kmsg', "sh", marker], timeout=10)
+            raw = _wait_marker(vm.console, start, marker.encode())
+        except Exception:  # the guest stopped answering: what the console has, by the quiet rule
+            raw = None
+    if raw is None:
+        raw = _wait_quiet(vm.console, start)
     cap = Capture(keys=keys, via=used, raw=raw, dumps=parse_dumps(raw))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

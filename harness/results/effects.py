@@ -77,9 +77,17 @@ def shift(base: Sequence[float], new: Sequence[float], confidence: float = 0.95)
                  round(achieved, 4))
 
 
+def mde_from_cv(cv_base: float, cv_new: float, n_base: int, n_new: int, *, alpha: float = 0.05,
+                power: float = 0.8) -> float:
+    """The minimum detectable change (same unit as the coefficients of variation) for ``n_base``
+    and ``n_new`` runs: (z(1-alpha/2) + z(power)) * sqrt(cv_b^2/n_b + cv_n^2/n_n) / sqrt(3/pi)."""
+    z = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
+    return z * math.sqrt(cv_base ** 2 / n_base + cv_new ** 2 / n_new) / math.sqrt(3 / math.pi)
+
+
 def mde_pct(base: Sequence[float], new: Sequence[float], *, alpha: float = 0.05, power: float = 0.8) -> float | None:
     """The minimum detectable change in percent with these runs and this noise (two-sided
-    ``alpha``, ``power``): (z(1-alpha/2) + z(power)) * sqrt(cv_b^2/n_b + cv_n^2/n_n) / sqrt(3/pi)."""
+    ``alpha``, ``power``; :func:`mde_from_cv`)."""
     if len(base) < 2 or len(new) < 2:
         return None
     cvs = []
@@ -88,10 +96,8 @@ def mde_pct(base: Sequence[float], new: Sequence[float], *, alpha: float = 0.05,
         mean = float(a.mean())
         if mean == 0:
             return None
-        cvs.append(float(a.std(ddof=1)) / abs(mean))
-    z = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
-    se = math.sqrt(cvs[0] ** 2 / len(base) + cvs[1] ** 2 / len(new))
-    return z * se / math.sqrt(3 / math.pi) * 100.0
+        cvs.append(float(a.std(ddof=1)) / abs(mean) * 100.0)
+    return mde_from_cv(cvs[0], cvs[1], len(base), len(new), alpha=alpha, power=power)
 
 
 def bh_adjust(p_values: Sequence[float | None]) -> list[float | None]:

@@ -17,7 +17,7 @@ from harness.results.store import Store
 
 from .history import make_history
 
-pytestmark = [pytest.mark.vm, pytest.mark.extended]
+pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 
 
