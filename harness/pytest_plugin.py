@@ -34,7 +34,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="fio runs per side for every cell (each a fresh boot; at least 3 for a verdict)")
     g.addoption("--max-runs", action="store", type=int, default=None,
                 help="adaptive repeats: cells whose verdict is still open get more runs, up to this "
-                     "many a side (default: the profile's; 8 for full, 3 for quick)")
+                     "many a side (default: the profile's: quick 5, default 6, full 8)")
     g.addoption("--ray", action="store", default=None, metavar="ADDRESS",
                 help="run the boots on a Ray cluster (auto, HOST:6379, ray://HOST:10001); needs "
                      "pip install 'kharness[ray]'")
@@ -44,7 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="results store (SQLite) every run is recorded in (default: $KHARNESS_STORE or "
                      "~/.local/share/kharness/results.sqlite)")
     g.addoption("--quick", action="store_true", default=False,
-                help="CI profile: fewer cells and shorter runtimes")
+                help="the quick profile (same as --suite-profile quick)")
+    g.addoption("--suite-profile", action="store", default=None, choices=["quick", "default", "full"],
+                help="matrix profile: quick (2 cells, CI), default (6 cells, ext4+xfs on NVMe, about "
+                     "15 min on 2-core TCG), full (36 cells, hours on TCG)")
     g.addoption("--xfstests", action="store", default=None,
                 help="comma-separated xfstests (generic/001) or groups (group:quick) to run as items")
     g.addoption("--xfstests-section", action="store", default=None,
@@ -69,7 +72,8 @@ def profile_from(config: pytest.Config):
     """The matrix profile the options select; a UsageError names a bad --fs/--disk/--runs."""
     from .run.matrix import make_profile
     try:
-        return make_profile("quick" if config.getoption("--quick") else "full",
+        name = config.getoption("--suite-profile") or ("quick" if config.getoption("--quick") else "default")
+        return make_profile(name,
                             filesystems=split_option(config.getoption("--fs")),
                             disks=split_option(config.getoption("--disk")), runs=config.getoption("--runs"),
                             max_runs=config.getoption("--max-runs"))
@@ -109,9 +113,17 @@ class Kharness:
     def say(self) -> Callable[[str], None]:
         """Progress lines shown live on the terminal (not captured), plain when piped."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
 
         def say(msg: str) -> None:
-            if reporter is not None:
+            if reporter is None:
+                return
+            if capman is None:
+                reporter.write_line(msg, flush=True)
+                return
+            # the matrix runs inside a test's call, where pytest captures fd 1 (and so the
+            # reporter's own output): step out of the capture for the line, as pytest's -s would
+            with capman.global_and_fixture_disabled():
                 reporter.write_line(msg, flush=True)
         return say
 

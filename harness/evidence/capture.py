@@ -38,8 +38,8 @@ class Capture:
 
     def summary(self) -> list[str]:
         lines: list[str] = []
-        for d in self.dumps:
-            lines += summarize(d)
+        for d in self.dumps:  # sysrq-w and sysrq-t name the same blocked task: once
+            lines += [line for line in summarize(d) if line not in lines]
         return lines
 
 

@@ -46,7 +46,8 @@ METRICS = (("iops", "IOPS", True), ("clat_p99_us", "p99 latency us", False))
 
 @dataclass(frozen=True)
 class Profile:
-    """Which cells and how long: 'quick' for CI, 'full' for nightly runs. ``runs`` a side for
+    """Which cells and how long: 'quick' for CI, 'default' for a developer at a terminal, 'full'
+    for nightly runs and real hosts. ``runs`` a side for
     every cell, up to ``max_runs`` for cells whose verdict is still open."""
 
     name: str
@@ -68,12 +69,16 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", ("ext4", "xfs"), ("nvme",), ("unwritten-convert", "append-extend"),
-                     ("libaio",), runs=3, runtime=5, size="32m"),
+                     ("libaio",), runs=3, runtime=5, size="32m", max_runs=5),
+    # what `pytest --kernel=NAME` runs: every completion path (inline overwrite, unwritten-extent
+    # conversion, size update) on the two journalling filesystems, on NVMe
+    "default": Profile("default", ("ext4", "xfs"), ("nvme",), PATTERNS, ("libaio",), runs=3, runtime=5,
+                       size="32m", max_runs=6),
     "full": Profile("full", FILESYSTEMS, DISKS, PATTERNS, ENGINES, runs=3, runtime=20, size="256m", max_runs=8),
 }
 
 
-def make_profile(name: str = "full", *, filesystems: list[str] | None = None,
+def make_profile(name: str = "default", *, filesystems: list[str] | None = None,
                  disks: list[str] | None = None, runs: int | None = None,
                  max_runs: int | None = None) -> Profile:
     """A profile with the user's overrides applied, each checked by name."""

@@ -19,7 +19,8 @@ def suite(pytester):
 def test_options_are_registered(pytester):
     res = pytester.runpytest_subprocess("--help")
     out = res.stdout.str()
-    for opt in ("--kernel", "--baseline", "--fs", "--disk", "--accel", "--runs", "--results-dir", "--quick"):
+    for opt in ("--kernel", "--baseline", "--fs", "--disk", "--accel", "--runs", "--results-dir", "--quick",
+                "--suite-profile", "--max-runs", "--ray"):
         assert opt in out, opt
 
 
@@ -45,10 +46,14 @@ def test_quick_collection(suite):
 
 
 def test_full_matrix_and_filters(suite):
-    res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched")
+    res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched", "--suite-profile=full")
     # 3 filesystems x 2 disks x 3 patterns x 2 engines + 2 + 1
     res.stdout.fnmatch_lines(["39 tests collected*"])
-    res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched", "--fs=ocfs2", "--disk=virtio")
+    res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched")
+    # the default profile: ext4 and xfs on NVMe, the three completion paths, libaio + 2 + 1
+    res.stdout.fnmatch_lines(["9 tests collected*"])
+    res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched", "--suite-profile=full", "--fs=ocfs2",
+                                     "--disk=virtio")
     out = res.stdout.str()
     assert "test_no_regression[ocfs2-virtio-randwrite-overwrite-io_uring]" in out
     assert "ext4" not in out and "nvme" not in out
@@ -74,3 +79,22 @@ def test_kernel_without_baseline_skips(suite, tmp_path, monkeypatch):
     res = suite.runpytest_subprocess("-rs", "--kernel=lonely", "-k", "every_workload")
     res.assert_outcomes(skipped=1)
     res.stdout.fnmatch_lines(["*has no baseline: give --baseline NAME*"])
+
+
+def test_progress_is_shown_live_not_captured(pytester, monkeypatch):
+    """Progress lines from inside a test's call reach the terminal as they happen; a captured
+    line would appear only in the FAILURES section, after every test ran."""
+    monkeypatch.setenv("KHARNESS_ROOT", str(ROOT))
+    pytester.makepyfile(test_progress="""
+def test_first(kharness):
+    kharness.say()("progress: measuring cell 1")
+    assert False, "fails, so pytest prints what it captured"
+
+def test_second():
+    pass
+""")
+    res = pytester.runpytest_subprocess("--kernel=patched", "-p", "no:cacheprovider")
+    lines = res.stdout.lines
+    said = [i for i, line in enumerate(lines) if line.startswith("progress: measuring cell 1")]
+    failures = next(i for i, line in enumerate(lines) if "= FAILURES =" in line)
+    assert said and said[0] < failures, res.stdout.str()
