@@ -4,7 +4,7 @@ commits, the shipped dio-sync change, 8 more fillers; every filler changes the k
 each step is a real incremental build and boot), bisected with the fio check of the ext4
 unwritten-extent cell. Prints steps, builds, boots and wall time.
 
-    .venv/bin/python benchmarks/bisect.py [--fillers-before 7] [--fillers-after 8]
+    .venv/bin/python benchmarks/perf_bisect.py [--fillers-before 7] [--fillers-after 8]
 """
 
 from __future__ import annotations
