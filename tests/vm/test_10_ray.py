@@ -32,7 +32,7 @@ from harness.run.matrix import MatrixRun, Profile
 from harness.run.plan import fio_cell, fio_spec
 from harness.util import sha256_file
 
-pytestmark = [pytest.mark.vm, pytest.mark.extended]
+pytestmark = pytest.mark.vm
 CELL = {"fs": "ext4", "disk": "nvme", "pattern": "unwritten-convert", "engine": "libaio", "size": "16m", "runtime": 3}
 
 
