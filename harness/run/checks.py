@@ -15,7 +15,9 @@ stayed open up to the cap). ``skip`` is what `git bisect run` calls exit code 12
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import statistics
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,9 +244,22 @@ class Checker:
         return decided
 
 
+def half_gap_pct(good: list[float], bad: list[float]) -> float:
+    """Half the endpoints' IOPS change on the ratio scale, in percent (bad = 25% of good -> 50%)."""
+    g, b = statistics.median(good), statistics.median(bad)
+    return (1 - math.sqrt(b / g)) * 100 if 0 < b < g else 0.0
+
+
 def decide(good: list[float], new: list[float], check: Check, bad: list[float] | None = None) -> Verdict:
-    """The performance decision for IOPS values ``new`` against the good (and bad) reference."""
-    vs_good = compare(good, new, metric="IOPS", higher_is_better=True, min_effect_pct=check.min_effect_pct)
+    """The performance decision for IOPS values ``new`` against the good (and bad) reference.
+
+    Alone, a regression of at least the minimum effect is bad. Between two endpoints (a bisect
+    step), the question is which side of the change a commit is on, so the effect needed is also
+    at least half the endpoints' gap on the ratio scale: with a -75% change between them, bad
+    means at least -50% from good, good means at least +100% from bad. Between-boot noise on TCG
+    (15-25% from one boot's median to another's at times) then cannot make a good commit bad."""
+    min_eff = check.min_effect_pct if bad is None else max(check.min_effect_pct, half_gap_pct(good, bad))
+    vs_good = compare(good, new, metric="IOPS", higher_is_better=True, min_effect_pct=min_eff)
     line = format_comparison(check.cell, vs_good)
     if vs_good.verdict == "regression":
         return Verdict("bad", line, comparison=vs_good)
@@ -252,7 +267,7 @@ def decide(good: list[float], new: list[float], check: Check, bad: list[float] |
         if vs_good.verdict in ("no change", "improvement"):
             return Verdict("good", line, comparison=vs_good)
         return Verdict("skip", f"open: {line}", comparison=vs_good)
-    vs_bad = compare(new, bad, metric="IOPS", higher_is_better=True, min_effect_pct=check.min_effect_pct)
+    vs_bad = compare(new, bad, metric="IOPS", higher_is_better=True, min_effect_pct=min_eff)
     if vs_bad.verdict == "regression":
         return Verdict("good", line + f"; the bad endpoint is {vs_bad.pct_change:+.0f}% from here", comparison=vs_good)
     return Verdict("skip", f"open: {line}", comparison=vs_good)

@@ -57,6 +57,9 @@ def test_decide_against_the_good_reference_alone():
 def test_decide_between_both_endpoints():
     assert decide(GOOD, [2040.0, 1980.0, 2010.0], check, BAD).outcome == "good"
     assert decide(GOOD, [590.0, 570.0, 600.0], check, BAD).outcome == "bad"
-    # halfway: a regression against good -> bad (the change has started)
-    v = decide(GOOD, [1100.0, 1150.0, 1120.0], check, BAD)
-    assert v.outcome == "bad" and "IOPS" in v.reason and v.comparison.pct_change < -40
+    # past half the gap (on the ratio scale) from good: bad
+    v = decide(GOOD, [800.0, 790.0, 820.0], check, BAD)
+    assert v.outcome == "bad" and "IOPS" in v.reason and v.comparison.pct_change < -55
+    # a good kernel measured 24% low on a slow stretch of the host (seen here in a 16-commit
+    # bisect): beyond the 20% minimum effect, but nearer good than bad: good, not a false culprit
+    assert decide([2071.0, 2014.0, 1990.0], [1540.0, 1460.0, 1796.0], check, [501.0, 478.0, 539.0]).outcome == "good"
