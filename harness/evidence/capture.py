@@ -102,7 +102,7 @@ def capture_sysrq(vm: VM, keys: str = "w", *, via: str = "auto", out_dir: Path |
     if used == "ssh":
         marker = f"kharness: sysrq {keys} done {secrets.token_hex(4)}"
         try:
-            # one write(2), one kmsg record (the SSH stdin of tee arrives a byte at a time)
+            # one write(2), one kmsg record (tee may split its stdin into several writes)
             vm.run(["sh", "-c", 'printf "%s\\n" "$1" > /dev/kmsg', "sh", marker], timeout=10)
             raw = _wait_marker(vm.console, start, marker.encode())
         except Exception:  # the guest stopped answering: what the console has, by the quiet rule

@@ -112,6 +112,19 @@ def test_stdin_is_fed_then_closed(ssh):
     assert time.monotonic() - t0 < 5
 
 
+def test_stdin_is_sent_whole_not_a_byte_per_loop(ssh, monkeypatch):
+    """invoke feeds a stream it cannot query one byte per 10 ms loop (a 1.6 KB fio job file
+    took 16 s); an in-memory stdin goes in one write."""
+    from harness.vm.ssh import _Remote
+    writes = []
+    real = _Remote.write_proc_stdin
+    monkeypatch.setattr(_Remote, "write_proc_stdin", lambda self, data: (writes.append(len(data)),
+                                                                         real(self, data))[1])
+    text = "".join(f"line {i} of a job file\n" for i in range(3000))
+    assert ssh.run(["cat"], stdin=text, timeout=60).stdout == text
+    assert writes == [len(text)]
+
+
 def test_deadline_raises_with_partial_output_and_the_connection_survives(ssh):
     t0 = time.monotonic()
     with pytest.raises(GuestCommandError) as e:
