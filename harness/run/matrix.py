@@ -1,7 +1,8 @@
 """Baseline-versus-kernel fio comparisons over a matrix of filesystems, disks and patterns.
 
 Planning: every (kernel, disk kind, run index) is one boot that measures all of that disk's
-cells, in an order shuffled per boot (recorded in each spec; the seed in comparison.json); runs
+cells, in an order shuffled per boot (each filesystem's cells together, so one mkfs each;
+recorded in each spec; the seed in comparison.json); runs
 are interleaved (run 1 on the baseline, run 1 on the kernel, run 2 ...) so the between-boot
 noise (5-9% on TCG) is inside both distributions and slow drift of the host cancels out.
 
@@ -108,6 +109,21 @@ def cells(profile: Profile) -> list[FioCell]:
                       iodepth=profile.iodepth, size=profile.size, runtime=profile.runtime)
 
 
+def shuffled(cs: list[FioCell], rng: random.Random) -> list[FioCell]:
+    """A boot's cells in random order, each filesystem's cells together (one mkfs each): the
+    filesystems in a shuffled order, then the cells within each in a shuffled order."""
+    groups: dict[object, list[FioCell]] = {}
+    for c in cs:
+        groups.setdefault(c.fs, []).append(c)
+    keys = list(groups)
+    rng.shuffle(keys)
+    out: list[FioCell] = []
+    for k in keys:
+        rng.shuffle(groups[k])
+        out += groups[k]
+    return out
+
+
 @dataclass
 class CellOutcome:
     """Everything measured for one cell on both kernels."""
@@ -159,7 +175,7 @@ class MatrixRun:
 
     def plan(self, indices: range | None = None, only: set[str] | None = None):
         """The boots, in order: run index, then base/new, then disk kind; each boot's cells in
-        an order shuffled from (seed, run index, side, disk)."""
+        an order shuffled from (seed, run index, side, disk) by ``shuffled``."""
         by_disk: dict[str, list[FioCell]] = {}
         for o in self.outcomes.values():
             if only is None or o.cell.id in only:
@@ -167,8 +183,7 @@ class MatrixRun:
         for i in indices if indices is not None else range(self.profile.runs):
             for role, k in (("base", self.baseline), ("new", self.kernel)):
                 for disk, cs in by_disk.items():
-                    order = list(cs)
-                    random.Random(f"{self.seed}:{i}:{role}:{disk}").shuffle(order)
+                    order = shuffled(cs, random.Random(f"{self.seed}:{i}:{role}:{disk}"))
                     yield fio_spec(self.bed, k, order, disk_size=self.profile.disk_size,
                                    label=f"{k}-{disk}-run{i}", role=role, run_index=i)
 

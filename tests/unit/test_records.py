@@ -144,3 +144,19 @@ def test_adaptive_repeats_measure_only_open_cells_up_to_the_cap(tmp_path, monkey
     saved = json.loads((tmp_path / "comparison.json").read_text())
     assert saved["seed"] == 1 and saved["rounds"][3] == [noisy]
     assert all("q_value" in r and "ci_low" in r for r in saved["rows"])
+
+
+def test_a_boots_cells_are_shuffled_with_each_filesystem_together():
+    """Random order (recorded per boot), but one mkfs per filesystem: a filesystem's cells are
+    consecutive, and both the filesystems' order and the order within them vary between boots."""
+    import random as rnd
+    from harness.run.matrix import cells, shuffled
+    cs = cells(make_profile("full", disks=["nvme"]))
+    orders = set()
+    for i in range(20):
+        order = shuffled(list(cs), rnd.Random(i))
+        assert sorted(c.id for c in order) == sorted(c.id for c in cs)
+        fss = [c.fs.fstype for c in order]
+        assert sum(a != b for a, b in zip(fss, fss[1:])) == 2, fss   # 3 filesystems, 2 switches
+        orders.add(tuple(c.id for c in order))
+    assert len(orders) == 20 and len({o[0].split("/")[0] for o in orders}) == 3
