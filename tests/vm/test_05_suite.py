@@ -6,6 +6,7 @@ invariant tests (no kernel errors, every workload completed) must pass.
 """
 
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -34,6 +35,8 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     msg = failure.get("message", "") + (failure.text or "")
     assert "ext4/nvme/unwritten-convert/libaio: IOPS -" in msg and "regression" in msg
     assert "dio-sync: active 1/1" in msg
+    # with an effect size and a confidence interval wholly below zero (Hodges-Lehmann, exact)
+    assert re.search(r"HL -[\d.]+%, \d+% CI -[\d.]+%\.\.-[\d.]+%", msg), msg
     for name in ("test_no_kernel_errors[baseline]", "test_no_kernel_errors[kernel]",
                  "test_every_workload_completed"):
         assert cases[name].find("failure") is None and cases[name].find("skipped") is None, name
