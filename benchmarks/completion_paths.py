@@ -121,6 +121,7 @@ def main() -> None:
                 fua = vm.run(["cat", f"/sys/block/{dev.removeprefix('/dev/')}/queue/fua"], timeout=30).stdout.strip()
                 for fstype in ("ext4", "xfs"):
                     make_and_mount(vm, get_filesystem(fstype), dev, MOUNTPOINT)
+                    vm.run(["mkdir", "-p", f"{MOUNTPOINT}/cp"], timeout=30)
                     jobs = SUITE_JOBS + (EXT4_VARIANTS if fstype == "ext4" else ())
                     for i in range(args.runs):
                         for job in jobs:
