@@ -20,11 +20,11 @@ concurrency matters only when that work blocks: a flush or journal commit in
 overwrite on a device with FUA skips all of them (``iomap_dio_rw()`` sets
 ``IOMAP_DIO_WRITE_FUA`` and clears ``IOMAP_DIO_NEED_SYNC`` when every bio went out with FUA).
 
-Besides the suite's three patterns, two ext4 overwrite variants show what in a job decides the
-path: ``overwrite-osync`` (``sync=sync``: O_SYNC, what fio's ``sync=1`` means; no FUA shortcut,
-and every mtime change makes the inode sync-dirty, so completions wait for a journal commit) and
-``overwrite-unsynced`` (the prep job without ``end_fsync``: the layout's transaction may still be
-running when the measured writes start).
+Besides the suite's four patterns (``randwrite-osync`` is O_SYNC, what fio's ``sync=1`` means: no
+FUA shortcut, and every mtime change makes the inode sync-dirty, so completions wait for a journal
+commit), one ext4 variant shows what the file layout does: ``overwrite-unsynced`` (the prep job
+without ``end_fsync``: the layout's transaction may still be running when the measured writes
+start).
 
 Every figure is TCG on this machine's cores; IOPS vary 5-9% between boots.
 """
@@ -48,8 +48,8 @@ from harness.workloads.fs import get_filesystem, make_and_mount, unmount
 
 KERNELS = ("baseline", "patched")
 DISKS = ("nvme", "virtio")
-SUITE_JOBS = ("randwrite-overwrite", "unwritten-convert", "append-extend")
-EXT4_VARIANTS = ("overwrite-osync", "overwrite-unsynced")
+SUITE_JOBS = ("randwrite-overwrite", "randwrite-osync", "unwritten-convert", "append-extend")
+EXT4_VARIANTS = ("overwrite-unsynced",)
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,7 @@ def job_text(job: str, size: str, runtime: int, tag: str) -> str:
     pattern = "randwrite-overwrite" if job in EXT4_VARIANTS else job
     text = render_job(FioJob(pattern=pattern, directory=f"{MOUNTPOINT}/cp", engine="libaio", iodepth=32,
                              size=size, runtime=runtime, tag=tag))
-    if job == "overwrite-osync":
-        assert "sync=dsync" in text
-        text = text.replace("sync=dsync", "sync=sync")
-    elif job == "overwrite-unsynced":
+    if job == "overwrite-unsynced":
         assert "end_fsync=1" in text
         text = text.replace("end_fsync=1", "end_fsync=0")
     return text

@@ -71,8 +71,9 @@ class Profile:
 PROFILES = {
     "quick": Profile("quick", ("ext4", "xfs"), ("nvme",), ("unwritten-convert", "append-extend"),
                      ("libaio",), runs=3, runtime=5, size="32m", max_runs=5),
-    # what `pytest --kernel=NAME` runs: every completion path (inline overwrite, unwritten-extent
-    # conversion, size update) on the two journalling filesystems, on NVMe
+    # what `pytest --kernel=NAME` runs: every completion path on the two journalling filesystems,
+    # on NVMe: FUA overwrites (nothing blocks), O_SYNC overwrites (journal commits of mtime),
+    # unwritten-extent conversion, size updates (README "Which completions block")
     "default": Profile("default", ("ext4", "xfs"), ("nvme",), PATTERNS, ("libaio",), runs=3, runtime=5,
                        size="32m", max_runs=6),
     "full": Profile("full", FILESYSTEMS, DISKS, PATTERNS, ENGINES, runs=3, runtime=20, size="256m", max_runs=8),

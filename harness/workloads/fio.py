@@ -1,6 +1,7 @@
 """fio workloads: O_DIRECT|O_DSYNC AIO write patterns, job-file rendering and JSON(+) parsing.
 
-Three patterns, each for ioengine libaio and io_uring, all ``direct=1`` + ``sync=dsync`` (O_DSYNC):
+Four patterns, each for ioengine libaio and io_uring, all ``direct=1`` and ``sync=dsync`` (O_DSYNC)
+but the last (O_SYNC):
 
 * ``randwrite-overwrite``: random overwrites of a fully written file (a ``prep.*`` job writes the
   whole file and fsyncs it, the measured job follows after ``stonewall``; time-based).
@@ -10,6 +11,10 @@ Three patterns, each for ioengine libaio and io_uring, all ``direct=1`` + ``sync
 * ``unwritten-convert``: random writes, each block once, into a freshly ``fallocate()``d
   (``fallocate=native``, never written) file, so each write converts an unwritten extent at
   completion (size-based: one pass, ``runtime`` is a cap).
+* ``randwrite-osync``: ``randwrite-overwrite`` with O_SYNC (``sync=sync``) instead of O_DSYNC:
+  the FUA shortcut is off (``IOCB_SYNC``, fs/iomap/direct-io.c), and each completion's
+  ``generic_write_sync()`` waits for a journal commit whenever the mtime changed since the last
+  one; the only pattern whose completions commit while overwriting written blocks.
 
 For the last two a ``prep.*`` job with ``ioengine=filedelete`` first removes any file left by an
 earlier run. ``create_serialize=0`` makes each job set its files up when it starts (after the
@@ -33,7 +38,7 @@ import jinja2
 
 from ..errors import HarnessError, WorkloadError
 
-PATTERNS = ("randwrite-overwrite", "append-extend", "unwritten-convert")
+PATTERNS = ("randwrite-overwrite", "append-extend", "unwritten-convert", "randwrite-osync")
 ENGINES = ("libaio", "io_uring")
 MEASURE_PREFIX = "measure."
 PREP_PREFIX = "prep."
