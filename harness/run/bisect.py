@@ -286,7 +286,8 @@ class Bisect:
         evidence: dict[str, list[str]] = {}
         if self.check.kind == "fio":  # what the workqueues look like on the culprit and its parent
             for name, commit in (("culprit", culprit), ("parent", parent)):
-                _, recs = self.checker.measure(f"{self.kernel}@{commit}", sampling=SysrqSampling("wt", delay=3.0))
+                sampling = SysrqSampling.evidence(self.checker.fio.runtime)
+                _, recs = self.checker.measure(f"{self.kernel}@{commit}", sampling=sampling)
                 evidence[f"{name} {commit[:12]}"] = [line for r in recs for line in r.sysrq_summary]
         return again.outcome == "bad" and before.outcome == "good", evidence
 

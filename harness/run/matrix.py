@@ -247,13 +247,13 @@ class MatrixRun:
                 if m.status == "hang" and m.cell in self.outcomes:
                     self.outcomes[m.cell].evidence_paths.append(str(Path(r.run_dir) / "sysrq"))
 
-    def evidence_for(self, cell: FioCell, kernel: str | None = None, delay: float = 3.0) -> list[str]:
+    def evidence_for(self, cell: FioCell, kernel: str | None = None) -> list[str]:
         """One extra boot of ``cell`` on ``kernel`` with sysrq-w and sysrq-t mid-run; the summary."""
         kernel = kernel or self.kernel
         self.bed.prepare()
         spec = fio_spec(self.bed, kernel, [cell], disk_size=self.profile.disk_size,
                         label=f"evidence-{kernel}-{cell.id.replace('/', '-')}", role="evidence",
-                        sampling=SysrqSampling("wt", delay=delay))
+                        sampling=SysrqSampling.evidence(cell.job.runtime))
         (rec,) = self.executor.execute([spec], self.results, sink=self.sink, say=self.say, group=self.group,
                                        front_end=self.front_end, max_boots_per_spec=1)
         out = self.outcomes[cell.id]

@@ -191,7 +191,7 @@ class Night:
         f = self.plan.fio
         assert f is not None
         cells = [fio_cell(*c.split("/"), iodepth=f.iodepth, bs=f.bs, size=f.size, runtime=f.runtime) for c in work]
-        sampling = SysrqSampling("wt", delay=max(1.0, min(3.0, f.runtime / 2))) if unit.kind == "evidence" else None
+        sampling = SysrqSampling.evidence(f.runtime) if unit.kind == "evidence" else None
         return fio_spec(self.bed(), ref, cells, disk_size=f.disk_size, label=unit.label, role=unit.role,
                         run_index=unit.run_index, sampling=sampling)
 

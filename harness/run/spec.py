@@ -131,6 +131,13 @@ class SysrqSampling:
     delay: float = 3.0
     interval: float | None = None
 
+    @classmethod
+    def evidence(cls, runtime: float) -> "SysrqSampling":
+        """One sysrq-w + sysrq-t capture a third into a ``runtime``-second job (1-3 s in): the
+        completions are queued by then, and the dumps (about 0.5 s on TCG) end well before a
+        short job does; at 3 s into a 5 s job the workqueue dump sometimes found nothing busy."""
+        return cls("wt", delay=max(1.0, min(3.0, runtime / 3)))
+
 
 @dataclass(frozen=True)
 class FioCell:
