@@ -47,11 +47,11 @@ def test_quick_collection(suite):
 
 def test_full_matrix_and_filters(suite):
     res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched", "--suite-profile=full")
-    # 3 filesystems x 2 disks x 3 patterns x 2 engines + 2 + 1
-    res.stdout.fnmatch_lines(["39 tests collected*"])
+    # 3 filesystems x 2 disks x 4 patterns x 2 engines + 2 + 1
+    res.stdout.fnmatch_lines(["51 tests collected*"])
     res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched")
-    # the default profile: ext4 and xfs on NVMe, the three completion paths, libaio + 2 + 1
-    res.stdout.fnmatch_lines(["9 tests collected*"])
+    # the default profile: ext4 and xfs on NVMe, the four patterns, libaio + 2 + 1
+    res.stdout.fnmatch_lines(["11 tests collected*"])
     res = suite.runpytest_subprocess("--collect-only", "-q", "--kernel=patched", "--suite-profile=full", "--fs=ocfs2",
                                      "--disk=virtio")
     out = res.stdout.str()
