@@ -47,7 +47,7 @@ from harness.workloads.fio import FioJob, fio_argv, parse_fio_json, render_job
 from harness.workloads.fs import get_filesystem, make_and_mount, unmount
 
 KERNELS = ("baseline", "patched")
-DISKS = ("nvme", "virtio")
+DISKS = ("nvme:2G", "virtio:2G")
 SUITE_JOBS = ("randwrite-overwrite", "randwrite-osync", "unwritten-convert", "append-extend")
 EXT4_VARIANTS = ("overwrite-unsynced",)
 
@@ -63,7 +63,7 @@ class Counters:
 
 
 def job_text(job: str, size: str, runtime: int, tag: str) -> str:
-    """fio job text for a suite pattern or one of the ext4 overwrite variants."""
+    """fio job text for a suite pattern or the ext4 ``overwrite-unsynced`` variant."""
     pattern = "randwrite-overwrite" if job in EXT4_VARIANTS else job
     text = render_job(FioJob(pattern=pattern, directory=f"{MOUNTPOINT}/cp", engine="libaio", iodepth=32,
                              size=size, runtime=runtime, tag=tag))
@@ -79,7 +79,7 @@ def read_counters(vm: VM, dev: str, fstype: str) -> Counters:
     stat = vm.run(["cat", f"/sys/block/{name}/stat"], timeout=30).stdout.split()
     writes, flushes = int(stat[4]), int(stat[15]) if len(stat) > 15 else -1
     if fstype == "ext4":
-        info = vm.run(["sh", "-c", f"cat /proc/fs/jbd2/{name}-8/info"], timeout=30).stdout
+        info = vm.run(["cat", f"/proc/fs/jbd2/{name}-8/info"], timeout=30).stdout
         commits = int(info.split()[0])          # "N transactions (M requested), each up to ..."
     else:
         log = next(line for line in vm.run(["cat", "/proc/fs/xfs/stat"], timeout=30).stdout.splitlines()
@@ -98,7 +98,7 @@ def run_one(vm: VM, work: Path, dev: str, fstype: str, job: str, tag: str, runti
     delta = read_counters(vm, dev, fstype) - before
     r = parse_fio_json(res.stdout, source=tag)[0]
     return {"iops": r.iops, "ios": r.total_ios, "p99_us": r.clat_p99_us, "writes": delta.writes,
-                "flushes": delta.flushes, "commits": delta.commits}
+            "flushes": delta.flushes, "commits": delta.commits}
 
 
 def main() -> None:
@@ -112,7 +112,7 @@ def main() -> None:
     rows: list[dict] = []
     for kernel in KERNELS:
         with tempfile.TemporaryDirectory() as td, \
-                booted(bed, kernel, Path(td) / "vm", disks=["nvme:2G", "virtio:2G"]) as vm:
+                booted(bed, kernel, Path(td) / "vm", disks=DISKS) as vm:
             for disk in vm.cfg.disks:
                 dev = vm.device_for(disk)
                 fua = vm.run(["cat", f"/sys/block/{dev.removeprefix('/dev/')}/queue/fua"], timeout=30).stdout.strip()
@@ -137,7 +137,7 @@ def main() -> None:
 def print_table(rows: list[dict]) -> None:
     """Median per (disk, fs, job): IOPS per kernel, change, and per-write flush and commit rates."""
     med = statistics.median
-    keys = sorted({(r["disk"], r["fs"], r["job"]) for r in rows}, key=lambda k: (k[0], k[1], k[2]))
+    keys = sorted({(r["disk"], r["fs"], r["job"]) for r in rows})
     print("| disk | fs | job | FUA | baseline IOPS | patched IOPS | change | flushes/write (base) "
           "| commits/1000 writes (base) | commits/1000 writes (patched) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

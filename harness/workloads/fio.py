@@ -16,8 +16,8 @@ but the last (O_SYNC):
   ``generic_write_sync()`` waits for a journal commit whenever the mtime changed since the last
   one; the only pattern whose completions commit while overwriting written blocks.
 
-For the last two a ``prep.*`` job with ``ioengine=filedelete`` first removes any file left by an
-earlier run. ``create_serialize=0`` makes each job set its files up when it starts (after the
+For ``append-extend`` and ``unwritten-convert`` a ``prep.*`` job with ``ioengine=filedelete``
+first removes any file left by an earlier run. ``create_serialize=0`` makes each job set its files up when it starts (after the
 ``stonewall``) rather than fio laying out every job's files before the first job runs.
 
 Job-name convention: the measured job is ``measure.<pattern>.<engine>`` and set-up jobs are
