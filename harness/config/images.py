@@ -30,6 +30,7 @@ SCHEMA: dict[str, Any] = {
         "hostname": {"type": "string", "pattern": "^[a-z0-9-]+$"},
         "sysctl": {"type": "object", "additionalProperties": {"type": "string"}},
         "mask_units": {"type": "array", "items": {"type": "string"}},
+        "init": {"enum": ["systemd", "kharness"]},
         "xfstests": {
             "type": "object",
             "additionalProperties": False,
@@ -61,12 +62,16 @@ class ImageDef:
     sysctl: dict[str, str]
     mask_units: tuple[str, ...]
     xfstests: dict[str, str] | None = None   # present: build xfstests into the image
+    init: str = "systemd"   # or "kharness": harness/image/guest/kharness-init, mounts + sysctl + sshd
 
     def as_dict(self) -> dict[str, Any]:
-        return {"suite": self.suite, "variant": self.variant, "mirror": self.mirror,
-                "packages": list(self.packages), "size": self.size, "hostname": self.hostname,
-                "sysctl": self.sysctl, "mask_units": list(self.mask_units),
-                "xfstests": self.xfstests}
+        d = {"suite": self.suite, "variant": self.variant, "mirror": self.mirror,
+             "packages": list(self.packages), "size": self.size, "hostname": self.hostname,
+             "sysctl": self.sysctl, "mask_units": list(self.mask_units),
+             "xfstests": self.xfstests}
+        if self.init != "systemd":   # so a systemd recipe keeps the cache key it had before `init`
+            d["init"] = self.init
+        return d
 
 
 def images_dir() -> Path:
@@ -102,5 +107,5 @@ def load_image(name: str, directory: Path | None = None) -> ImageDef:
         packages=tuple(data["packages"]), size=data.get("size", "4G"),
         hostname=data.get("hostname", "kharness"), sysctl=dict(data.get("sysctl", {})),
         mask_units=tuple(data.get("mask_units", [])),
-        xfstests=data.get("xfstests"),
+        xfstests=data.get("xfstests"), init=data.get("init", "systemd"),
     )

@@ -7,6 +7,7 @@ uses a throwaway overlay on top (see harness.vm), so the base never changes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ from .keys import generate_ed25519
 from . import xfstests
 from .mirror import apt_mirror
 
+KHARNESS_INIT = "/usr/local/sbin/kharness-init"
 BUILDER_VERSION = 3   # 3: the guest's ed25519 host key is recorded (host_ed25519.pub)
 
 
@@ -41,6 +43,18 @@ class Image:
     @property
     def ssh_key(self) -> Path:
         return self.dir / "id_ed25519"
+
+    @property
+    def init(self) -> str:
+        """The guest's PID 1 as the recipe built it: 'systemd' or 'kharness' (kharness-init)."""
+        p = self.dir / "metadata.json"
+        recipe = json.loads(p.read_text()).get("recipe", {}) if p.exists() else {}
+        return recipe.get("init", "systemd")
+
+    @property
+    def cmdline(self) -> str:
+        """What the kernel command line needs for this image's init."""
+        return f"init={KHARNESS_INIT}" if self.init == "kharness" else ""
 
     @property
     def host_key(self) -> str | None:
@@ -69,7 +83,7 @@ def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
 
 
 def configure_root(root: Path, idef: ImageDef, pubkey: str) -> None:
-    """First-boot settings: fstab, hostname, SSH, serial getty, sysctl, masked units."""
+    """First-boot settings: fstab, hostname, SSH, serial getty, sysctl, masked units, init."""
     # This runs as root on the host: check before writing anything that every masked unit names a
     # file directly in the image's etc/systemd/system (load_image checks the names too).
     units_dir = root / "etc/systemd/system"
@@ -102,6 +116,9 @@ def configure_root(root: Path, idef: ImageDef, pubkey: str) -> None:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to("/dev/null")
+    if idef.init == "kharness":
+        init = Path(__file__).with_name("guest") / "kharness-init"
+        _write(root, KHARNESS_INIT.lstrip("/"), init.read_text(), 0o755)
     (root / "etc/machine-id").write_text("")
     if not list((root / "etc/ssh").glob("ssh_host_*_key")):
         run(["chroot", str(root), "ssh-keygen", "-A"], timeout=120)

@@ -7,8 +7,8 @@ fio, per cell and metric (one value per boot, several boots a night):
 * **against history**, the same kernel reference and cell on earlier nights of the plan:
 
   - fewer than ``min_nights`` earlier nights: tonight's runs against the last good night's runs,
-    again with :func:`stats.compare` (5% minimum effect, Mann-Whitney or separated ranges, beyond
-    the spread);
+    again with :func:`stats.compare` (5% minimum effect, Welch's t on logs, beyond the
+    spread);
   - with ``min_nights`` or more: change-point detection. PELT (``ruptures``, l2 cost, penalty
     ``PENALTY * sigma^2 * log(n)`` with sigma the night-to-night noise estimated robustly from the
     series itself) segments the series of nightly medians; the segment the newest nights belong

@@ -7,6 +7,7 @@ sections and tests by name. The testbed supplies the kernel, image and accelerat
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -42,6 +43,14 @@ def fio_cell(fs: str, disk: str, pattern: str, engine: str, *, iodepth: int = 32
                     size=str(size), runtime=runtime, ramp_time=ramp_time, directory=job.directory,
                     rendered=text)
     return FioCell(fs=filesystem_spec(fs), disk=parse_disk(disk).kind, job=js, runs=runs)
+
+
+def with_runtime(cell: FioCell, runtime: int) -> FioCell:
+    """The same cell with a job of ``runtime`` seconds (the job re-rendered)."""
+    j = cell.job
+    job = FioJob(pattern=j.pattern, directory=j.directory, engine=j.engine, iodepth=j.iodepth,
+                 numjobs=j.numjobs, bs=j.bs, size=j.size, runtime=runtime, ramp_time=j.ramp_time, tag="r0")
+    return dataclasses.replace(cell, job=dataclasses.replace(j, runtime=runtime, rendered=render_job(job)))
 
 
 def fio_matrix(filesystems: Iterable[str], disks: Iterable[str], patterns: Iterable[str] = PATTERNS,

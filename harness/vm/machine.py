@@ -61,7 +61,7 @@ def qemu_argv(cfg: VMConfig, overlay: Path, scratch: list[Path], port: int, qmp:
     argv = ["qemu-system-x86_64", "-name", "kharness", "-machine", "q35", *cfg.accel.qemu_args,
             "-smp", str(cfg.cpus), "-m", str(cfg.memory_mb), "-nodefaults", "-display", "none",
             "-no-reboot", "-kernel", str(cfg.kernel),
-            "-append", f"{BASE_CMDLINE} {cfg.cmdline}".strip(),
+            "-append", " ".join(x for x in (BASE_CMDLINE, cfg.image.cmdline, cfg.cmdline) if x),
             "-chardev", f"file,id=con0,path={console}", "-serial", "chardev:con0",
             "-qmp", f"unix:{qmp},server=on,wait=off",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
@@ -144,11 +144,11 @@ class VM:
                 raise BootError(f"QEMU exited during boot (exit {self.proc.returncode})",
                                 panic_line=self.panic_line(), console_tail=self.console_tail(),
                                 console_log=self.console)
-            if ssh.try_connect(timeout=3):
+            if ssh.try_connect(timeout=10, banner_wait=1):
                 self.ssh = ssh
                 self.boot_seconds = time.monotonic() - self.t_start
                 return self.boot_seconds
-            time.sleep(0.5)
+            time.sleep(0.2)
         tail_ = self.console_tail()
         self.kill()
         raise BootError(f"guest did not answer SSH within {timeout or self.cfg.boot_timeout:.0f}s",
@@ -173,16 +173,16 @@ class VM:
     def shutdown(self, timeout: float = 10.0) -> None:
         """Poweroff, then QMP quit, then SIGKILL: each step with a deadline.
 
-        The root disk is a throwaway overlay, so poweroff is immediate (``poweroff -f`` over
-        SSH after a sync; ACPI system_powerdown when SSH is gone) rather than a full systemd
-        shutdown."""
+        The root disk is a throwaway overlay, so poweroff is immediate (``poweroff -ff`` over SSH
+        after a sync: reboot(2) without asking init, so it works under kharness-init too; ACPI
+        system_powerdown when SSH is gone) rather than a full systemd shutdown."""
         if not self.alive:
             self.kill()
             return
         assert self.proc is not None
         try:
             if self.ssh is not None:
-                self.ssh.run("sync; poweroff -f >/dev/null 2>&1 &", timeout=10, check=False)
+                self.ssh.run("sync; poweroff -ff >/dev/null 2>&1 &", timeout=10, check=False)
             else:
                 self.qmp("system_powerdown")
         except Exception:
@@ -263,12 +263,20 @@ class VM:
         self.ssh.get(remote, local, timeout=timeout, stall=stall)
 
     def device_for(self, disk: Disk) -> str:
-        """The guest block device (/dev/...) of a scratch disk, found by its serial."""
+        """The guest block device (/dev/...) of a scratch disk, found by its serial: lsblk (udev's
+        database, else sysfs ``device/serial``), then sysfs ``serial``, where virtio-blk keeps it
+        (``serial_show()`` in drivers/block/virtio_blk.c) and lsblk without udev does not look."""
         out = self.run(["lsblk", "--json", "-d", "-o", "NAME,SERIAL"], timeout=30).stdout
         for dev in json.loads(out)["blockdevices"]:
             if (dev.get("serial") or "").strip() == disk.serial:
                 return f"/dev/{dev['name']}"
-        raise VMError(f"guest has no block device with serial {disk.serial} ({disk.kind}); lsblk: {out}")
+        found = self.run("grep -s -H . /sys/block/*/serial", timeout=30, check=False).stdout
+        for line in found.splitlines():   # /sys/block/vdb/serial:khvirtio1
+            path, _, serial = line.partition(":")
+            if serial.strip() == disk.serial:
+                return f"/dev/{path.split('/')[3]}"
+        raise VMError(f"guest has no block device with serial {disk.serial} ({disk.kind}); lsblk: {out}; "
+                      f"sysfs: {found.strip()}")
 
     # -- console ---------------------------------------------------------------------------
     def console_text(self) -> str:

@@ -193,11 +193,14 @@ class SSH:
         self.close()
         self._conn = conn
 
-    def try_connect(self, timeout: float = 5.0) -> bool:
-        """One attempt; False if the guest's sshd is not there yet (a wrong host key raises)."""
+    def try_connect(self, timeout: float = 5.0, banner_wait: float | None = None) -> bool:
+        """One attempt; False if the guest's sshd is not there yet (a wrong host key raises).
+        ``banner_wait`` (default ``timeout``) bounds the wait for sshd's banner: QEMU's user
+        network accepts the TCP connection at once and holds it while the guest has no network
+        yet, so a short wait there lets a boot poll often; the login itself gets ``timeout``."""
         try:
             with socket.create_connection((self.host, self.port), timeout=timeout) as s:
-                s.settimeout(timeout)
+                s.settimeout(banner_wait or timeout)
                 if not s.recv(4).startswith(b"SSH"):
                     return False
             self.connect(timeout)

@@ -173,3 +173,17 @@ def test_overlong_name_is_a_definition_error(kdir):
     write(kdir, "k.yaml", "base: " + "b" * 300 + "\n")
     with pytest.raises(DefinitionError, match="at most 200"):
         load_kernel("k", kdir)
+
+
+def test_image_init_is_checked_and_keeps_systemd_keys(tmp_path):
+    from harness.image.build import image_key
+    base = "suite: bookworm\npackages: [openssh-server, fio, xfsprogs, e2fsprogs, ocfs2-tools, util-linux, procps, python3]\n"
+    write(tmp_path, "s.yaml", base)
+    write(tmp_path, "f.yaml", base + "init: kharness\n")
+    write(tmp_path, "b.yaml", base + "init: openrc\n")
+    with pytest.raises(DefinitionError) as e:
+        load_image("b", tmp_path)
+    assert e.value.key == "init"
+    s, f = load_image("s", tmp_path), load_image("f", tmp_path)
+    assert s.init == "systemd" and "init" not in s.as_dict()   # systemd recipes keep their cache key
+    assert f.init == "kharness" and image_key(s, "m") != image_key(f, "m")

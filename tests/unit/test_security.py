@@ -139,10 +139,10 @@ def test_mask_units_accepts_unit_names(proj):
     assert load_image("m").mask_units == tuple(units[:5])
 
 
-def _idef(mask_units: tuple[str, ...]) -> ImageDef:
+def _idef(mask_units: tuple[str, ...], init: str = "systemd") -> ImageDef:
     return ImageDef(name="t", path=Path("/recipes/t.yaml"), description="", suite="bookworm",
                     variant="minbase", mirror=None, packages=("fio",), size="4G", hostname="h",
-                    sysctl={}, mask_units=mask_units)
+                    sysctl={}, mask_units=mask_units, init=init)
 
 
 def _root(tmp_path: Path) -> Path:
@@ -177,6 +177,17 @@ def test_configure_root_masks_units(tmp_path):
     configure_root(root, _idef(("foo.service", "bar.timer")), "ssh-ed25519 AAAA test")
     for unit in ("foo.service", "bar.timer"):
         assert (root / "etc/systemd/system" / unit).readlink() == Path("/dev/null")
+    assert not (root / "usr/local/sbin/kharness-init").exists()
+
+
+def test_configure_root_installs_kharness_init(tmp_path):
+    import os
+    import subprocess
+    root = _root(tmp_path)
+    configure_root(root, _idef((), init="kharness"), "ssh-ed25519 AAAA test")
+    init = root / "usr/local/sbin/kharness-init"
+    assert os.access(init, os.X_OK) and init.read_text().rstrip().endswith("exec /usr/sbin/sshd -D")
+    subprocess.run(["sh", "-n", str(init)], check=True)  # parses as a shell script
 
 
 # --- 4. git refs and URLs are not options -----------------------------------------------------

@@ -193,3 +193,12 @@ def test_paths_recorded_by_another_checkout_are_project_relative(tmp_path, monke
     patch.write_text(patch.read_text().replace("\n---\n", "\nEdited.\n---\n", 1))
     (change,) = kernel_changes(recorded)
     assert "changed: recorded sha256 " in change
+
+
+def test_with_runtime_rerenders_only_the_runtime():
+    from harness.run.plan import fio_cell, with_runtime
+    c = fio_cell("ext4", "nvme", "unwritten-convert", "libaio", runtime=3, size="32m")
+    d = with_runtime(c, 9)
+    assert d.id == c.id and d.job.runtime == 9 and d.job.size == c.job.size
+    assert "runtime=9" in d.job.rendered and "runtime=3" in c.job.rendered
+    assert d.job.rendered.replace("runtime=9", "runtime=3") == c.job.rendered

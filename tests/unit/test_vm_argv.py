@@ -53,3 +53,16 @@ def test_kvm_args_and_extra_cmdline():
     assert a[a.index("-accel") + 1] == "kvm" and a[a.index("-cpu") + 1] == "host"
     assert a[a.index("-append") + 1].endswith("init=/nonexistent")
     assert not any("scsi" in x for x in a)
+
+
+def test_an_image_built_with_kharness_init_boots_it(tmp_path):
+    import json
+    (tmp_path / "metadata.json").write_text(json.dumps({"recipe": {"init": "kharness"}}))
+    img = Image("i", "k", tmp_path, True)
+    assert img.init == "kharness"
+    cfg = VMConfig(kernel=Path("/k/bzImage"), image=img, accel=Accel("tcg", "test"), run_dir=Path("/run"),
+                   cmdline="loglevel=7")
+    a = qemu_argv(cfg, Path("/run/ov.qcow2"), [], 2222, Path("/run/qmp.sock"), Path("/run/console.log"))
+    # the user's cmdline comes last, so it can override
+    assert a[a.index("-append") + 1].endswith(" init=/usr/local/sbin/kharness-init loglevel=7")
+    assert Image("i", "k", tmp_path / "none", True).cmdline == ""   # no metadata: systemd
