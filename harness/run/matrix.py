@@ -155,6 +155,16 @@ class CellOutcome:
         return out
 
 
+def cell_settled(comparisons: list[Comparison]) -> bool:
+    """A cell's verdict is settled once a metric's change is (a regression or improvement at
+    q < SETTLE_ALPHA), or every metric is settled (``Comparison.settled``)."""
+    if not comparisons:
+        return False
+    if any(c.settled and c.verdict in ("regression", "improvement") for c in comparisons):
+        return True
+    return all(c.settled for c in comparisons)
+
+
 class MatrixRun:
     """Measure a profile's cells on a baseline and a new kernel: plan, execute, fold."""
 
@@ -199,10 +209,12 @@ class MatrixRun:
             self.fold(r)
 
     def open_cells(self) -> list[str]:
-        """Cells whose verdict is still open (no failures, some metric not settled)."""
+        """Cells whose verdict is still open: no failures, no metric flagged and settled (the
+        cell has changed; more runs would only refine its other metrics), and some metric not
+        settled."""
         decided = self.decided()
         return [cid for cid, o in self.outcomes.items()
-                if not o.failures and (not decided.get(cid) or any(not c.settled for c in decided[cid]))]
+                if not o.failures and not cell_settled(decided.get(cid, []))]
 
     def run(self) -> "MatrixRun":
         """Measure everything (once): the minimum runs, then adaptive repeats of open cells."""

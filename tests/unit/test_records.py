@@ -160,3 +160,16 @@ def test_a_boots_cells_are_shuffled_with_each_filesystem_together():
         assert sum(a != b for a, b in zip(fss, fss[1:])) == 2, fss   # 3 filesystems, 2 switches
         orders.add(tuple(c.id for c in order))
     assert len(orders) == 20 and len({o[0].split("/")[0] for o in orders}) == 3
+
+
+def test_a_cell_with_a_settled_change_is_settled_whatever_its_other_metrics():
+    from harness.results.stats import compare
+    from harness.run.matrix import cell_settled
+    big = compare([1000.0, 1010.0, 990.0], [300.0, 310.0, 290.0], metric="IOPS", higher_is_better=True)
+    noisy = compare([100.0, 180.0, 60.0], [90.0, 200.0, 70.0], metric="p99", higher_is_better=False)
+    narrow = compare([100.0, 100.5, 99.5, 100.2, 99.8], [100.1, 100.4, 99.6, 100, 99.9], metric="IOPS",
+                     higher_is_better=True)
+    assert big.settled and not noisy.settled and narrow.settled
+    assert cell_settled([big, noisy])            # the cell has regressed; p99 would only be refined
+    assert not cell_settled([narrow, noisy])     # no change in IOPS, p99 still open
+    assert cell_settled([narrow, narrow]) and not cell_settled([])
