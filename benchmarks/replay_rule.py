@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Replay a finished matrix run's measurements through the current decision rule, round by round,
+as adaptive repeats would have: which round each cell would have been settled in and how many
+boots-worth of cells that saves. Reads every boot's record.json under RESULTS_DIR (evidence
+boots are skipped); measures nothing.
+
+    .venv/bin/python benchmarks/replay_rule.py RESULTS_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from harness.results.stats import adjust, compare
+from harness.run.matrix import METRICS, cell_settled
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results", type=Path)
+    args = ap.parse_args()
+    cap = json.loads((args.results / "comparison.json").read_text())["profile"]["max_runs"]
+    runs: dict[str, dict[str, dict[int, dict]]] = {}
+    for rec in args.results.glob("*/record.json"):
+        r = json.loads(rec.read_text())
+        role = r["spec"].get("role")
+        if role not in ("base", "new"):
+            continue
+        for m in r["measurements"]:
+            if m["status"] == "ok":
+                runs.setdefault(m["cell"], {"base": {}, "new": {}})[role][m["run_index"]] = m
+    settled_at: dict[str, int] = {}
+    for k in range(3, cap + 1):
+        flat = []
+        for cid, sides in runs.items():   # every cell, as MatrixRun.decided(); a settled one frozen
+            upto = settled_at.get(cid, k)
+            for metric, label, hib in METRICS:
+                b = [m[metric] for i, m in sides["base"].items() if i < upto and m.get(metric)]
+                n = [m[metric] for i, m in sides["new"].items() if i < upto and m.get(metric)]
+                if len(b) >= 2 and len(n) >= 2:
+                    flat.append((cid, compare(b, n, metric=label, higher_is_better=hib)))
+        decided: dict[str, list] = {}
+        for (cid, _), c in zip(flat, adjust([c for _, c in flat])):
+            decided.setdefault(cid, []).append(c)
+        for cid, comps in decided.items():
+            if cid not in settled_at and cell_settled(comps):
+                settled_at[cid] = k
+    spent = {cid: settled_at.get(cid, cap) for cid in runs}
+    print(f"{len(runs)} cells; runs a side under the current rule: "
+          + ", ".join(f"{n}: {c} cells" for n, c in sorted(Counter(spent.values()).items()))
+          + f" (mean {sum(spent.values()) / len(spent):.1f}); cell-runs a side {sum(spent.values())}")
+    for cid in sorted(runs):
+        print(f"  {cid}: {spent[cid]}")
+
+
+if __name__ == "__main__":
+    main()
