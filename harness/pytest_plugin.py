@@ -47,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="the quick profile (same as --suite-profile quick)")
     g.addoption("--suite-profile", action="store", default=None, choices=["quick", "default", "full"],
                 help="matrix profile: quick (4 cells, CI), default (8 cells, ext4+xfs on NVMe, about "
-                     "12 min on 2-core TCG), full (48 cells, about an hour on 2-core TCG)")
+                     "9 min on 2-core TCG), full (48 cells, about an hour on 2-core TCG)")
     g.addoption("--xfstests", action="store", default=None,
                 help="comma-separated xfstests (generic/001) or groups (group:quick) to run as items")
     g.addoption("--xfstests-section", action="store", default=None,
