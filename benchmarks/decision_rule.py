@@ -54,7 +54,7 @@ def main() -> None:
           f"up to {args.cap}; {args.trials} matrices per line")
     for label, effect, k in (("A/A (no change anywhere)", 0.0, 0), ("-10% in 10 cells", -0.10, 10),
                              ("-70% in 2 cells", -0.70, 2)):
-        flags, wrong, anyf, runs, found, found_runs = 0, 0, 0, [], [], []
+        flags, anyf, runs, found, found_runs = 0, 0, [], [], []
         for _ in range(args.trials):
             effects = [effect if i < k else 0.0 for i in range(args.cells)]
             cvs = [rng.uniform(lo, hi) for _ in range(args.cells)]
@@ -67,7 +67,7 @@ def main() -> None:
             found += [flagged[i] for i in range(k)]
             found_runs += [n[i] for i in range(k) if flagged[i]]
         line = (f"{label:26} false alarms {flags / args.trials:.2f} a matrix "
-                f"({flags / (args.trials * (args.cells - k)):.2%} of comparisons), matrices with any: "
+                f"({flags / max(1, args.trials * (args.cells - k)):.2%} of comparisons), matrices with any: "
                 f"{anyf / args.trials:.0%}; mean runs a side {statistics.mean(runs):.1f}")
         if k:
             line += (f"; found {statistics.mean(found):.0%}"
