@@ -281,8 +281,7 @@ class Bisect:
 
     def _confirm(self, culprit: str) -> tuple[bool, dict[str, list[str]]]:
         parent = git(self.repo, "rev-parse", f"{culprit}^")
-        again = self.evaluate(culprit, "confirm", fresh=True)
-        before = self.evaluate(parent, "confirm", fresh=True)
+        again, before = self._confirm_step(culprit), self._confirm_step(parent)
         evidence: dict[str, list[str]] = {}
         if self.check.kind == "fio":  # what the workqueues look like on the culprit and its parent
             for name, commit in (("culprit", culprit), ("parent", parent)):
@@ -290,6 +289,14 @@ class Bisect:
                 _, recs = self.checker.measure(f"{self.kernel}@{commit}", sampling=sampling)
                 evidence[f"{name} {commit[:12]}"] = [line for r in recs for line in r.sysrq_summary]
         return again.outcome == "bad" and before.outcome == "good", evidence
+
+    def _confirm_step(self, commit: str) -> Step:
+        """Check ``commit`` again, fresh; a confirm step recorded before an interruption stands."""
+        for s in self.state["steps"]:
+            if s["phase"] == "confirm" and s["commit"] == commit:
+                self.say(f"confirm {commit[:12]}: {s['outcome']}, recorded before the resume")
+                return Step(**s)
+        return self.evaluate(commit, "confirm", fresh=True)
 
     def _result(self, culprit: str | None, candidates: list[str], confirmed: bool,
                 evidence: dict[str, list[str]]) -> BisectResult:

@@ -54,7 +54,7 @@ def test_boot_bisect_finds_the_panic_and_resumes_after_a_kill(history, tmp_path)
             state = json.loads(states[0].read_text())
             if sum(s["phase"] == "endpoint" for s in state["steps"]) == 2:
                 break
-        time.sleep(2)
+        time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(60)
     assert state and len(state["steps"]) >= 2, "the bisect never recorded its endpoints"
