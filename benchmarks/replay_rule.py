@@ -14,8 +14,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from harness.results.stats import adjust, compare
-from harness.run.matrix import METRICS, cell_settled
+from harness.run.matrix import cell_settled, decide, metric_comparisons
 
 
 def main() -> None:
@@ -34,17 +33,11 @@ def main() -> None:
                 runs.setdefault(m["cell"], {"base": {}, "new": {}})[role][m["run_index"]] = m
     settled_at: dict[str, int] = {}
     for k in range(3, cap + 1):
-        flat = []
-        for cid, sides in runs.items():   # every cell, as MatrixRun.decided(); a settled one frozen
-            upto = settled_at.get(cid, k)
-            for metric, label, hib in METRICS:
-                b = [m[metric] for i, m in sides["base"].items() if i < upto and m.get(metric)]
-                n = [m[metric] for i, m in sides["new"].items() if i < upto and m.get(metric)]
-                if len(b) >= 2 and len(n) >= 2:
-                    flat.append((cid, compare(b, n, metric=label, higher_is_better=hib)))
-        decided: dict[str, list] = {}
-        for (cid, _), c in zip(flat, adjust([c for _, c in flat])):
-            decided.setdefault(cid, []).append(c)
+        def values(sides: dict, upto: int):   # a side's values from the first ``upto`` runs
+            return lambda side, metric: [m[metric] for i, m in sides[side].items() if i < upto and m.get(metric)]
+        # every cell, as MatrixRun.decided(); a settled cell frozen at the runs it was settled with
+        decided = decide({cid: metric_comparisons(values(sides, settled_at.get(cid, k)))
+                          for cid, sides in runs.items()})
         for cid, comps in decided.items():
             if cid not in settled_at and cell_settled(comps):
                 settled_at[cid] = k

@@ -146,13 +146,29 @@ class CellOutcome:
         return [getattr(m, metric) for m in ms if m.status == "ok" and getattr(m, metric) is not None]
 
     def comparisons(self, min_effect_pct: float = 5.0) -> list[Comparison]:
-        """Unadjusted comparisons of this cell (the matrix adjusts them together: ``decided``)."""
-        out = []
-        for metric, label, hib in METRICS:
-            b, n = self.values("base", metric), self.values("new", metric)
-            if b and n:
-                out.append(compare(b, n, metric=label, higher_is_better=hib, min_effect_pct=min_effect_pct))
-        return out
+        """Unadjusted comparisons of this cell (the matrix adjusts them together: ``decide``)."""
+        return metric_comparisons(self.values, min_effect_pct)
+
+
+def metric_comparisons(values: Callable[[str, str], list[float]],
+                       min_effect_pct: float = 5.0) -> list[Comparison]:
+    """One cell's unadjusted comparison per metric of ``METRICS`` that both sides measured;
+    ``values(side, metric)`` gives a side's ('base' or 'new') per-boot values."""
+    out = []
+    for metric, label, hib in METRICS:
+        b, n = values("base", metric), values("new", metric)
+        if b and n:
+            out.append(compare(b, n, metric=label, higher_is_better=hib, min_effect_pct=min_effect_pct))
+    return out
+
+
+def decide(per_cell: dict[str, list[Comparison]]) -> dict[str, list[Comparison]]:
+    """Every cell's comparisons, decided together: Benjamini-Hochberg across the whole matrix."""
+    flat = [(cid, c) for cid, comps in per_cell.items() for c in comps]
+    out: dict[str, list[Comparison]] = {}
+    for (cid, _), c in zip(flat, adjust([c for _, c in flat])):
+        out.setdefault(cid, []).append(c)
+    return out
 
 
 def cell_settled(comparisons: list[Comparison]) -> bool:
@@ -281,13 +297,8 @@ class MatrixRun:
         return out.evidence
 
     def decided(self) -> dict[str, list[Comparison]]:
-        """Every cell's comparisons, decided together (Benjamini-Hochberg across the matrix)."""
-        flat = [(cid, c) for cid, o in self.outcomes.items() for c in o.comparisons()]
-        adjusted = adjust([c for _, c in flat])
-        out: dict[str, list[Comparison]] = {}
-        for (cid, _), c in zip(flat, adjusted):
-            out.setdefault(cid, []).append(c)
-        return out
+        """Every cell's comparisons, decided together (``decide``)."""
+        return decide({cid: o.comparisons() for cid, o in self.outcomes.items()})
 
     def rows(self) -> list[dict]:
         """The verdict rows: one per cell and metric."""

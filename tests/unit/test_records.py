@@ -173,3 +173,21 @@ def test_a_cell_with_a_settled_change_is_settled_whatever_its_other_metrics():
     assert cell_settled([big, noisy])            # the cell has regressed; p99 would only be refined
     assert not cell_settled([narrow, noisy])     # no change in IOPS, p99 still open
     assert cell_settled([narrow, narrow]) and not cell_settled([])
+
+
+def test_decide_adjusts_across_the_whole_matrix_and_keeps_each_cells_comparisons():
+    """``decide`` (what MatrixRun.decided and benchmarks/replay_rule.py share): one cell's change
+    is judged among every cell's, so the same p-value earns a larger q in a bigger matrix."""
+    from harness.run.matrix import decide, metric_comparisons
+    base = {"iops": [1000.0, 1010.0, 990.0, 1005.0], "clat_p99_us": [50.0, 51.0, 49.0, 50.5]}
+    moved = {"iops": [900.0, 915.0, 890.0, 905.0], "clat_p99_us": [50.0, 51.0, 49.0, 50.5]}
+    same = {"iops": [1002.0, 1008.0, 995.0, 1001.0], "clat_p99_us": [50.2, 50.8, 49.4, 50.1]}
+
+    def cell(new):
+        return metric_comparisons(lambda side, metric: (base if side == "base" else new)[metric])
+    alone = decide({"a": cell(moved)})
+    among = decide({"a": cell(moved), **{f"n{i}": cell(same) for i in range(20)}})
+    assert [c.metric for c in alone["a"]] == [c.metric for c in among["a"]] == ["IOPS", "p99 latency us"]
+    assert set(among) == {"a", *(f"n{i}" for i in range(20))} and all(len(v) == 2 for v in among.values())
+    p = alone["a"][0].p_value
+    assert alone["a"][0].q_value < among["a"][0].q_value and among["a"][0].p_value == p
