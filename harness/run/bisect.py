@@ -209,8 +209,14 @@ class Bisect:
                 "detail_json": {k: v for k, v in dataclasses.asdict(step).items() if k != "values"}}])
         return step
 
+    def _recorded(self, phase: str, commit: str) -> Step | None:
+        """The ``phase`` step on ``commit`` that state.json already holds (from before a resume)."""
+        for s in self.state["steps"]:
+            if s["phase"] == phase and s["commit"] == commit:
+                return Step(**s)
+        return None
+
     def _endpoints(self) -> None:
-        done = {(s["phase"], s["commit"]) for s in self.state["steps"]}
         if self.check.kind == "fio":
             refs = self.state["refs"]
             for _ in range(self.fio.max_rounds):
@@ -228,7 +234,7 @@ class Bisect:
             if v.outcome != "bad":
                 raise BisectError(f"the endpoints do not differ by {self.check.min_effect_pct:.0f}% or more: {v.reason}")
             for key, commit in (("good", self.good), ("bad", self.bad)):
-                if ("endpoint", commit) not in done:
+                if self._recorded("endpoint", commit) is None:
                     build = self.bed.kernel(f"{self.kernel}@{commit}")
                     why = (f"the good reference; the bad endpoint against it: {v.reason}" if key == "good"
                            else f"against the good endpoint: {v.reason}")
@@ -239,7 +245,7 @@ class Bisect:
                     self._record(s, time.monotonic())
             return
         for want, commit in (("good", self.good), ("bad", self.bad)):
-            if ("endpoint", commit) in done:
+            if self._recorded("endpoint", commit) is not None:
                 continue
             step = self.evaluate(commit, "endpoint", fresh=True)
             if step.outcome != want:
@@ -292,10 +298,10 @@ class Bisect:
 
     def _confirm_step(self, commit: str) -> Step:
         """Check ``commit`` again, fresh; a confirm step recorded before an interruption stands."""
-        for s in self.state["steps"]:
-            if s["phase"] == "confirm" and s["commit"] == commit:
-                self.say(f"confirm {commit[:12]}: {s['outcome']}, recorded before the resume")
-                return Step(**s)
+        step = self._recorded("confirm", commit)
+        if step is not None:
+            self.say(f"confirm {commit[:12]}: {step.outcome}, recorded before the resume")
+            return step
         return self.evaluate(commit, "confirm", fresh=True)
 
     def _result(self, culprit: str | None, candidates: list[str], confirmed: bool,
