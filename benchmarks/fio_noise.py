@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from harness.results.effects import mde_from_cv
-from harness.run.execute import execute
+from harness.executors.local import execute
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.testbed import Testbed
 

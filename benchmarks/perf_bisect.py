@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.results.store import Store  # noqa: E402
-from harness.run.bisect import Bisect  # noqa: E402
-from harness.run.checks import FioSettings, parse_check  # noqa: E402
+from harness.drivers.bisect import Bisect  # noqa: E402
+from harness.drivers.checks import FioSettings, parse_check  # noqa: E402
 from tests.vm.history import DIO_PATCH, fillers, make_history  # noqa: E402
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from harness.results.store import Store
-from harness.run.executors import LocalExecutor
+from harness.executors.base import LocalExecutor
 from harness.run.plan import command_spec
 from harness.run.testbed import Testbed
 
@@ -50,7 +50,7 @@ def main() -> None:
 
     import ray
     from ray.cluster_utils import Cluster
-    from harness.run.ray_executor import RayExecutor
+    from harness.executors.ray import RayExecutor
 
     bed = Testbed([args.kernel]).prepare()
     def quiet(_msg: str) -> None:

@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from harness.run.matrix import cell_settled, decide, metric_comparisons
+from harness.drivers.matrix import cell_settled, decide, metric_comparisons
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ def split_option(v: str | None) -> list[str] | None:
 
 def profile_from(config: pytest.Config):
     """The matrix profile the options select; a UsageError names a bad --fs/--disk/--runs."""
-    from .run.matrix import make_profile
+    from .drivers.matrix import make_profile
     try:
         name = config.getoption("--suite-profile") or ("quick" if config.getoption("--quick") else "default")
         return make_profile(name,
@@ -105,7 +105,7 @@ class Kharness:
 
     def executor(self):
         """Where boots run: this host, or the Ray cluster of --ray (connected on first use)."""
-        from .run.executors import executor_for
+        from .executors.base import executor_for
         if self._executor is None:
             self._executor = executor_for(self.config.getoption("--ray"))
         return self._executor
@@ -158,7 +158,7 @@ class Kharness:
 
     def matrix(self):
         """The MatrixRun comparing --kernel against its baseline (measured on first use)."""
-        from .run.matrix import MatrixRun
+        from .drivers.matrix import MatrixRun
         baseline = self._need_baseline()
         if self._matrix is None:
             self._matrix = MatrixRun(self.kernel, baseline, self.profile, self.results, accel=self.accel,

@@ -11,7 +11,7 @@ import pytest
 
 from harness.pytest_plugin import profile_from
 from harness.results.stats import format_comparison
-from harness.run.matrix import cells
+from harness.drivers.matrix import cells
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel_suite]
 

@@ -11,7 +11,7 @@ from .common import console, open_store, out, results_root, say
 
 
 def _settings(args: argparse.Namespace):
-    from ..run.checks import FioSettings
+    from ..drivers.checks import FioSettings
     return FioSettings(runtime=args.runtime, size=args.size, runs=args.runs, max_rounds=args.max_rounds)
 
 
@@ -26,9 +26,9 @@ def _tests_source(check):
 
 
 def _bisect(args: argparse.Namespace) -> int:
-    from ..run.bisect import Bisect
-    from ..run.checks import parse_check
-    from ..run.executors import executor_for
+    from ..drivers.bisect import Bisect
+    from ..drivers.checks import parse_check
+    from ..executors.base import executor_for
     check = parse_check(args.check)
     with open_store(args) as store, executor_for(args.ray) as executor:
         b = Bisect(args.kernel, args.good, args.bad, check, results_root(args), repeat=args.repeat, sink=store,
@@ -41,7 +41,7 @@ def _bisect(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from ..errors import HarnessError
-    from ..run.checks import EXIT_CODES, CheckError, Checker, parse_check
+    from ..drivers.checks import EXIT_CODES, CheckError, Checker, parse_check
     from ..run.testbed import Testbed
     # Usage errors (exit 2) are found before anything slow; after that, whatever stops the check
     # from giving a verdict (a build error, a harness failure) is exit 125: "cannot test".
@@ -49,7 +49,7 @@ def _check(args: argparse.Namespace) -> int:
     if check.kind == "fio" and not args.reference:
         raise CheckError("a fio check compares against a reference kernel: give --reference NAME[@REF]")
     refs = [args.kernel] + ([args.reference] if args.reference else [])
-    from ..run.executors import executor_for
+    from ..executors.base import executor_for
     bed = Testbed(refs, image=check.image, accel=args.accel, say=say)
     with open_store(args) as store, executor_for(args.ray) as executor:
         try:

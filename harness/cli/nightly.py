@@ -24,14 +24,14 @@ def nights_root(args: argparse.Namespace) -> Path:
 
 
 def _db(store):
-    from ..results.nightly_db import NightlyDB, default_path
+    from ..drivers.nightly.book import NightlyDB, default_path
     return NightlyDB(default_path(store.path))
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..config.plans import load_plan
-    from ..results.html import write_reports
-    from ..run.nightly import run_night
+    from ..drivers.nightly.plans import load_plan
+    from ..drivers.nightly.html import write_reports
+    from ..drivers.nightly.night import run_night
     plan = load_plan(args.plan)          # validated before the lock or any slow step
     root = nights_root(args)
     root.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         night_dir.mkdir(parents=True, exist_ok=True)
         log["fh"] = open(night_dir / "nightly.log", "a")  # noqa: SIM115 (closed after the night)
 
-    from ..run.executors import executor_for
+    from ..executors.base import executor_for
     with open_store(args) as store, _db(store) as db, executor_for(args.ray) as executor:
         try:
             outcome = run_night(plan, root, store, db, night=args.night, say=tee, accel=args.accel, wait=args.wait,
@@ -84,8 +84,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from ..config.plans import load_plan
-    from ..run.nightly_units import estimate, estimate_night, planned_units
+    from ..drivers.nightly.plans import load_plan
+    from ..drivers.nightly.units import estimate, estimate_night, planned_units
     plan = load_plan(args.plan)
     units = planned_units(plan)
     for i, u in enumerate(units):  # plain lines: the labels are long and scripts read them
@@ -109,9 +109,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """Rebuild a night's reports from the store (no boots)."""
-    from ..config.plans import load_plan_file
-    from ..results.html import write_reports
-    from ..results.nightly_results import fold_night
+    from ..drivers.nightly.plans import load_plan_file
+    from ..drivers.nightly.html import write_reports
+    from ..drivers.nightly.fold import fold_night
     with open_store(args) as store, _db(store) as db:
         n = db.night(args.night)
         if n is None:
@@ -119,7 +119,7 @@ def _report(args: argparse.Namespace) -> int:
         d = nights_root(args) / n.night
         plan = load_plan_file(d / "plan.yaml", name=n.plan)
         res = fold_night(store, db, plan, n.night, n.commits)
-        from ..run.nightly import night_ranges
+        from ..drivers.nightly.night import night_ranges
         res.ranges = night_ranges(plan, db, n.night, n.commits)
         path = write_reports(res, d, store, db)
     out.print(escape(f"night {n.night}: {res.verdict}; report {path}"))

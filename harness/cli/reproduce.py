@@ -12,7 +12,7 @@ from .common import console, open_store, out, results_root, say
 
 def _reproduce(args: argparse.Namespace) -> int:
     from ..image.xfstests import configured_source, resolve
-    from ..run.reproduce import reproduce, side_by_side
+    from ..drivers.reproduce import reproduce, side_by_side
     with open_store(args) as store:
         where = configured_source(None, None)
         tests_source = resolve(*where).tree if where else None

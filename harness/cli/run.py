@@ -25,7 +25,7 @@ def _fio_table(records) -> Table:
 
 
 def _run_fio(args: argparse.Namespace) -> int:
-    from ..run.execute import execute
+    from ..executors.local import execute
     from ..run.plan import fio_cell, fio_spec
     from ..run.testbed import Testbed
     from ..workloads.fio import ENGINES, PATTERNS
@@ -55,7 +55,7 @@ def _run_fio(args: argparse.Namespace) -> int:
 
 def _run_xfstests(args: argparse.Namespace) -> int:
     from ..image.xfstests import configured_source, resolve
-    from ..run.execute import execute
+    from ..executors.local import execute
     from ..run.plan import xfstests_spec, xfstests_tests
     from ..run.testbed import XFSTESTS_IMAGE, Testbed
     from ..config.fstests import get_section

@@ -14,7 +14,7 @@ from .common import console, open_store, results_root, say
 def _vm_boot(args: argparse.Namespace) -> int:
     from ..results.rundir import new_run_dir
     from ..run.boot import open_vm
-    from ..run.execute import execute
+    from ..executors.local import execute
     from ..run.plan import command_spec
     from ..run.spec import VMSpec
     from ..run.testbed import Testbed

@@ -8,8 +8,8 @@ import pytest
 
 from harness.image.build import find_image
 from harness.kernel.build import find_kernel
-from harness.run import artifacts
-from harness.run.artifacts import ArtifactError, FileEntry, Manifest
+from harness.executors import artifacts
+from harness.executors.artifacts import ArtifactError, FileEntry, Manifest
 from harness.util import sha256_file
 
 KEY = "c2b2dfa33cee08791672c27f"

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.errors import DefinitionError
-from harness.run.checks import EXIT_CODES, CheckError, decide, parse_check
+from harness.drivers.checks import EXIT_CODES, CheckError, decide, parse_check
 
 
 def test_check_forms():

@@ -19,9 +19,9 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.results.store import Store
-from harness.run import executors
-from harness.run.executors import Executor, LocalExecutor, executor_for
-from harness.run.ray_unit import (pack_run_dir, record_from_json, resources_for, unit_deadline,
+from harness.executors import base as executors
+from harness.executors.base import Executor, LocalExecutor, executor_for
+from harness.executors.ray_unit import (pack_run_dir, record_from_json, resources_for, unit_deadline,
                                  unpack_run_dir)
 from harness.run.spec import CommandWorkload
 
@@ -160,7 +160,7 @@ class ListSink:
 
 
 def test_ray_records_match_and_follow_ups_run(local_ray, driver_cache, tmp_path):
-    from harness.run.ray_executor import RayExecutor
+    from harness.executors.ray import RayExecutor
     measure, _ = fake_boots()
     two_cells = fio_spec(label="two")                         # the first "hangs": the rest is a fresh unit
     one_cell = dataclasses.replace(fio_spec(label="one"), workload=dataclasses.replace(
@@ -196,7 +196,7 @@ def test_ray_records_match_and_follow_ups_run(local_ray, driver_cache, tmp_path)
 
 
 def test_ray_deadline_cancels_kills_and_records(local_ray, driver_cache, tmp_path):
-    from harness.run.ray_executor import RayExecutor
+    from harness.executors.ray import RayExecutor
     _, stuck = fake_boots()
     sink, root = ListSink(), tmp_path / "runs"
     ex = RayExecutor("auto", boot=stuck, deadline_s=4.0, poll_s=0.5)
@@ -221,7 +221,7 @@ def test_ray_deadline_cancels_kills_and_records(local_ray, driver_cache, tmp_pat
 
 
 def test_ray_refuses_a_unit_no_node_can_take(local_ray, driver_cache, tmp_path):
-    from harness.run.ray_executor import RayExecutor
+    from harness.executors.ray import RayExecutor
     ex = RayExecutor("auto")
     with pytest.raises(HarnessError, match=r"offers \{'vm': 1.0, 'kvm': 1.0, 'CPU': 2\}.*--resources"):
         ex.execute([dataclasses.replace(fio_spec(), accel="kvm")], tmp_path)

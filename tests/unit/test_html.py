@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.results.history import Decision, TestDiff
-from harness.results.html import svg_series, write_index, write_night_report
-from harness.results.nightly_db import NightlyDB
-from harness.results.nightly_results import CellRow, NightResult
+from harness.drivers.nightly.html import svg_series, write_index, write_night_report
+from harness.drivers.nightly.book import NightlyDB
+from harness.drivers.nightly.fold import CellRow, NightResult
 
 CELL = "ext4/nvme/unwritten-convert/libaio"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.plans import load_plan_file
-from harness.results.kcidb import KcidbError, night_kcidb, validate
-from harness.results.nightly_db import NightlyDB
-from harness.results.nightly_results import fold_night, group_of, verdict_rows
+from harness.drivers.nightly.plans import load_plan_file
+from harness.drivers.nightly.kcidb import KcidbError, night_kcidb, validate
+from harness.drivers.nightly.book import NightlyDB
+from harness.drivers.nightly.fold import fold_night, group_of, verdict_rows
 from harness.results.store import Store
-from harness.run.nightly_units import (
+from harness.drivers.nightly.units import (
     INTERRUPTED,
     pending,
     planned_units,
@@ -129,7 +129,7 @@ def test_pending_and_recovery_of_an_interrupted_boot(two_nights, tmp_path):
 
 
 def test_xfstests_new_failure_flaky_and_rates(tmp_path):
-    from harness.run.nightly_units import xfstests_units
+    from harness.drivers.nightly.units import xfstests_units
     p = tmp_path / "x.yaml"
     p.write_text(PLAN.replace("control:", "xfstests: {retries: 2, sections: [{section: ext4_4k, tests: "
                                           "[generic/001, generic/002]}]}\ncontrol:"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.plans import list_plans, load_plan, load_plan_file
+from harness.drivers.nightly.plans import list_plans, load_plan, load_plan_file
 from harness.errors import DefinitionError
-from harness.run.nightly_units import (
+from harness.drivers.nightly.units import (
     estimate_night,
     fio_units,
     planned_units,
@@ -113,7 +113,7 @@ def test_units_are_deterministic_interleaved_and_prioritised(tmp_path):
 
 
 def test_budget_scales_estimates_by_what_units_really_took():
-    from harness.run.nightly_units import Budget
+    from harness.drivers.nightly.units import Budget
     b = Budget(100.0, spent_s=40.0)
     assert b.fits(50) and not b.fits(70)
     b.observe(20, 40)                         # too few seconds observed to trust a ratio yet
@@ -123,8 +123,8 @@ def test_budget_scales_estimates_by_what_units_really_took():
 
 
 def test_night_id_resumes_the_unfinished_night(tmp_path):
-    from harness.results.nightly_db import NightlyDB
-    from harness.run.nightly import choose_night
+    from harness.drivers.nightly.book import NightlyDB
+    from harness.drivers.nightly.night import choose_night
     plan = load_plan_file(write(tmp_path, GOOD, "nightlytest.yaml"))
     with NightlyDB(tmp_path / "n.sqlite") as db:
         first = choose_night(db, plan, None)
@@ -147,8 +147,8 @@ def test_nightly_plan_command_prints_the_estimate(capsys):
 
 def test_two_nights_never_overlap(tmp_path, monkeypatch):
     from harness.errors import LockTimeout
-    from harness.results.nightly_db import NightlyDB
-    from harness.run.nightly import lock_path, run_night
+    from harness.drivers.nightly.book import NightlyDB
+    from harness.drivers.nightly.night import lock_path, run_night
     from harness.util import file_lock
     monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
     plan = load_plan_file(write(tmp_path, GOOD))

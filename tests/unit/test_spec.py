@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from harness.errors import ReproduceError
 from harness.kernel.patches import parse_series
 from harness.config.kernels import load_kernel
-from harness.run.execute import narrow
+from harness.executors.local import narrow
 from harness.run.plan import fio_cell
 from harness.run.spec import (SPEC_VERSION, DiskSpec, FioWorkload, HarnessSpec, ImageSpec, KernelSpec, PatchRef,
                               RunSpec, SpecError, SysrqSampling, XfstestsWorkload, read_spec, spec_from_json)

@@ -14,7 +14,7 @@ from harness.evidence.sysrq import parse_dumps
 from harness.errors import WorkloadError
 from harness.results.rundir import new_run_dir
 from harness.run.boot import booted, run_boot
-from harness.run.execute import execute
+from harness.executors.local import execute
 from harness.run.fio import measure
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.records import BootRecord
@@ -132,7 +132,7 @@ def test_hang_on_frozen_filesystem_is_handled_and_the_rest_runs_in_a_fresh_boot(
 
     # execute() reboots for what a hang left, in a fresh run directory of its own
     import dataclasses
-    from harness.run.execute import narrow
+    from harness.executors.local import narrow
     rest = dataclasses.replace(narrow(spec, first.remaining), workload=dataclasses.replace(
         narrow(spec, first.remaining).workload, setup=()))
     (second,) = execute([rest], tmp_path, say=print)

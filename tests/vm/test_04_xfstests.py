@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.image.xfstests import HOW_TO, configured_source, resolve
-from harness.run.execute import execute
+from harness.executors.local import execute
 from harness.run.plan import xfstests_spec
-from harness.run.reproduce import reproduce
+from harness.drivers.reproduce import reproduce
 from harness.run.testbed import XFSTESTS_IMAGE, Testbed
 
 pytestmark = [pytest.mark.vm,

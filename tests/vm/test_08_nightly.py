@@ -192,7 +192,7 @@ def test_two_nights_flag_the_moved_branch_and_resume_after_sigkill(tmp_path):
         for needle in ("regression", CELL, "dio-sync", f"--good {base}", new[:12], "control", "<svg"):
             assert needle in html, needle
         assert (results / "index.html").exists() and "n2/report.html" in (results / "index.html").read_text()
-        from harness.results.kcidb import validate
+        from harness.drivers.nightly.kcidb import validate
         validate(json.loads((results / "n2" / "kcidb.json").read_text()))
         assert "<testsuites" in (results / "n2" / "junit.xml").read_text()
         _browser_check(results / "n2" / "report.html", tmp_path / "report.png")

@@ -26,9 +26,9 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'khar
 from ray.cluster_utils import Cluster
 
 from harness.results.store import Store
-from harness.run import artifacts
-from harness.run.executors import LocalExecutor, executor_for
-from harness.run.matrix import MatrixRun, Profile
+from harness.executors import artifacts
+from harness.executors.base import LocalExecutor, executor_for
+from harness.drivers.matrix import MatrixRun, Profile
 from harness.run.plan import fio_cell, fio_spec
 from harness.util import sha256_file
 
@@ -163,7 +163,7 @@ def test_matrix_on_ray_fetches_artifacts_and_matches_a_local_run(cluster, testbe
 
 def test_a_checks_repeats_run_at_once_on_both_nodes(cluster, testbed, tmp_path):
     """`kharness bisect/check --repeat 2 --ray`: a step's repeats are parallel units, one per node."""
-    from harness.run.checks import Checker, parse_check
+    from harness.drivers.checks import Checker, parse_check
     c, nodes, _ = cluster
     with Store(tmp_path / "check.sqlite") as store, executor_for(c.address, poll_s=1.0) as ex:
         assert ex.slots() == 2

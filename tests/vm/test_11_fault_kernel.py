@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.run.execute import execute
+from harness.executors.local import execute
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.testbed import Testbed
 

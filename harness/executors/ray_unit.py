@@ -1,6 +1,6 @@
 """What runs on a Ray worker for one unit, and the pure helpers both sides share.
 
-:func:`run_unit` is the Ray task body (the driver is :mod:`harness.run.ray_executor`): it reports
+:func:`run_unit` is the Ray task body (the driver is :mod:`harness.executors.ray`): it reports
 to the driver's :class:`Tracker`, fetches and verifies the spec's artifacts into the worker's
 cache, runs :func:`harness.run.boot.run_boot`, and returns the record's JSON and the run directory
 packed as a tar.gz (:func:`pack_run_dir`; the driver unpacks it with :func:`unpack_run_dir`).
@@ -27,10 +27,10 @@ from ..evidence.events import Event
 from ..paths import cache_root
 from ..util import write_json
 from . import artifacts
-from .boot import boot_timeout
-from .fio import fio_deadline
-from .records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
-from .spec import CommandWorkload, FioWorkload, RunSpec, XfstestsWorkload, harness_spec, spec_from_json
+from ..run.boot import boot_timeout
+from ..run.fio import fio_deadline
+from ..run.records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
+from ..run.spec import CommandWorkload, FioWorkload, RunSpec, XfstestsWorkload, harness_spec, spec_from_json
 
 Say = Callable[[str], None]
 INSTALL_HINT = "pip install 'kharness[ray]'"
@@ -179,7 +179,7 @@ def run_unit(payload: dict[str, Any], refs: dict[str, Any], tracker: Any,
              boot: Callable[..., BootRecord] | None = None) -> dict[str, Any]:
     """The Ray task: one boot's work on whichever host Ray chose. Returns plain data."""
     import ray
-    from .boot import run_boot
+    from ..run.boot import run_boot
     run_id = payload["run_id"]
     node, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
     try:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..config.plans import Plan
-from ..evidence.events import scan_console
-from ..results.store import Store
-from .records import BootRecord, MeasurementRecord
-from .spec import FioWorkload, XfstestsWorkload, read_spec
+from .plans import Plan
+from ...evidence.events import scan_console
+from ...results.store import Store
+from ...run.records import BootRecord, MeasurementRecord
+from ...run.spec import FioWorkload, XfstestsWorkload, read_spec
 
 Say = Callable[[str], None]
 INTERRUPTED = "interrupted: kharness was killed during this boot; what it finished is kept"

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import jinja2
 from markupsafe import Markup
 
-from .history import expunge_lines
-from .nightly_db import NightlyDB
-from .nightly_results import NightResult
+from ...results.history import expunge_lines
+from .book import NightlyDB
+from .fold import NightResult
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -152,7 +152,7 @@ def write_reports(res: NightResult, night_dir: Path, store: Any, db: NightlyDB) 
     and the index one level up. Returns the HTML report's path."""
     import json
 
-    from .export import export_junit
+    from ...results.export import export_junit
     from .kcidb import night_kcidb
     row = db.night(res.night)
     path = write_night_report(res, night_dir, db, started=row.started if row else "",

@@ -3,7 +3,7 @@ against the baseline measured the same night and against history; the control ce
 xfstests diff; the sysrq evidence; the commands that bisect and reproduce each regression.
 
 Reads only the store (runs and measurements under each night's group) and the nightly book
-(nights, what each run label was, xfstests outcomes); decisions come from :mod:`.history`.
+(nights, what each run label was, xfstests outcomes); decisions come from :mod:`harness.results.history`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config.plans import Plan
-from .history import (
+from .plans import Plan
+from ...results.history import (
     Decision,
     Night,
     TestAttempts,
@@ -25,8 +25,8 @@ from .history import (
     vs_history,
     xfstests_diff,
 )
-from .nightly_db import NightlyDB, NightRow
-from .store import Store
+from .book import NightlyDB, NightRow
+from ...results.store import Store
 
 METRICS = (("iops", "IOPS", True), ("clat_p99_us", "p99 latency us", False))
 

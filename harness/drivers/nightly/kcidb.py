@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import HarnessError
-from .nightly_results import NightResult, kernel_name
-from .store import Store
+from ...errors import HarnessError
+from .fold import NightResult, kernel_name
+from ...results.store import Store
 
 ORIGIN = "kharness"
 _PATH_PART = re.compile(r"[^A-Za-z0-9_-]+")

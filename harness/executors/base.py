@@ -5,9 +5,9 @@ plan order (a boot cut short by a hang is followed by a fresh boot for what rema
 it). Every record is written to the sink by the calling process as it arrives, so the results
 store is a local file of the driver and no worker ever needs to reach it.
 
-- :class:`LocalExecutor` (the default): :func:`harness.run.execute.execute`, one boot after
+- :class:`LocalExecutor` (the default): :func:`harness.executors.local.execute`, one boot after
   another on this host. Needs nothing beyond kharness.
-- :class:`harness.run.ray_executor.RayExecutor`: each boot is a Ray task on a host of a Ray
+- :class:`harness.executors.ray.RayExecutor`: each boot is a Ray task on a host of a Ray
   cluster that offers the ``vm`` resource (``kvm`` too for a KVM spec). Needs ``pip install
   'kharness[ray]'``; Ray is imported only when this executor is chosen.
 
@@ -20,9 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
-from .execute import RecordSink, execute
-from .records import BootRecord
-from .spec import RunSpec
+from .local import RecordSink, execute
+from ..run.records import BootRecord
+from ..run.spec import RunSpec
 
 Say = Callable[[str], None]
 
@@ -82,5 +82,5 @@ def executor_for(address: str | None, **options: Any) -> Executor:
     when Ray is not installed."""
     if not address:
         return LocalExecutor()
-    from .ray_executor import RayExecutor
+    from .ray import RayExecutor
     return RayExecutor(address, **options)

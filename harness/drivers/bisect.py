@@ -33,10 +33,10 @@ from ..config.kernels import load_kernel
 from ..paths import cache_dir
 from ..util import file_lock, sha256_file, write_json
 from .checks import Check, Checker, FioSettings, Verdict
-from .execute import RecordSink
-from .executors import Executor
-from .spec import SysrqSampling
-from .testbed import Testbed
+from ..executors.local import RecordSink
+from ..executors.base import Executor
+from ..run.spec import SysrqSampling
+from ..run.testbed import Testbed
 
 Say = Callable[[str], None]
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.M)

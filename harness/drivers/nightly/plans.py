@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DefinitionError, HarnessError
-from ..paths import project_root
-from .loader import check_name, load_yaml
+from ...errors import DefinitionError, HarnessError
+from ...paths import project_root
+from ...config.loader import check_name, load_yaml
 
 _STRS = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True}
 _SIZE = {"type": "string", "pattern": r"^[1-9][0-9]*[kKmMgG]?$"}
@@ -192,7 +192,7 @@ def list_plans(directory: Path | None = None) -> list[str]:
 
 def split_kernel_ref(ref: str, where: Path, key: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME@REF``, checked: NAME a kernel definition, REF a plain git ref."""
-    from .kernels import load_kernel
+    from ...config.kernels import load_kernel
     name, sep, at = ref.partition("@")
     check_name(name, where, key, "kernel")
     if sep and (not _REF.match(at) or ".." in at or at.endswith((".lock", "/", "."))):
@@ -206,9 +206,9 @@ def split_kernel_ref(ref: str, where: Path, key: str) -> tuple[str, str | None]:
 
 
 def _check_fio(path: Path, d: dict) -> FioPlan:
-    from ..vm.disks import parse_disk
-    from ..workloads.fio import ENGINES, PATTERNS
-    from ..workloads.fs import get_filesystem
+    from ...vm.disks import parse_disk
+    from ...workloads.fio import ENGINES, PATTERNS
+    from ...workloads.fs import get_filesystem
     for i, f in enumerate(d["filesystems"]):
         try:
             get_filesystem(f)
@@ -227,7 +227,7 @@ def _check_fio(path: Path, d: dict) -> FioPlan:
                 raise DefinitionError(path, f"fio.{key}[{i}]", f"unknown {key[:-1]} {v!r} (known: {', '.join(known)})")
     fio = FioPlan(tuple(d["filesystems"]), tuple(d["disks"]), tuple(d["patterns"]), tuple(d["engines"]),
                   **{k: d[k] for k in ("runtime", "size", "bs", "iodepth", "repeats", "disk_size") if k in d})
-    from ..workloads.fio import FioJob, validate_job
+    from ...workloads.fio import FioJob, validate_job
     try:
         validate_job(FioJob(pattern=fio.patterns[0], directory="/mnt/scratch/fio", engine=fio.engines[0],
                             iodepth=fio.iodepth, bs=fio.bs, size=fio.size, runtime=fio.runtime))
@@ -237,7 +237,7 @@ def _check_fio(path: Path, d: dict) -> FioPlan:
 
 
 def _check_xfstests(path: Path, d: dict) -> tuple[XfstestsSelection, ...]:
-    from .fstests import GROUP_NAME, TEST_NAME, get_section
+    from ...config.fstests import GROUP_NAME, TEST_NAME, get_section
     out = []
     for i, s in enumerate(d["sections"]):
         try:

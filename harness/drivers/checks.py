@@ -25,12 +25,12 @@ from typing import Callable, Sequence
 
 from ..errors import HarnessError
 from ..results.stats import Comparison, compare, format_comparison
-from .execute import RecordSink
-from .executors import Executor, LocalExecutor
-from .plan import command_spec, fio_cell, fio_spec, xfstests_spec
-from .records import BootRecord
-from .spec import SysrqSampling
-from .testbed import Testbed
+from ..executors.local import RecordSink
+from ..executors.base import Executor, LocalExecutor
+from ..run.plan import command_spec, fio_cell, fio_spec, xfstests_spec
+from ..run.records import BootRecord
+from ..run.spec import SysrqSampling
+from ..run.testbed import Testbed
 
 Say = Callable[[str], None]
 OUTCOMES = ("good", "bad", "skip")
@@ -57,7 +57,7 @@ class Check:
 
     @property
     def image(self) -> str:
-        from .testbed import DEFAULT_IMAGE, XFSTESTS_IMAGE
+        from ..run.testbed import DEFAULT_IMAGE, XFSTESTS_IMAGE
         return XFSTESTS_IMAGE if self.kind == "xfstests" else DEFAULT_IMAGE
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .history import FlakyRate
-from .rows import StoreError
+from ...results.history import FlakyRate
+from ...results.rows import StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (

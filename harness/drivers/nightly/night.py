@@ -23,18 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config.kernels import load_kernel
-from ..config.plans import Plan, load_plan_file
-from ..errors import HarnessError
-from ..kernel.build import resolve_commit
-from ..kernel.source import import_source
-from ..paths import cache_root
-from ..results.nightly_db import NightlyDB
-from ..results.nightly_results import NightResult, fold_night, group_of, verdict_rows
-from ..results.store import Store
-from ..util import file_lock, run, write_json
-from .executors import Executor, LocalExecutor
-from .nightly_units import (
+from ...config.kernels import load_kernel
+from .plans import Plan, load_plan_file
+from ...errors import HarnessError
+from ...kernel.build import resolve_commit
+from ...kernel.source import import_source
+from ...paths import cache_root
+from .book import NightlyDB
+from .fold import NightResult, fold_night, group_of, verdict_rows
+from ...results.store import Store
+from ...util import file_lock, run, write_json
+from ...executors.base import Executor, LocalExecutor
+from .units import (
     Budget,
     Unit,
     estimate,
@@ -46,9 +46,9 @@ from .nightly_units import (
     runs_by_label,
     xfstests_units,
 )
-from .plan import fio_cell, fio_spec, xfstests_spec, xfstests_tests
-from .spec import SysrqSampling
-from .testbed import XFSTESTS_IMAGE, Testbed
+from ...run.plan import fio_cell, fio_spec, xfstests_spec, xfstests_tests
+from ...run.spec import SysrqSampling
+from ...run.testbed import XFSTESTS_IMAGE, Testbed
 
 Say = Callable[[str], None]
 _NIGHT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -275,7 +275,7 @@ class Night:
     def _xfstests_source(self) -> tuple[Path | None, str | None]:
         if not self.plan.xfstests:
             return None, None
-        from ..image.xfstests import configured_source, resolve
+        from ...image.xfstests import configured_source, resolve
         where = configured_source(None, None)
         if where is None:
             return None, "no xfstests source configured (set KHARNESS_XFSTESTS)"

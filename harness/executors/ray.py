@@ -9,7 +9,7 @@ host runs as many VMs at once as its ``vm`` resource says. On the worker the tas
    restarts when Ray retries the unit on another node);
 2. makes the spec's kernel and image present in ITS cache (``$KHARNESS_CACHE`` of the worker
    node): missing entries arrive by content from the driver's ``ray.put`` chunks and are
-   verified by sha256 before they are renamed into place (:mod:`harness.run.artifacts`); a
+   verified by sha256 before they are renamed into place (:mod:`harness.executors.artifacts`); a
    worker never builds;
 3. runs :func:`harness.run.boot.run_boot` in a run directory named by the run id the driver
    reserved (its own deadlines: boot timeout, fio/xfstests hang handling, still apply);
@@ -29,7 +29,7 @@ arrives; workers never touch the store. Failures:
 - a boot cut short by a hang comes back with ``remaining`` work: the driver submits a fresh unit
   for it, as the local executor does.
 
-What runs on the worker, and the helpers both sides share, are in :mod:`harness.run.ray_unit`.
+What runs on the worker, and the helpers both sides share, are in :mod:`harness.executors.ray_unit`.
 Ray is imported lazily: without it, constructing a RayExecutor raises HarnessError saying
 ``pip install 'kharness[ray]'``. See the README ("Scaling out with Ray") for clusters, caches and ``ray job submit``.
 """
@@ -46,11 +46,11 @@ from typing import Any, Callable, Iterable
 from ..errors import HarnessError
 from ..results.rundir import RunDir, new_run_dir
 from . import artifacts
-from .execute import RecordSink, narrow
-from .records import BootRecord
+from .local import RecordSink, narrow
+from ..run.records import BootRecord
 from .ray_unit import (Tracker, import_ray, record_from_json, resources_for, run_unit, unit_deadline,
                        unpack_run_dir, work_items)
-from .spec import RunSpec
+from ..run.spec import RunSpec
 
 Say = Callable[[str], None]
 

@@ -17,10 +17,10 @@ from typing import Callable
 
 from ..errors import HarnessError
 from ..results.stats import summarize
-from .execute import RecordSink, execute, narrow
-from .records import BootRecord
-from .spec import FioWorkload, RunSpec, read_spec, spec_from_json
-from .testbed import prepare_for_spec
+from ..executors.local import RecordSink, execute, narrow
+from ..run.records import BootRecord
+from ..run.spec import FioWorkload, RunSpec, read_spec, spec_from_json
+from ..run.testbed import prepare_for_spec
 
 Say = Callable[[str], None]
 FIGURES = (("iops", "IOPS"), ("bw_kib_s", "KiB/s"), ("clat_p50_us", "p50 us"), ("clat_p99_us", "p99 us"))

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 from ..results.rundir import new_run_dir
-from .boot import run_boot
-from .records import BootRecord
-from .spec import FioWorkload, RunSpec, XfstestsWorkload
+from ..run.boot import run_boot
+from ..run.records import BootRecord
+from ..run.spec import FioWorkload, RunSpec, XfstestsWorkload
 
 Say = Callable[[str], None]
 

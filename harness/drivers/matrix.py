@@ -32,12 +32,12 @@ from ..results.stats import Comparison, adjust, compare, format_comparison
 from ..workloads.fio import ENGINES, PATTERNS
 from ..workloads.fs import get_filesystem
 from ..vm.disks import parse_disk
-from .execute import RecordSink
-from .executors import Executor, LocalExecutor
-from .plan import fio_matrix, fio_spec, with_runtime
-from .records import BootRecord
-from .spec import FioCell, SysrqSampling
-from .testbed import Testbed
+from ..executors.local import RecordSink
+from ..executors.base import Executor, LocalExecutor
+from ..run.plan import fio_matrix, fio_spec, with_runtime
+from ..run.records import BootRecord
+from ..run.spec import FioCell, SysrqSampling
+from ..run.testbed import Testbed
 
 Say = Callable[[str], None]
 FILESYSTEMS = ("ext4", "xfs", "ocfs2")
