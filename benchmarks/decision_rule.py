@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Simulate the suite's decision rule over a whole matrix, with adaptive repeats, to measure its
-false alarms (A/A), its power and the runs it spends: the rule itself (harness.results.stats:
-compare, adjust, Comparison.settled), only the measurements are synthetic (log-normal per-boot
+false alarms (A/A), its power and the runs it spends: the rule itself (harness.results.verdict:
+decide_cells, cell_settled), only the measurements are synthetic (log-normal per-boot
 values with a coefficient of variation drawn per cell from --cv).
 
 Each matrix: CELLS comparisons start with RUNS a side; while any is open (not settled) and the
@@ -18,7 +18,7 @@ import math
 import random
 import statistics
 
-from harness.results.stats import adjust, compare
+from harness.results.verdict import CellValues, cell_settled, decide_cells
 
 
 def matrix(rng: random.Random, effects: list[float], cvs: list[float], runs: int, cap: int):
@@ -29,8 +29,9 @@ def matrix(rng: random.Random, effects: list[float], cvs: list[float], runs: int
     new = [[draw(i, 1000.0 * (1 + effects[i])) for _ in range(runs)] for i in range(len(effects))]
     n = runs
     while True:
-        decided = adjust([compare(b, v, metric="IOPS", higher_is_better=True) for b, v in zip(base, new)])
-        still = [i for i, c in enumerate(decided) if not c.settled]
+        per_cell = decide_cells({i: CellValues({"iops": b}, {"iops": v}) for i, (b, v) in enumerate(zip(base, new))})
+        decided = [per_cell[i][0] for i in range(len(base))]
+        still = [i for i in range(len(base)) if not cell_settled(per_cell[i])]
         if not still or n >= cap:
             return decided, [len(b) for b in base]
         for i in still:

@@ -3,7 +3,7 @@
 Each synthetic cell has ``--history`` earlier nights, ``--runs`` boots a night, and between-boot
 noise drawn per cell uniformly from 5-9% (coefficient of variation, as measured between boots on
 the 2-core TCG machine). A step of 5% or 10% (a regression: IOPS down) starts at night
-``history``; the detector (:func:`harness.results.history.vs_history`, exactly as
+``history``; the detector (:func:`harness.results.verdict.night_vs_history`, exactly as
 ``kharness nightly`` calls it) decides each night from the step on, seeing only the nights so far.
 
 Reported:
@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.results.history import Night, vs_history
+from harness.results.history import PastNight
+from harness.results.verdict import metric, night_vs_history
 
 
 def series(rng: np.random.Generator, nights: int, runs: int, step_at: int | None, step: float) -> list[list[float]]:
@@ -41,8 +42,8 @@ def series(rng: np.random.Generator, nights: int, runs: int, step_at: int | None
 
 
 def decide(nights: list[list[float]], upto: int, **policy) -> str:
-    hist = [Night(str(i), tuple(v)) for i, v in enumerate(nights[:upto])]
-    return vs_history(hist, nights[upto], higher_is_better=True, **policy).verdict
+    hist = [PastNight(str(i), tuple(v)) for i, v in enumerate(nights[:upto])]
+    return night_vs_history(hist, nights[upto], metric("iops"), **policy).verdict
 
 
 def run(trials: int, seed: int, history: int, runs: int, policy: dict) -> dict:

@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from harness.drivers.matrix import cell_settled, decide, metric_comparisons
+from harness.results.verdict import GATING, CellValues, cell_settled, decide_cells
 
 
 def main() -> None:
@@ -33,11 +33,12 @@ def main() -> None:
                 runs.setdefault(m["cell"], {"base": {}, "new": {}})[role][m["run_index"]] = m
     settled_at: dict[str, int] = {}
     for k in range(3, cap + 1):
-        def values(sides: dict, upto: int):   # a side's values from the first ``upto`` runs
-            return lambda side, metric: [m[metric] for i, m in sides[side].items() if i < upto and m.get(metric)]
+        def values(sides: dict, upto: int) -> CellValues:   # each side's values from the first ``upto`` runs
+            def side(s: str) -> dict[str, list[float]]:
+                return {mt.key: [m[mt.key] for i, m in sides[s].items() if i < upto and m.get(mt.key)] for mt in GATING}
+            return CellValues(side("base"), side("new"))
         # every cell, as MatrixRun.decided(); a settled cell frozen at the runs it was settled with
-        decided = decide({cid: metric_comparisons(values(sides, settled_at.get(cid, k)))
-                          for cid, sides in runs.items()})
+        decided = decide_cells({cid: values(sides, settled_at.get(cid, k)) for cid, sides in runs.items()})
         for cid, comps in decided.items():
             if cid not in settled_at and cell_settled(comps):
                 settled_at[cid] = k

@@ -18,12 +18,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import HarnessError
+from ..results.export import export_json, export_junit
+from ..results.store import StoreError
+from ..results.verdict import GATING, METRICS
 from . import common
 from .common import open_store
 
-# Measurement metrics `compare` knows, and which way is better.
-METRICS = {"iops": True, "bw_kib_s": True, "clat_p50_us": False, "clat_p99_us": False, "clat_p999_us": False}
-DEFAULT_METRICS = ("iops", "clat_p99_us")
 _STATUS_STYLE = {"done": "green", "ok": "green", "pass": "green", "regression": "red", "improvement": "green",
                  "hang": "red", "error": "red", "boot-failed": "red", "fail": "red", "inconclusive": "yellow"}
 
@@ -141,7 +141,6 @@ def _spec_lines(spec: dict) -> list[str]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ..results.export import export_json
     with open_store(args) as store:
         run = store.run(args.run)
         if args.json:
@@ -189,7 +188,6 @@ def _show(args: argparse.Namespace) -> int:
 
 def _side(store: Any, ref: str) -> tuple[str, list[Any]]:
     """A label and the runs of one side: a run ref, ``group:NAME`` or ``group:NAME@KERNEL``."""
-    from ..results.store import StoreError
     if not ref.startswith("group:"):
         run = store.run(ref)
         return run.run_id, [run]
@@ -207,14 +205,11 @@ def _side(store: Any, ref: str) -> tuple[str, list[Any]]:
     return ref[len("group:"):], runs[::-1]
 
 
-def _fold(measurements: Iterable[Any], metric: str) -> dict[str, list[float]]:
-    """Cell -> the metric of each measurement with status ok (finite values only)."""
-    cells: dict[str, list[float]] = {}
+def _by_cell(measurements: Iterable[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
     for m in measurements:
-        v = getattr(m, metric)
-        if m.status == "ok" and v is not None and math.isfinite(v):
-            cells.setdefault(m.cell, []).append(float(v))
-    return cells
+        out.setdefault(m.cell, []).append(m)
+    return out
 
 
 def _statuses(rows: Iterable[Any]) -> dict[tuple[str, str], Counter]:
@@ -240,33 +235,50 @@ def _fmt_p(p: float | None) -> str:
     return "n/a" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _fmt_q(q: float | None) -> str:
+    return "n/a" if q is None else "<0.001" if q < 0.001 else f"{q:.3f}"
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None
+
+
 def _compare(args: argparse.Namespace) -> int:
-    from ..results.stats import compare
-    metrics = list(dict.fromkeys(args.metric or DEFAULT_METRICS))
+    from ..results.verdict import cell_values, decide_cells, metric
+    shown = list(dict.fromkeys(args.metric or [m.key for m in GATING]))
     with open_store(args) as store:
         (a_label, a_runs), (b_label, b_runs) = _side(store, args.a), _side(store, args.b)
         a_ids, b_ids = [r.run_id for r in a_runs], [r.run_id for r in b_runs]
         a_meas, b_meas = store.measurements(a_ids), store.measurements(b_ids)
         a_xfs, b_xfs = _statuses(store.xfstests(a_ids)), _statuses(store.xfstests(b_ids))
     out, console = common.out, common.console
+    a_cells_all = {m.cell for m in a_meas if m.status == "ok"}
+    b_cells_all = {m.cell for m in b_meas if m.status == "ok"}
+    a_by, b_by = _by_cell(a_meas), _by_cell(b_meas)
+    both_cells = sorted(a_cells_all & b_cells_all)
+    # every cell compared here is decided together (the gating metrics always; the verdict module)
+    decided = decide_cells({cell: cell_values(a_by[cell], b_by[cell]) for cell in both_cells}, shown)
+    found = []
+    for cell in both_cells:
+        by_label = {c.metric: c for c in decided[cell]}
+        found += [(cell, key, by_label[metric(key).label]) for key in shown if metric(key).label in by_label]
+    if args.json:
+        common.write_stdout(json.dumps({"a": a_label, "b": b_label, "rows": [
+            {"cell": cell, "metric": key, "verdict": c.verdict, "base_median": c.base.median,
+             "new_median": c.new.median, "pct_change": _finite(c.pct_change), "p_value": c.p_value,
+             "q_value": c.q_value, "n_base": c.base.n, "n_new": c.new.n} for cell, key, c in found]},
+            indent=2) + "\n")
+        return 0
     for side, label, runs in (("A", a_label, a_runs), ("B", b_label, b_runs)):
         kernels = ", ".join(dict.fromkeys(r.kernel or "?" for r in runs))
         out.print(escape(f"{side}: {label}: {len(runs)} run{'s' * (len(runs) != 1)}, kernel {kernels}"))
-    table = Table("cell", "metric", "A median", "B median", "change", "p", "runs a/b", "verdict")
+    table = Table("cell", "metric", "A median", "B median", "change", "p", "q", "runs a/b", "verdict")
     rows = 0
-    a_cells_all = {m.cell for m in a_meas if m.status == "ok"}
-    b_cells_all = {m.cell for m in b_meas if m.status == "ok"}
-    folded = {metric: (_fold(a_meas, metric), _fold(b_meas, metric)) for metric in metrics}
-    for cell in sorted(a_cells_all & b_cells_all):
-        for metric in metrics:
-            a_vals, b_vals = folded[metric][0].get(cell), folded[metric][1].get(cell)
-            if not a_vals or not b_vals:
-                continue
-            c = compare(a_vals, b_vals, metric=metric, higher_is_better=METRICS[metric])
-            pct = f"{c.pct_change:+.1f}%" if math.isfinite(c.pct_change) else "n/a"
-            table.add_row(_e(cell), metric, _fmt_value(c.base.median), _fmt_value(c.new.median), pct,
-                          _fmt_p(c.p_value), f"{c.base.n}/{c.new.n}", _styled(c.verdict))
-            rows += 1
+    for cell, key, c in found:
+        pct = f"{c.pct_change:+.1f}%" if math.isfinite(c.pct_change) else "n/a"
+        table.add_row(_e(cell), key, _fmt_value(c.base.median), _fmt_value(c.new.median), pct,
+                      _fmt_p(c.p_value), _fmt_q(c.q_value), f"{c.base.n}/{c.new.n}", _styled(c.verdict))
+        rows += 1
     if rows:
         out.print(table)
     elif a_meas or b_meas:
@@ -292,11 +304,9 @@ def _compare(args: argparse.Namespace) -> int:
 # export
 
 def _export(args: argparse.Namespace) -> int:
-    from ..results.export import export_json, export_junit
     refs = list(args.runs)
     with open_store(args) as store:
         if args.group:
-            from ..results.store import StoreError
             group_runs = store.runs(group=args.group)
             if not group_runs:
                 raise StoreError(f"{store.path}: no runs in group {args.group!r}")
@@ -340,8 +350,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for name in ("a", "b"):
         cp.add_argument(name, metavar=name.upper(),
                         help="a run ref, group:NAME, or group:NAME@KERNEL (that group's runs of one kernel)")
-    cp.add_argument("--metric", action="append", choices=sorted(METRICS),
-                    help=f"a metric to compare (repeatable; default: {' and '.join(DEFAULT_METRICS)})")
+    cp.add_argument("--metric", action="append", choices=[m.key for m in METRICS],
+                    help=f"a metric to show (repeatable; default: {' and '.join(m.key for m in GATING)}, which "
+                         "are always decided; the others only explain a verdict)")
+    cp.add_argument("--json", action="store_true", help="print the fio verdicts as JSON instead (p and q in full)")
     cp.set_defaults(func=_compare)
 
     ex = rs.add_parser("export", help="runs as one JSON document or as JUnit XML")

@@ -15,24 +15,24 @@ stayed open up to the cap). ``skip`` is what `git bisect run` calls exit code 12
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import statistics
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
+from ..config.fstests import TEST_NAME, get_section
 from ..errors import HarnessError
-from ..results.stats import Comparison, compare, format_comparison
-from ..executors.local import RecordSink
-from ..executors.base import Executor, LocalExecutor
+from ..results.stats import Comparison, format_comparison
+from ..results.verdict import step_rule
+from ..executors.base import Executor, RecordSink, RunContext
+from ..executors.local import LocalExecutor
 from ..run.plan import command_spec, fio_cell, fio_spec, xfstests_spec
 from ..run.records import BootRecord
 from ..run.spec import SysrqSampling
-from ..run.testbed import Testbed
+from ..run.testbed import DEFAULT_IMAGE, XFSTESTS_IMAGE, Testbed
+from ..vocab import CellId, Say, VocabError
 
-Say = Callable[[str], None]
 OUTCOMES = ("good", "bad", "skip")
 EXIT_CODES = {"good": 0, "bad": 1, "skip": 125}
 _XFS = re.compile(r"^xfstests:(?P<tests>[A-Za-z0-9_./,-]+?)(?:@(?P<section>[A-Za-z0-9_]+))?$")
@@ -52,12 +52,11 @@ class Check:
     argv: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
     section: str = "ext4_4k"
-    cell: str = ""
+    cell: CellId | None = None
     min_effect_pct: float = 10.0
 
     @property
     def image(self) -> str:
-        from ..run.testbed import DEFAULT_IMAGE, XFSTESTS_IMAGE
         return XFSTESTS_IMAGE if self.kind == "xfstests" else DEFAULT_IMAGE
 
 
@@ -73,7 +72,6 @@ def parse_check(text: str) -> Check:
         return Check(text, "guest", argv=argv)
     m = _XFS.match(text)
     if m:
-        from ..config.fstests import TEST_NAME, get_section
         tests = tuple(t for t in m.group("tests").split(",") if t)
         bad = [t for t in tests if not TEST_NAME.match(t)]
         if bad or not tests:
@@ -83,12 +81,11 @@ def parse_check(text: str) -> Check:
         return Check(text, "xfstests", tests=tests, section=section)
     m = _FIO.match(text)
     if m:
-        fs, disk, pattern, engine = m.group("cell").split("/")
         try:
-            fio_cell(fs, disk, pattern, engine)  # validates every part by name
-        except HarnessError as e:
+            cell = CellId.parse(m.group("cell"))  # validates every part by name
+        except VocabError as e:
             raise CheckError(f"check {text!r}: {e}") from None
-        return Check(text, "fio", cell=m.group("cell"), min_effect_pct=float(m.group("effect") or 10))
+        return Check(text, "fio", cell=cell, min_effect_pct=float(m.group("effect") or 10))
     raise CheckError(f"check {text!r}: want one of {forms}")
 
 
@@ -130,11 +127,11 @@ class Checker:
         self.bed, self.check, self.root, self.sink, self.group = bed, check, root, sink, group
         self.front_end, self.say, self.fio, self.tests_source = front_end, say, fio, tests_source
         self.executor: Executor = executor or LocalExecutor()
+        self.ctx = RunContext(root, sink=sink, say=say, group=group, front_end=front_end,
+                              tests_source=tests_source)
 
     def _execute(self, specs, max_boots: int = 1) -> list[BootRecord]:
-        return self.executor.execute(specs, self.root, sink=self.sink, say=self.say, group=self.group,
-                                     front_end=self.front_end, tests_source=self.tests_source,
-                                     max_boots_per_spec=max_boots)
+        return self.executor.execute(specs, self.ctx.but(max_boots_per_spec=max_boots))
 
     def _functional_spec(self, ref: str, index: int = 0):
         c, label = self.check, f"check-{ref}"
@@ -209,7 +206,9 @@ class Checker:
         """One round of the fio cell on ``ref``: IOPS of each run (empty if the boot failed). A
         round is one boot, or one per executor slot at once (each a fresh boot: more between-boot
         noise sampled per round)."""
-        fs, disk, pattern, engine = self.check.cell.split("/")
+        assert self.check.cell is not None, "a fio check has a cell"
+        fs, disk, pattern, engine = (self.check.cell.fs, self.check.cell.disk, self.check.cell.pattern,
+                                     self.check.cell.engine)
         self.bed.add(ref)
         s = self.fio
         cell = fio_cell(fs, disk, pattern, engine, iodepth=s.iodepth, size=s.size, runtime=s.runtime,
@@ -244,33 +243,16 @@ class Checker:
         return decided
 
 
-def half_gap_pct(good: list[float], bad: list[float]) -> float:
-    """Half the endpoints' IOPS change on the ratio scale, in percent (bad = 25% of good -> 50%)."""
-    g, b = statistics.median(good), statistics.median(bad)
-    return (1 - math.sqrt(b / g)) * 100 if 0 < b < g else 0.0
-
-
 def decide(good: list[float], new: list[float], check: Check, bad: list[float] | None = None) -> Verdict:
-    """The performance decision for IOPS values ``new`` against the good (and bad) reference.
-
-    Alone, a regression of at least the minimum effect is bad. Between two endpoints (a bisect
-    step), the question is which side of the change a commit is on, so the effect needed is also
-    at least half the endpoints' gap on the ratio scale: with a -75% change between them, bad
-    means at least -50% from good, good means at least +100% from bad. Between-boot noise on TCG
-    (15-25% from one boot's median to another's at times) then cannot make a good commit bad."""
-    min_eff = check.min_effect_pct if bad is None else max(check.min_effect_pct, half_gap_pct(good, bad))
-    vs_good = compare(good, new, metric="IOPS", higher_is_better=True, min_effect_pct=min_eff)
-    line = format_comparison(check.cell, vs_good)
-    if vs_good.verdict == "regression":
-        return Verdict("bad", line, comparison=vs_good)
-    if bad is None:
-        if vs_good.verdict in ("no change", "improvement"):
-            return Verdict("good", line, comparison=vs_good)
-        return Verdict("skip", f"open: {line}", comparison=vs_good)
-    vs_bad = compare(new, bad, metric="IOPS", higher_is_better=True, min_effect_pct=min_eff)
-    if vs_bad.verdict == "regression":
-        return Verdict("good", line + f"; the bad endpoint is {vs_bad.pct_change:+.0f}% from here", comparison=vs_good)
-    return Verdict("skip", f"open: {line}", comparison=vs_good)
+    """The performance verdict for IOPS values ``new`` against the good (and bad) reference: the
+    step rule of :func:`harness.results.verdict.step_rule` (open is a skip), rendered."""
+    step = step_rule(good, new, min_effect_pct=check.min_effect_pct, bad=bad)
+    line = format_comparison(str(check.cell), step.vs_good)
+    if step.outcome == "open":
+        return Verdict("skip", f"open: {line}", comparison=step.vs_good)
+    if step.vs_bad is not None:
+        line += f"; the bad endpoint is {step.vs_bad.pct_change:+.0f}% from here"
+    return Verdict(step.outcome, line, comparison=step.vs_good)
 
 
 def _first(lines: Sequence[str]) -> str:

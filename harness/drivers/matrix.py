@@ -4,7 +4,7 @@ Planning: every (kernel, disk kind, run index) is one boot that measures all of 
 cells, in an order shuffled per boot (each filesystem's cells together, so one mkfs each;
 recorded in each spec; the seed in comparison.json); runs
 are interleaved (run 1 on the baseline, run 1 on the kernel, run 2 ...) so the between-boot
-noise (5-9% on TCG) is inside both distributions and slow drift of the host cancels out.
+noise (docs/benchmarks.md, Time to verdict) is inside both distributions and slow drift of the host cancels out.
 
 Adaptive repeats: every cell gets the profile's ``runs`` a side; then, while a cell's verdict is
 still open (``Comparison.settled``: neither a flagged change nor a "no change" whose interval
@@ -12,8 +12,9 @@ excludes changes beyond twice the minimum effect) and the cap ``max_runs`` is no
 more run a side boots with only the open cells. "Open" means "measure more", never a guess; at
 the cap the verdict stands as measured, with its interval.
 
-Folding: the boots' records are grouped by cell and side and compared with the suite's
-statistics, decided with Benjamini-Hochberg q-values across all cells and metrics. Evidence
+Folding: the boots' records are grouped by cell and side and decided by the one verdict rule
+(``harness.results.verdict.decide_cells``: Benjamini-Hochberg q-values across all cells and
+metrics). Evidence
 sampling is kept off measured runs; a cell flagged as a regression gets one extra evidence boot
 on the new kernel with sysrq captures mid-run. With ``kernel == baseline`` it is an A/A run:
 every flagged change is a false alarm, and the summary says how many there were.
@@ -25,24 +26,21 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..evidence.events import Event
-from ..results.stats import Comparison, adjust, compare, format_comparison
-from ..workloads.fio import ENGINES, PATTERNS
+from ..results.stats import Comparison, format_comparison
+from ..results.verdict import GATING, CellValues, cell_settled, cell_values, compare_cell, decide_cells
+from ..vocab import ENGINES, FILESYSTEMS, PATTERNS, Say
 from ..workloads.fs import get_filesystem
 from ..vm.disks import parse_disk
-from ..executors.local import RecordSink
-from ..executors.base import Executor, LocalExecutor
+from ..executors.base import Executor, RecordSink, RunContext
+from ..executors.local import LocalExecutor
 from ..run.plan import fio_matrix, fio_spec, with_runtime
 from ..run.records import BootRecord
 from ..run.spec import FioCell, SysrqSampling
 from ..run.testbed import Testbed
 
-Say = Callable[[str], None]
-FILESYSTEMS = ("ext4", "xfs", "ocfs2")
-DISKS = ("nvme", "virtio")
-METRICS = (("iops", "IOPS", True), ("clat_p99_us", "p99 latency us", False))
+FULL_DISKS = ("nvme", "virtio")     # the full profile's disk kinds
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,8 @@ class Profile:
 
 
 # 3 s runs of 32 MiB files: benchmarks/fio_noise.py found the boot-to-boot noise of 3, 5 and 10 s
-# runs about the same (5-8% for most cells; 20% for ext4 overwrite at 3 and 5 s, 9% at 10 s), so
-# the shortest run buys the most boots (README "Benchmarks").
+# runs about the same, so the shortest run buys the most boots (see docs/benchmarks.md, fio noise
+# in "Time to verdict").
 EVIDENCE_RUNTIME = 9   # seconds of fio in an evidence boot (sysrq at 3 s: SysrqSampling.evidence)
 
 PROFILES = {
@@ -78,10 +76,10 @@ PROFILES = {
                      ("libaio",), runs=3, runtime=3, size="32m", max_runs=5),
     # what `pytest --kernel=NAME` runs: every completion path on the two journalling filesystems,
     # on NVMe: FUA overwrites (nothing blocks), O_SYNC overwrites (journal commits of mtime),
-    # unwritten-extent conversion, size updates (README "Which completions block")
+    # unwritten-extent conversion, size updates (docs/workloads.md, "Which completions block")
     "default": Profile("default", ("ext4", "xfs"), ("nvme",), PATTERNS, ("libaio",), runs=3, runtime=3,
                        size="32m", max_runs=6),
-    "full": Profile("full", FILESYSTEMS, DISKS, PATTERNS, ENGINES, runs=3, runtime=3, size="32m", max_runs=8),
+    "full": Profile("full", FILESYSTEMS, FULL_DISKS, PATTERNS, ENGINES, runs=3, runtime=3, size="32m", max_runs=8),
 }
 
 
@@ -141,44 +139,13 @@ class CellOutcome:
     evidence: list[str] = field(default_factory=list)
     evidence_paths: list[str] = field(default_factory=list)
 
-    def values(self, side: str, metric: str) -> list[float]:
-        ms = self.base if side == "base" else self.new
-        return [getattr(m, metric) for m in ms if m.status == "ok" and getattr(m, metric) is not None]
+    def cell_values(self) -> CellValues:
+        """Both sides' values, as the verdict module takes them."""
+        return cell_values(self.base, self.new)
 
     def comparisons(self, min_effect_pct: float = 5.0) -> list[Comparison]:
-        """Unadjusted comparisons of this cell (the matrix adjusts them together: ``decide``)."""
-        return metric_comparisons(self.values, min_effect_pct)
-
-
-def metric_comparisons(values: Callable[[str, str], list[float]],
-                       min_effect_pct: float = 5.0) -> list[Comparison]:
-    """One cell's unadjusted comparison per metric of ``METRICS`` that both sides measured;
-    ``values(side, metric)`` gives a side's ('base' or 'new') per-boot values."""
-    out = []
-    for metric, label, hib in METRICS:
-        b, n = values("base", metric), values("new", metric)
-        if b and n:
-            out.append(compare(b, n, metric=label, higher_is_better=hib, min_effect_pct=min_effect_pct))
-    return out
-
-
-def decide(per_cell: dict[str, list[Comparison]]) -> dict[str, list[Comparison]]:
-    """Every cell's comparisons, decided together: Benjamini-Hochberg across the whole matrix."""
-    flat = [(cid, c) for cid, comps in per_cell.items() for c in comps]
-    out: dict[str, list[Comparison]] = {}
-    for (cid, _), c in zip(flat, adjust([c for _, c in flat])):
-        out.setdefault(cid, []).append(c)
-    return out
-
-
-def cell_settled(comparisons: list[Comparison]) -> bool:
-    """A cell's verdict is settled once a metric's change is (a regression or improvement at
-    q < SETTLE_ALPHA), or every metric is settled (``Comparison.settled``)."""
-    if not comparisons:
-        return False
-    if any(c.settled and c.verdict in ("regression", "improvement") for c in comparisons):
-        return True
-    return all(c.settled for c in comparisons)
+        """Unadjusted comparisons of this cell (the matrix adjusts them together: ``decided``)."""
+        return compare_cell(self.cell_values(), GATING, min_effect_pct=min_effect_pct)
 
 
 class MatrixRun:
@@ -195,6 +162,7 @@ class MatrixRun:
         self.rounds: list[list[str]] = []   # the cells each run index measured
         self.bed = Testbed([baseline, kernel], image=image, accel=accel, say=say)
         self.group = f"matrix-{time.strftime('%Y%m%d-%H%M%S')}-{kernel}-vs-{baseline}"
+        self.ctx = RunContext(results, sink=sink, say=say, group=self.group, front_end=front_end)
         self.outcomes: dict[str, CellOutcome] = {c.id: CellOutcome(c) for c in cells(profile)}
         self.records: list[BootRecord] = []
         self.events: dict[str, list[Event]] = {baseline: [], kernel: []}
@@ -220,8 +188,7 @@ class MatrixRun:
                                    label=f"{k}-{disk}-run{i}", role=role, run_index=i)
 
     def _execute(self, specs) -> None:
-        for r in self.executor.execute(specs, self.results, sink=self.sink, say=self.say, group=self.group,
-                                       front_end=self.front_end):
+        for r in self.executor.execute(specs, self.ctx):
             self.fold(r)
 
     def open_cells(self) -> list[str]:
@@ -287,18 +254,17 @@ class MatrixRun:
         # not a measurement: a job long enough that the dumps end well before it does (3 s in)
         job = with_runtime(cell, max(cell.job.runtime, EVIDENCE_RUNTIME))
         spec = fio_spec(self.bed, kernel, [job], disk_size=self.profile.disk_size,
-                        label=f"evidence-{kernel}-{cell.id.replace('/', '-')}", role="evidence",
+                        label=f"evidence-{kernel}-{cell.cell_id.slug}", role="evidence",
                         sampling=SysrqSampling.evidence(job.job.runtime))
-        (rec,) = self.executor.execute([spec], self.results, sink=self.sink, say=self.say, group=self.group,
-                                       front_end=self.front_end, max_boots_per_spec=1)
+        (rec,) = self.executor.execute([spec], self.ctx.but(max_boots_per_spec=1))
         out = self.outcomes[cell.id]
         out.evidence = list(rec.sysrq_summary)
         out.evidence_paths += [str(Path(rec.run_dir) / e.path) for e in rec.evidence]
         return out.evidence
 
     def decided(self) -> dict[str, list[Comparison]]:
-        """Every cell's comparisons, decided together (``decide``)."""
-        return decide({cid: o.comparisons() for cid, o in self.outcomes.items()})
+        """Every cell's comparisons, decided together (``verdict.decide_cells``)."""
+        return decide_cells({cid: o.cell_values() for cid, o in self.outcomes.items()})
 
     def rows(self) -> list[dict]:
         """The verdict rows: one per cell and metric."""
@@ -323,14 +289,14 @@ class MatrixRun:
         return self.kernel == self.baseline
 
     def _store_verdicts(self) -> None:
-        import json
+        from ..util import write_json
         rows = self.rows()
-        (self.results / "comparison.json").write_text(json.dumps(
-            {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,
-             "profile": self.profile.__dict__, "rows": rows, "seed": self.seed,
-             "rounds": self.rounds, "aa": self.is_aa,
-             "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
-             "boot_seconds": self.boot_seconds}, indent=1, default=str))
+        write_json(self.results / "comparison.json",
+                   {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,
+                    "profile": self.profile.__dict__, "rows": rows, "seed": self.seed,
+                    "rounds": self.rounds, "aa": self.is_aa,
+                    "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
+                    "boot_seconds": self.boot_seconds}, indent=1, sort_keys=False)
         if self.sink is not None and hasattr(self.sink, "add_verdicts"):
             keep = ("line", "q_value", "hl_pct", "ci_low", "ci_high", "ci_confidence", "mde_pct", "settled")
             self.sink.add_verdicts(self.group, [{**r, "detail": {k: r[k] for k in keep}} for r in rows])

@@ -3,7 +3,8 @@ xfstests results against the last good night and the baseline.
 
 fio, per cell and metric (one value per boot, several boots a night):
 
-* **against the baseline measured the same night**: the suite's rule, :func:`stats.compare`.
+* **against the baseline measured the same night**: the suite's rule, decided together with the
+  night's other same-night comparisons (:func:`harness.results.verdict.night_vs_baseline`).
 * **against history**, the same kernel reference and cell on earlier nights of the plan:
 
   - fewer than ``min_nights`` earlier nights: tonight's runs against the last good night's runs,
@@ -17,7 +18,8 @@ fio, per cell and metric (one value per boot, several boots a night):
     against every run of that segment before it, one-sided Mann-Whitney, Bonferroni over the
     splits tried (``alpha / window``), and at least ``min_effect_pct`` between the medians; tonight
     must still be on the changed side. ``benchmarks/history_detector.py`` measures recall, false
-    alarms and nights-to-flag on synthetic series with this machine's noise.
+    alarms and nights-to-flag on synthetic series with this machine's noise (the figures:
+    docs/benchmarks.md, "Nightly history detector").
 
 xfstests, per test: every failing test is retried; all attempts failing is ``fail``, some is
 ``flaky n/m``. A **new failure** fails every attempt tonight and passed on the last good night or
@@ -41,7 +43,7 @@ FLAGS = ("regression", "improvement")
 
 
 @dataclass(frozen=True)
-class Night:
+class PastNight:
     """One earlier night of one cell and metric: its id, the per-boot values, and whether it was good."""
 
     night: str
@@ -66,20 +68,11 @@ class Decision:
     reference: str = ""         # the night (or segment start) compared against
     change_night: str | None = None
     detail: str = ""
+    q_value: float | None = None   # Benjamini-Hochberg, for a same-night comparison (verdict.py)
 
     @property
     def flagged(self) -> bool:
         return self.verdict in FLAGS
-
-
-def vs_baseline(base: Sequence[float], new: Sequence[float], *, higher_is_better: bool,
-                min_effect_pct: float = 5.0, metric: str = "") -> Decision:
-    """Tonight's kernel against tonight's baseline."""
-    if not base or not new:
-        return Decision("baseline", "inconclusive", n_then=len(base), n_now=len(new), detail="no measurements")
-    c = compare(list(base), list(new), metric=metric, higher_is_better=higher_is_better, min_effect_pct=min_effect_pct)
-    return Decision("baseline", c.verdict, c.base.median, c.new.median, c.pct_change, c.p_value, c.base.n, c.new.n,
-                    reference="baseline")
 
 
 def _direction(pct: float, higher_is_better: bool) -> str:
@@ -169,7 +162,7 @@ def detect_change(nights: Sequence[Sequence[float]], *, higher_is_better: bool, 
                     detail=f"shift since night {ids[c]} (p={p:.2g} < {level:.2g}); {pelt}")
 
 
-def vs_history(history: Sequence[Night], tonight: Sequence[float], *, higher_is_better: bool,
+def vs_history(history: Sequence[PastNight], tonight: Sequence[float], *, higher_is_better: bool,
                min_nights: int = 5, window: int = 3, alpha: float = 0.05, min_effect_pct: float = 5.0,
                metric: str = "") -> Decision:
     """Tonight against earlier nights (oldest first): the last good night while history is short,

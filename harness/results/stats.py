@@ -17,19 +17,18 @@ The decision rule of :func:`compare` (each side is one value per run, e.g. the I
    else ``inconclusive`` (a large but noisy change: rerun with more runs).
 
 Every comparison also carries the Hodges-Lehmann change with its exact, distribution-free
-confidence interval and the minimum detectable effect of its runs (``effects``). Over a matrix,
-:func:`adjust` replaces each p-value in rule 3a by its Benjamini-Hochberg q-value across all cells
-and metrics.
+confidence interval and the minimum detectable effect of its runs (``effects``). Over everything
+decided together, :func:`adjust` replaces each p-value in rule 3a by its Benjamini-Hochberg
+q-value; :mod:`harness.results.verdict` says what is decided together, and front ends call it.
 
 Adaptive repeats (``Comparison.settled``) stop measuring a flagged cell only at ``q <
 SETTLE_ALPHA`` (0.01): a flag between 0.01 and alpha is looked at again with more runs, which keeps
 the false alarms of the repeated looks near alpha over the whole matrix
-(``benchmarks/decision_rule.py`` simulates the matrix in A/A: at 0.01, 2% of A/A matrices flagged
-anything at 5-9% noise and 10% at 10-20%; an earlier simulation that settled at alpha itself
-flagged something in 10-15% of them).
+(``benchmarks/decision_rule.py`` simulates the matrix in A/A, settling at 0.01 and at alpha itself;
+its figures are in docs/benchmarks.md, "How sure the rule is", and docs/statistics.md).
 
 Earlier versions used Mann-Whitney U and let non-overlapping ranges at 3 runs a side flag a
-change on their own; an A/A simulation of 96 comparisons flagged 7 a matrix that way.
+change on their own (docs/statistics.md: why not).
 """
 
 from __future__ import annotations

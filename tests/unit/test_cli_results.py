@@ -12,7 +12,7 @@ import harness.cli as cli
 from harness.cli import common
 from harness.results.store import Store
 
-from .test_store import make_record
+from tests.helpers.records import make_record
 
 CELL = "ext4/nvme/unwritten-convert/libaio"
 HOSTILE = "[red]boom[/red] [bold]x"
@@ -149,7 +149,7 @@ def compare_rows(text: str) -> dict[tuple[str, str], list[str]]:
     rows = {}
     for line in text.splitlines():
         cols = [c.strip() for c in line.split("│")[1:-1]]
-        if len(cols) == 8 and cols[0] == CELL:
+        if len(cols) == 9 and cols[0] == CELL:
             rows[cols[0], cols[1]] = cols[2:]
     return rows
 
@@ -159,7 +159,7 @@ def test_compare_flags_a_30pct_iops_drop(db, capsys):
     text = capsys.readouterr().out
     assert "A: g1@v6.8: 5 runs, kernel v6.8" in text and "B: g1@v6.8-patched: 5 runs, kernel v6.8-patched" in text
     rows = compare_rows(text)
-    assert rows[CELL, "iops"] == ["10000", "7000", "-30.0%", "<0.001", "5/5", "regression"]
+    assert rows[CELL, "iops"] == ["10000", "7000", "-30.0%", "<0.001", "<0.001", "5/5", "regression"]
     assert rows[CELL, "clat_p99_us"][-1] == "no change"
     [x] = lines_with(text, "generic/001")
     assert [c.strip() for c in x.split("│")[1:-1]] == ["xfs_4k", "generic/001", "pass", "fail"]
@@ -169,7 +169,7 @@ def test_compare_flags_a_30pct_iops_drop(db, capsys):
 def test_compare_identical_sides(db, capsys):
     assert run(db, "compare", "group:g1@v6.8", "group:g1@v6.8", "--metric", "iops") == 0
     text = capsys.readouterr().out
-    assert compare_rows(text) == {(CELL, "iops"): ["10000", "10000", "+0.0%", "1.000", "5/5", "no change"]}
+    assert compare_rows(text) == {(CELL, "iops"): ["10000", "10000", "+0.0%", "1.000", "1.000", "5/5", "no change"]}
     assert "regression" not in text
     assert "the 2 tests run on both sides have the same status" in text
 

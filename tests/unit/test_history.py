@@ -7,14 +7,13 @@ import pytest
 
 from harness.results.history import (
     FlakyRate,
-    Night,
+    PastNight,
     TestAttempts,
     attempts_from_rows,
     change_points,
     detect_change,
     expunge_lines,
     noise_sigma,
-    vs_baseline,
     vs_history,
     xfstests_diff,
 )
@@ -25,7 +24,8 @@ def nights(rng, n, level=1000.0, cv=0.07, runs=3):
 
 
 def hist(series, good=None):
-    return [Night(f"n{i}", tuple(v), True if good is None else good[i], commit=f"c{i}") for i, v in enumerate(series)]
+    return [PastNight(f"n{i}", tuple(v), True if good is None else good[i], commit=f"c{i}")
+            for i, v in enumerate(series)]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -93,10 +93,15 @@ def test_noise_sigma_ignores_a_single_step():
     assert noise_sigma(x) < 0.05
 
 
-def test_vs_baseline_is_the_suite_rule():
-    assert vs_baseline([2000, 2100, 1950], [560, 580, 572], higher_is_better=True).verdict == "regression"
-    assert vs_baseline([2000, 2100, 1950], [2010, 2090, 1990], higher_is_better=True).verdict == "no change"
-    assert vs_baseline([], [1.0], higher_is_better=True).verdict == "inconclusive"
+def test_same_night_decisions_are_the_suite_rule():
+    from harness.results.verdict import CellValues, night_vs_baseline
+    base = [2000.0, 2100.0, 1950.0]
+    d = night_vs_baseline({"down": CellValues({"iops": base}, {"iops": [560.0, 580.0, 572.0]}),
+                           "same": CellValues({"iops": base}, {"iops": [2010.0, 2090.0, 1990.0]}),
+                           "none": CellValues({"iops": []}, {"iops": [1.0]})})
+    assert d["down"]["iops"].verdict == "regression" and d["down"]["iops"].q_value is not None
+    assert d["same"]["iops"].verdict == "no change"
+    assert d["none"]["iops"].verdict == "inconclusive" and d["none"]["clat_p99_us"].n_now == 0
 
 
 def test_xfstests_outcomes_and_diff():

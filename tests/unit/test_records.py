@@ -5,29 +5,14 @@ import dataclasses
 import json
 from pathlib import Path
 
-from harness.evidence.events import Event
 from harness.results.rundir import new_run_dir
 from harness.results.store import Store
 from harness.drivers.matrix import MatrixRun, cells, make_profile
-from harness.run.records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
-from harness.run.spec import spec_from_json
+from harness.run.spec_read import spec_from_json
 
-from .test_spec import fio_spec
+from tests.helpers.records import record
 
-
-def record(spec, run_id="r1", role=None, iops=(1000.0,), status="done", cell=None, run_index=0):
-    cell = cell or spec.workload.cells[0].id
-    fs, disk, pattern, engine = cell.split("/")
-    ms = tuple(MeasurementRecord(cell, fs, disk, pattern, engine, run_index + i, "ok", iops=v, bw_kib_s=v * 4,
-                                 clat_p50_us=100.0, clat_p99_us=1e6 / v, clat_p999_us=2e6 / v, fio_json=f"fio/{i}.json")
-               for i, v in enumerate(iops))
-    return BootRecord(run_id=run_id, run_dir=f"/tmp/{run_id}", spec=dataclasses.replace(spec, role=role,
-                      run_index=run_index), status=status, started="2026-11-29T18:00:00+0000",
-                      finished="2026-11-29T18:01:00+0000", boot_seconds=7.5, measurements=ms,
-                      xfstests=(XfstestRecord("xfs_4k", "generic/001", "pass", 3.0),),
-                      events=(Event("hung_task", "INFO: task hung in jbd2_log_wait_commit", 10, "INFO: task"),),
-                      evidence=(EvidenceRef("sysrq/hang-x-wt-1.txt", "sysrq"),), failures=("x",),
-                      sysrq_summary=("dio-sync: active 1/1",), group="g1", front_end="pytest")
+from tests.helpers.specs import fio_spec
 
 
 def test_record_json_is_what_the_store_takes(tmp_path):
@@ -39,7 +24,7 @@ def test_record_json_is_what_the_store_takes(tmp_path):
         assert store.add_run(data) == "r1"
         row = store.run("r1")
         assert (row.kernel, row.kernel_key, row.image_key, row.accel, row.workload) == (
-            "patched", "k" * 24, "i" * 20, "tcg", "fio")
+            "patched", "f" * 24, "e" * 20, "tcg", "fio")
         assert row.group == "g1" and row.front_end == "pytest" and row.boot_seconds == 7.5
         assert [m.iops for m in store.measurements(["r1"])] == [1000.0, 1100.0]
         assert [x.test for x in store.xfstests(["r1"])] == ["generic/001"]
@@ -178,13 +163,13 @@ def test_a_cell_with_a_settled_change_is_settled_whatever_its_other_metrics():
 def test_decide_adjusts_across_the_whole_matrix_and_keeps_each_cells_comparisons():
     """``decide`` (what MatrixRun.decided and benchmarks/replay_rule.py share): one cell's change
     is judged among every cell's, so the same p-value earns a larger q in a bigger matrix."""
-    from harness.drivers.matrix import decide, metric_comparisons
+    from harness.results.verdict import CellValues, adjust_cells as decide, compare_cell
     base = {"iops": [1000.0, 1010.0, 990.0, 1005.0], "clat_p99_us": [50.0, 51.0, 49.0, 50.5]}
     moved = {"iops": [900.0, 915.0, 890.0, 905.0], "clat_p99_us": [50.0, 51.0, 49.0, 50.5]}
     same = {"iops": [1002.0, 1008.0, 995.0, 1001.0], "clat_p99_us": [50.2, 50.8, 49.4, 50.1]}
 
     def cell(new):
-        return metric_comparisons(lambda side, metric: (base if side == "base" else new)[metric])
+        return compare_cell(CellValues(base, new))
     alone = decide({"a": cell(moved)})
     among = decide({"a": cell(moved), **{f"n{i}": cell(same) for i in range(20)}})
     assert [c.metric for c in alone["a"]] == [c.metric for c in among["a"]] == ["IOPS", "p99 latency us"]

@@ -3,7 +3,8 @@ against the baseline measured the same night and against history; the control ce
 xfstests diff; the sysrq evidence; the commands that bisect and reproduce each regression.
 
 Reads only the store (runs and measurements under each night's group) and the nightly book
-(nights, what each run label was, xfstests outcomes); decisions come from :mod:`harness.results.history`.
+(nights, what each run label was, xfstests outcomes); decisions come from :mod:`harness.results.verdict`
+(every same-night comparison of the night decided together, as the suite decides its matrix).
 """
 
 from __future__ import annotations
@@ -17,18 +18,16 @@ import numpy as np
 from .plans import Plan
 from ...results.history import (
     Decision,
-    Night,
+    PastNight,
     TestAttempts,
     TestDiff,
     attempts_from_rows,
-    vs_baseline,
-    vs_history,
     xfstests_diff,
 )
+from ...results.verdict import GATING, METRICS, cell_values, measured, night_vs_baseline, night_vs_history
 from .book import NightlyDB, NightRow
 from ...results.store import Store
-
-METRICS = (("iops", "IOPS", True), ("clat_p99_us", "p99 latency us", False))
+from ...vocab import KernelRef
 
 
 def group_of(night: str) -> str:
@@ -36,7 +35,8 @@ def group_of(night: str) -> str:
 
 
 def kernel_name(kref: str) -> str:
-    return kref.split("@", 1)[0]
+    """The definition name of a kernel reference ``NAME`` or ``NAME@REF``."""
+    return KernelRef.parse(kref).name
 
 
 @dataclass
@@ -136,8 +136,7 @@ class NightData:
                 self.signature.setdefault((info["kref"], m.cell), _cell_signature(specs[m.run_id], m.cell))
 
     def metric(self, role: str, kref: str, cell: str, key: str) -> list[float]:
-        return [getattr(m, key) for m in self.values.get((role, kref, cell), [])
-                if m.status == "ok" and getattr(m, key) is not None]
+        return measured(self.values.get((role, kref, cell), []), METRICS).get(key, [])
 
     def statuses(self, role: str, kref: str, cell: str) -> list[str]:
         return [m.status or "" for m in self.values.get((role, kref, cell), [])]
@@ -168,10 +167,20 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
     earlier = [n for n in db.before(plan.name, night) if n.status == "done" or n.accepted][-plan.history.max_nights:]
     past = [(n, NightData(store, n.night, db.units(n.night)), _flagged_cells(store, n.night)) for n in earlier]
     hp = plan.history
+    # every same-night comparison (each kernel's cells, the control cells) is decided together
+    control = f"control:{plan.baseline}"
+    ms = lambda role, kref, cell: tonight.values.get((role, kref, cell), [])  # noqa: E731
+    same_night = {(kref, cell): cell_values(ms("base", plan.baseline, cell), ms("new", kref, cell))
+                  for kref in plan.kernels for cell in plan.cells()}
+    same_night.update({(control, cell): cell_values(ms("base", plan.baseline, cell),
+                                                    ms("control", plan.baseline, cell))
+                       for cell in plan.control_cells()})
+    vs_base = night_vs_baseline(same_night, min_effect_pct=hp.min_effect_pct)
     for kref in plan.kernels:
         for cell in plan.cells():
             sig = tonight.signature.get((kref, cell))
-            for key, label, hib in METRICS:
+            for mt in GATING:
+                key, label = mt.key, mt.label
                 now = tonight.metric("new", kref, cell, key)
                 base = tonight.metric("base", plan.baseline, cell, key)
                 hist = []
@@ -180,11 +189,11 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                         continue
                     vals = data.metric("new", kref, cell, key)
                     if vals:
-                        hist.append(Night(n.night, tuple(vals), n.accepted or (kref, cell) not in flagged,
+                        hist.append(PastNight(n.night, tuple(vals), n.accepted or (kref, cell) not in flagged,
                                           n.commits.get(kref, "")))
-                bd = vs_baseline(base, now, higher_is_better=hib, metric=label, min_effect_pct=hp.min_effect_pct)
-                hd = vs_history(hist, now, higher_is_better=hib, min_nights=hp.min_nights, window=hp.window,
-                                alpha=hp.alpha, min_effect_pct=hp.min_effect_pct, metric=label)
+                bd = vs_base[(kref, cell)][key]
+                hd = night_vs_history(hist, now, mt, min_nights=hp.min_nights, window=hp.window,
+                                      alpha=hp.alpha, min_effect_pct=hp.min_effect_pct)
                 row = CellRow(kref, cell, label, key, now, bd, hd,
                               series=[(h.night, float(np.median(h.values))) for h in hist]
                               + ([(night, float(np.median(now)))] if now else []))
@@ -209,11 +218,8 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
             if "hang" in statuses and "hang" not in tonight.statuses("base", plan.baseline, cell):
                 res.hangs.append(f"{kref} {cell}: hung on the tested kernel, not on the baseline")
     for cell in plan.control_cells():
-        for key, label, hib in METRICS:
-            base = tonight.metric("base", plan.baseline, cell, key)
-            ctl = tonight.metric("control", plan.baseline, cell, key)
-            res.control.append((cell, label, vs_baseline(base, ctl, higher_is_better=hib, metric=label,
-                                                        min_effect_pct=hp.min_effect_pct)))
+        for mt in GATING:
+            res.control.append((cell, mt.label, vs_base[(control, cell)][mt.key]))
     # The measured false-alarm rate: flagged control comparisons (3+ runs a side) over every night.
     flagged = sum(d.flagged for _, _, d in res.control)
     compared = sum(d.n_then >= 3 and d.n_now >= 3 for _, _, d in res.control)
@@ -227,7 +233,7 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
     return res
 
 
-def _before(hist: list[Night], change_night: str | None) -> str | None:
+def _before(hist: list[PastNight], change_night: str | None) -> str | None:
     ids = [h.night for h in hist]
     if change_night in ids:
         i = ids.index(change_night)
@@ -284,10 +290,10 @@ def verdict_rows(res: NightResult, plan: Plan) -> list[dict]:
                          "verdict": d.verdict, "base_median": d.then, "new_median": d.now, "pct_change": d.pct,
                          "p_value": d.p_value, "n_base": d.n_then, "n_new": d.n_now,
                          "detail": {"method": d.method, "reference": d.reference, "change_night": d.change_night,
-                                    "detail": d.detail}})
+                                    "detail": d.detail, "q_value": d.q_value}})
     for cell, metric, d in res.control:
         rows.append({"cell": cell, "metric": metric, "base_kernel": plan.baseline,
                      "new_kernel": f"control:{plan.baseline}", "verdict": d.verdict, "base_median": d.then,
                      "new_median": d.now, "pct_change": d.pct, "p_value": d.p_value, "n_base": d.n_then,
-                     "n_new": d.n_now, "detail": {"method": "control"}})
+                     "n_new": d.n_now, "detail": {"method": "control", "q_value": d.q_value}})
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]

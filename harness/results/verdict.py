@@ -1,0 +1,233 @@
+"""The one verdict rule for fio cells: every front end (the suite's matrix, a nightly run,
+`kharness results compare`, a bisect or `kharness check` step) decides through this module, so
+the same records give the same verdicts wherever they are read.
+
+* :data:`METRICS`: what is compared, with its unit and which way is better. The *gating* metrics
+  (IOPS, p99 latency) decide a verdict; the others only explain one (asked for by name).
+* :func:`compare_cell`: one cell's comparisons, one per metric both sides measured
+  (:func:`harness.results.stats.compare`: at least the minimum effect, Welch's t on the logs,
+  beyond either side's interquartile range).
+* :func:`adjust_cells`: Benjamini-Hochberg across every comparison decided together (the
+  gating metrics' comparisons form one family, the explaining metrics' another, so asking for
+  more explanation never moves a verdict).
+* :func:`decide_cells`: the entry point: per-cell values in, adjusted comparisons out.
+* :func:`cell_settled`: when adaptive repeats stop measuring a cell.
+* :func:`step_rule`: the performance step of a bisect or `kharness check`.
+* :func:`night_vs_baseline`, :func:`night_vs_history`: a night's decisions.
+
+``docs/statistics.md`` describes the rule and its measured false alarms.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..errors import HarnessError
+from .history import Decision, PastNight, vs_history
+from .stats import Comparison, adjust, compare
+
+K = TypeVar("K", bound=Hashable)
+FLAGS = ("regression", "improvement")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A fio number compared between kernels: its measurement field, how it is labelled, its
+    unit, which way is better, and whether it gates a verdict or only explains one."""
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    gates: bool
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("iops", "IOPS", "I/O per second", True, True),
+    Metric("bw_kib_s", "bandwidth KiB/s", "KiB/s", True, False),
+    Metric("clat_p50_us", "p50 latency us", "us", False, False),
+    Metric("clat_p99_us", "p99 latency us", "us", False, True),
+    Metric("clat_p999_us", "p99.9 latency us", "us", False, False),
+)
+GATING: tuple[Metric, ...] = tuple(m for m in METRICS if m.gates)
+_BY_KEY = {m.key: m for m in METRICS}
+_BY_LABEL = {m.label: m for m in METRICS}
+
+
+class MetricError(HarnessError):
+    """A metric key kharness does not compare; names the known keys."""
+
+
+def metric(key: str) -> Metric:
+    """The metric of a measurement field (``iops``, ``clat_p99_us``, ...); MetricError otherwise."""
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise MetricError(f"unknown metric {key!r} (known: {', '.join(_BY_KEY)})") from None
+
+
+def selected(keys: Iterable[str] = ()) -> tuple[Metric, ...]:
+    """The gating metrics and the metrics ``keys`` names, in table order (each key checked)."""
+    want = {metric(k).key for k in keys}
+    return tuple(m for m in METRICS if m.gates or m.key in want)
+
+
+@dataclass(frozen=True)
+class CellValues:
+    """One cell's per-run values on both sides, by metric key (base: the reference kernel)."""
+
+    base: Mapping[str, Sequence[float]]
+    new: Mapping[str, Sequence[float]]
+
+
+def measured(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS) -> dict[str, list[float]]:
+    """Metric key -> the finite values of measurements with status ``ok`` (records of
+    :class:`harness.run.records.MeasurementRecord` or the store's measurement rows)."""
+    ms = [m for m in measurements if getattr(m, "status", None) == "ok"]
+    out: dict[str, list[float]] = {}
+    for mt in metrics:
+        vals = [float(v) for m in ms if (v := getattr(m, mt.key, None)) is not None and math.isfinite(v)]
+        if vals:
+            out[mt.key] = vals
+    return out
+
+
+def cell_values(base: Iterable[object], new: Iterable[object], metrics: Sequence[Metric] = METRICS) -> CellValues:
+    """A cell's values from the measurements of each side (see :func:`measured`)."""
+    return CellValues(measured(base, metrics), measured(new, metrics))
+
+
+def compare_cell(values: CellValues, metrics: Sequence[Metric] = GATING, *, min_effect_pct: float = 5.0,
+                 alpha: float = 0.05) -> list[Comparison]:
+    """One cell's unadjusted comparisons, one per metric of ``metrics`` that both sides measured
+    (each labelled with the metric's label). The values are sorted first: the order in which a
+    front end read its records cannot change a single bit of the result."""
+    out = []
+    for m in metrics:
+        b, n = values.base.get(m.key), values.new.get(m.key)
+        if b and n:
+            out.append(compare(sorted(b), sorted(n), metric=m.label, higher_is_better=m.higher_is_better,
+                               min_effect_pct=min_effect_pct, alpha=alpha))
+    return out
+
+
+def _gates(c: Comparison) -> bool:
+    m = _BY_LABEL.get(c.metric)
+    return m is None or m.gates
+
+
+def adjust_cells(per_cell: Mapping[K, list[Comparison]]) -> dict[K, list[Comparison]]:
+    """Every cell's comparisons decided together: Benjamini-Hochberg q-values across all the
+    gating comparisons at once, and across the explaining ones apart from them. Cells and the
+    order of their comparisons are kept."""
+    flat = [(k, i, c) for k, comps in per_cell.items() for i, c in enumerate(comps)]
+    decided: dict[tuple, Comparison] = {}
+    for family in (True, False):
+        members = [(k, i, c) for k, i, c in flat if _gates(c) == family]
+        for (k, i, _), c in zip(members, adjust([c for _, _, c in members])):
+            decided[(k, i)] = c
+    out: dict[K, list[Comparison]] = {k: [] for k in per_cell}
+    for k, i, _ in flat:
+        out[k].append(decided[(k, i)])
+    return out
+
+
+def decide_cells(per_cell_values: Mapping[K, CellValues], metrics: Iterable[str] = (), *,
+                 min_effect_pct: float = 5.0, alpha: float = 0.05) -> dict[K, list[Comparison]]:
+    """The verdicts of cells decided together: every gating metric, plus the explaining metrics
+    ``metrics`` names, compared per cell (:func:`compare_cell`) and adjusted across all cells
+    (:func:`adjust_cells`). A cell whose sides share no metric maps to an empty list."""
+    chosen = selected(metrics)
+    return adjust_cells({k: compare_cell(v, chosen, min_effect_pct=min_effect_pct, alpha=alpha)
+                         for k, v in per_cell_values.items()})
+
+
+def cell_settled(comparisons: Sequence[Comparison]) -> bool:
+    """A cell's verdict is settled once a metric's change is (a regression or improvement at
+    q < SETTLE_ALPHA), or every metric is settled (``Comparison.settled``)."""
+    if not comparisons:
+        return False
+    if any(c.settled and c.verdict in FLAGS for c in comparisons):
+        return True
+    return all(c.settled for c in comparisons)
+
+
+# -- the performance step of a bisect or a check ----------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """A performance step's outcome (good, bad, or open: measure more) with its comparisons:
+    ``vs_good`` is the kernel against the good reference, ``vs_bad`` the bad reference against
+    the kernel (a bisect only)."""
+
+    outcome: str
+    vs_good: Comparison
+    vs_bad: Comparison | None
+    min_effect_pct: float
+
+
+def half_gap_pct(good: Sequence[float], bad: Sequence[float]) -> float:
+    """Half the endpoints' change on the ratio scale, in percent (bad = 25% of good -> 50%)."""
+    g, b = statistics.median(good), statistics.median(bad)
+    return (1 - math.sqrt(b / g)) * 100 if 0 < b < g else 0.0
+
+
+def _one(base: Sequence[float], new: Sequence[float], m: Metric, min_effect_pct: float) -> Comparison:
+    """A family of one comparison, decided by :func:`decide_cells` (its q equals its p)."""
+    (c,) = decide_cells({0: CellValues({m.key: base}, {m.key: new})}, min_effect_pct=min_effect_pct)[0]
+    return c
+
+
+def step_rule(good: Sequence[float], new: Sequence[float], *, min_effect_pct: float,
+              bad: Sequence[float] | None = None, key: str = "iops") -> Step:
+    """The step rule: alone, a regression of at least the minimum effect against the good
+    reference is bad, no change or an improvement is good. Between two endpoints (a bisect step)
+    the effect needed is also at least half the endpoints' gap on the ratio scale: with a -75%
+    change between them, bad means at least -50% from good, good means the bad endpoint is at
+    least a -50% regression from here. Anything else is open."""
+    m = metric(key)
+    if not good or not new:
+        raise HarnessError("a performance step needs measurements of the reference and of the kernel")
+    eff = min_effect_pct if bad is None else max(min_effect_pct, half_gap_pct(good, bad))
+    vs_good = _one(good, new, m, eff)
+    if vs_good.verdict == "regression":
+        return Step("bad", vs_good, None, eff)
+    if bad is None:
+        return Step("good" if vs_good.verdict in ("no change", "improvement") else "open", vs_good, None, eff)
+    vs_bad = _one(new, bad, m, eff)
+    return Step("good" if vs_bad.verdict == "regression" else "open", vs_good, vs_bad, eff)
+
+
+# -- a night's decisions -----------------------------------------------------------------------------
+def as_decision(c: Comparison | None, *, n_then: int = 0, n_now: int = 0) -> Decision:
+    """A same-night comparison as a nightly :class:`Decision` (``inconclusive`` when a side has
+    no measurements)."""
+    if c is None:
+        return Decision("baseline", "inconclusive", n_then=n_then, n_now=n_now, detail="no measurements")
+    return Decision("baseline", c.verdict, c.base.median, c.new.median, c.pct_change, c.p_value, c.base.n, c.new.n,
+                    reference="baseline", q_value=c.q_value)
+
+
+def night_vs_baseline(per_cell_values: Mapping[K, CellValues], *, min_effect_pct: float = 5.0,
+                      alpha: float = 0.05) -> dict[K, dict[str, Decision]]:
+    """Every same-night comparison of a night (each tested kernel's cells against the baseline
+    and the control cells), decided together like the suite's matrix: key -> metric key ->
+    decision, for every gating metric."""
+    decided = decide_cells(per_cell_values, min_effect_pct=min_effect_pct, alpha=alpha)
+    out: dict[K, dict[str, Decision]] = {}
+    for k, v in per_cell_values.items():
+        by_label = {c.metric: c for c in decided[k]}
+        out[k] = {m.key: as_decision(by_label.get(m.label), n_then=len(v.base.get(m.key, ())),
+                                     n_now=len(v.new.get(m.key, ()))) for m in GATING}
+    return out
+
+
+def night_vs_history(history: Sequence[PastNight], tonight: Sequence[float], m: Metric, *, min_nights: int = 5,
+                     window: int = 3, alpha: float = 0.05, min_effect_pct: float = 5.0) -> Decision:
+    """Tonight's values of one kernel, cell and metric against that series' earlier nights
+    (:func:`harness.results.history.vs_history`: the last good night, then change points)."""
+    return vs_history(history, tonight, higher_is_better=m.higher_is_better, min_nights=min_nights,
+                      window=window, alpha=alpha, min_effect_pct=min_effect_pct, metric=m.label)
