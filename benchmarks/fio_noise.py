@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from harness.results.effects import mde_from_cv
+from harness.executors.base import RunContext
 from harness.executors.local import execute
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.testbed import Testbed
@@ -53,7 +54,7 @@ def main() -> None:
                 cs = [fio_cell(*c.split("/"), size=v[1], runtime=v[0], runs=args.runs) for c in cell_ids]
                 spec = fio_spec(bed, args.kernel, cs, disk_size="2G", label=f"noise-{v[0]}s-{v[1]}-b{b}")
                 t0 = time.monotonic()
-                (rec,) = execute([spec], Path(td), say=lambda _m: None, max_boots_per_spec=1)
+                (rec,) = execute([spec], RunContext(Path(td), say=lambda _m: None, max_boots_per_spec=1))
                 secs[v].append(time.monotonic() - t0)
                 for c in cell_ids:
                     per_boot.setdefault((c, v), []).append(

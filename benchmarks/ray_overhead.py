@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 from harness.results.store import Store
-from harness.executors.base import LocalExecutor
+from harness.executors.base import RunContext
+from harness.executors.local import LocalExecutor
 from harness.run.plan import command_spec
 from harness.run.testbed import Testbed
 
@@ -66,7 +67,7 @@ def main() -> None:
         store = Store(tmp / "bench.sqlite")
         local = []
         for i in range(args.units):
-            dt, (rec,) = timed(lambda i=i: LocalExecutor().execute([spec(i)], tmp / "local", sink=store, say=quiet))
+            dt, (rec,) = timed(lambda i=i: LocalExecutor().execute([spec(i)], RunContext(tmp / "local", sink=store, say=quiet)))
             assert rec.status == "done" and rec.command_status == 0, rec.failures
             local.append((dt, rec.boot_seconds))
         out["local_unit_s"] = [round(d, 2) for d, _ in local]
@@ -82,7 +83,7 @@ def main() -> None:
             ray.init(address=c.address, namespace="kharness-bench", log_to_driver=False)
             out["cluster_start_s"] = round(time.monotonic() - t0, 1)
             ex = RayExecutor(c.address, poll_s=0.2, verbose_workers=False)
-            dt, (rec,) = timed(lambda: ex.execute([spec(100)], tmp / "ray", sink=store, say=quiet))
+            dt, (rec,) = timed(lambda: ex.execute([spec(100)], RunContext(tmp / "ray", sink=store, say=quiet)))
             assert rec.status == "done", rec.failures
             out["ray_first_unit_s"] = round(dt, 2)
             out["ray_first_unit_fetch_s"] = round(ex.units[-1]["fetch_seconds"], 2)
@@ -90,7 +91,7 @@ def main() -> None:
                   f"of which fetching kernel+image {out['ray_first_unit_fetch_s']}s")
             rays = []
             for i in range(args.units):
-                dt, (rec,) = timed(lambda i=i: ex.execute([spec(200 + i)], tmp / "ray", sink=store, say=quiet))
+                dt, (rec,) = timed(lambda i=i: ex.execute([spec(200 + i)], RunContext(tmp / "ray", sink=store, say=quiet)))
                 assert rec.status == "done", rec.failures
                 rays.append((dt, rec.boot_seconds))
             out["ray_unit_s"] = [round(d, 2) for d, _ in rays]
@@ -111,8 +112,7 @@ def main() -> None:
                   f"{statistics.median(out['ray_collect_s']) * 1000:.0f} ms; worker niceness {out['worker_niceness']}")
 
             def batch(workers: int, base: int) -> float:
-                dt, recs = timed(lambda: ex.execute([spec(base + i) for i in range(args.batch)], tmp / "ray",
-                                                    sink=store, say=quiet))
+                dt, recs = timed(lambda: ex.execute([spec(base + i) for i in range(args.batch)], RunContext(tmp / "ray", sink=store, say=quiet)))
                 assert all(r.status == "done" for r in recs), [r.failures for r in recs]
                 rate = args.batch / dt * 3600
                 out[f"units_per_hour_{workers}w"] = round(rate)
@@ -126,7 +126,7 @@ def main() -> None:
             c.wait_for_nodes()
             # warm the second node's cache (a unit pinned there would need a custom resource; two at
             # once put one on each node, since each node has one VM slot)
-            ex.execute([spec(400), spec(401)], tmp / "ray", sink=store, say=quiet)
+            ex.execute([spec(400), spec(401)], RunContext(tmp / "ray", sink=store, say=quiet))
             two = batch(2, 500)
             local_rate = 3600 / lm
             out["units_per_hour_local"] = round(local_rate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -149,6 +150,5 @@ class Terminated(KeyboardInterrupt):
     block, lock, child process group and temporary directory unwinds exactly as for Ctrl-C."""
 
     def __init__(self, signum: int):
-        import signal
         self.signum = signum
         super().__init__(f"terminated by {signal.Signals(signum).name}")

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
-
 import pytest
 
 from .errors import HarnessError
+from .procs import install_signal_handlers
+from .vocab import Say
+
+# This plugin loads in every pytest session (unit tests too): the harness machinery (testbed,
+# executors, scipy for the statistics) is imported in the functions that need it,
+# so only a session that runs kharness tests pays for it. Each such import says "heavy".
 
 _SESSION_KEY = pytest.StashKey["Kharness"]()
 
@@ -56,7 +60,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from .procs import install_signal_handlers
     install_signal_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C: fixtures, VMs, locks, children
     config.addinivalue_line("markers", "vm: boots real QEMU guests with real kernels (slow)")
     config.addinivalue_line("markers", "build: builds or imports a real kernel tree (slow)")
@@ -70,7 +73,7 @@ def split_option(v: str | None) -> list[str] | None:
 
 def profile_from(config: pytest.Config):
     """The matrix profile the options select; a UsageError names a bad --fs/--disk/--runs."""
-    from .drivers.matrix import make_profile
+    from .drivers.matrix import make_profile   # heavy: see the top of the module
     try:
         name = config.getoption("--suite-profile") or ("quick" if config.getoption("--quick") else "default")
         return make_profile(name,
@@ -85,6 +88,7 @@ class Kharness:
     """Session state: which kernels, which matrix, where results go, the records so far."""
 
     def __init__(self, config: pytest.Config):
+        # heavy: see the top of the module
         from .config.kernels import load_kernel
         from .results.store import Store
         self.config = config
@@ -105,12 +109,12 @@ class Kharness:
 
     def executor(self):
         """Where boots run: this host, or the Ray cluster of --ray (connected on first use)."""
-        from .executors.base import executor_for
+        from .executors.choose import executor_for   # heavy: see the top of the module
         if self._executor is None:
             self._executor = executor_for(self.config.getoption("--ray"))
         return self._executor
 
-    def say(self) -> Callable[[str], None]:
+    def say(self) -> Say:
         """Progress lines shown live on the terminal (not captured), plain when piped."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         capman = self.config.pluginmanager.get_plugin("capturemanager")
@@ -134,6 +138,8 @@ class Kharness:
 
     def xfstests(self, section: str) -> dict:
         """Run the --xfstests selection in ``section`` on the kernel and its baseline (once)."""
+        # heavy: see the top of the module
+        from .executors.base import RunContext
         from .image.xfstests import HOW_TO, configured_source, resolve
         from .run.plan import xfstests_spec, xfstests_tests
         from .run.testbed import XFSTESTS_IMAGE, Testbed
@@ -149,8 +155,9 @@ class Kharness:
             dirs, res = {}, {}
             for role, k in (("base", baseline), ("new", self.kernel)):
                 spec = xfstests_spec(bed, k, section, tests, disk_kind=disk, label=f"xfstests-{k}-{section}", role=role)
-                recs = self.executor().execute([spec], self.results, sink=self.store, say=self.say(),
-                                               group=group, front_end="pytest", tests_source=src_tree)
+                ctx = RunContext(self.results, sink=self.store, say=self.say(), group=group, front_end="pytest",
+                                 tests_source=src_tree)
+                recs = self.executor().execute([spec], ctx)
                 dirs[role] = [r.run_dir for r in recs]
                 res[role] = {x.test: x for r in recs for x in r.xfstests}
             self._xfstests[section] = {"dirs": dirs, **res}
@@ -158,7 +165,7 @@ class Kharness:
 
     def matrix(self):
         """The MatrixRun comparing --kernel against its baseline (measured on first use)."""
-        from .drivers.matrix import MatrixRun
+        from .drivers.matrix import MatrixRun   # heavy: see the top of the module
         baseline = self._need_baseline()
         if self._matrix is None:
             self._matrix = MatrixRun(self.kernel, baseline, self.profile, self.results, accel=self.accel,
@@ -184,7 +191,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     m = session._matrix if session is not None else None
     if m is None or not m.done:
         return
-    from .results.report import comparison_table
+    from .results.report import comparison_table   # heavy: see the top of the module
     runs = f"{m.profile.runs} runs a side" + (f", up to {m.profile.cap} for open cells"
                                               if m.profile.cap > m.profile.runs else "")
     terminalreporter.section(f"kharness: {m.kernel} vs {m.baseline} ({m.profile.name} profile, {runs})")

@@ -8,12 +8,13 @@ import sys
 
 from rich.markup import escape
 
-from ..errors import HarnessError
+from ..errors import HarnessError, Terminated
+from ..procs import install_signal_handlers
+from . import bisect, doctor, kernel, nightly, reproduce, results, run, sysrq, vm
 from .common import console
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bisect, doctor, kernel, nightly, reproduce, results, run, sysrq, vm
     p = argparse.ArgumentParser(prog="kharness", description=__doc__)
     p.add_argument("--store", default=None, metavar="PATH",
                    help="results store (SQLite); default $KHARNESS_STORE or ~/.local/share/kharness/results.sqlite")
@@ -26,8 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one verb. SIGINT, SIGTERM and SIGHUP unwind through the same cleanup (locks,
     temporary entries, child process groups, VMs): exit 130 for Ctrl-C, 128+N for signal N."""
-    from ..errors import Terminated
-    from ..procs import install_signal_handlers
     install_signal_handlers()
     args = build_parser().parse_args(argv)
     try:

@@ -7,18 +7,19 @@ import argparse
 
 from rich.markup import escape
 
-from .common import console, open_store, out, results_root, say
+from ..errors import HarnessError
+from ..image.xfstests import HOW_TO, XfstestsSourceError, configured_source, resolve
+from .common import console, open_store, out, results_root_from_args, say
 
 
 def _settings(args: argparse.Namespace):
-    from ..drivers.checks import FioSettings
+    from ..drivers.checks import FioSettings   # heavy (checks, testbed, executors, scipy): loaded only for this verb
     return FioSettings(runtime=args.runtime, size=args.size, runs=args.runs, max_rounds=args.max_rounds)
 
 
 def _tests_source(check):
     if check.kind != "xfstests":
         return None
-    from ..image.xfstests import HOW_TO, XfstestsSourceError, configured_source, resolve
     where = configured_source(None, None)
     if where is None:
         raise XfstestsSourceError(f"an xfstests check needs an xfstests source: {HOW_TO}")
@@ -26,13 +27,14 @@ def _tests_source(check):
 
 
 def _bisect(args: argparse.Namespace) -> int:
+    # heavy (checks, testbed, executors, scipy): loaded only for this verb
     from ..drivers.bisect import Bisect
     from ..drivers.checks import parse_check
-    from ..executors.base import executor_for
+    from ..executors.choose import executor_for
     check = parse_check(args.check)
     with open_store(args) as store, executor_for(args.ray) as executor:
-        b = Bisect(args.kernel, args.good, args.bad, check, results_root(args), repeat=args.repeat, sink=store,
-                   say=say, fio=_settings(args), accel=args.accel, tests_source=_tests_source(check),
+        b = Bisect(args.kernel, args.good, args.bad, check, results_root_from_args(args), repeat=args.repeat,
+                   sink=store, say=say, fio=_settings(args), accel=args.accel, tests_source=_tests_source(check),
                    executor=executor)
         result = b.run()
     out.print(escape(result.report))
@@ -40,8 +42,9 @@ def _bisect(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..errors import HarnessError
+    # heavy (checks, testbed, executors, scipy): loaded only for this verb
     from ..drivers.checks import EXIT_CODES, CheckError, Checker, parse_check
+    from ..executors.choose import executor_for
     from ..run.testbed import Testbed
     # Usage errors (exit 2) are found before anything slow; after that, whatever stops the check
     # from giving a verdict (a build error, a harness failure) is exit 125: "cannot test".
@@ -49,12 +52,11 @@ def _check(args: argparse.Namespace) -> int:
     if check.kind == "fio" and not args.reference:
         raise CheckError("a fio check compares against a reference kernel: give --reference NAME[@REF]")
     refs = [args.kernel] + ([args.reference] if args.reference else [])
-    from ..executors.base import executor_for
     bed = Testbed(refs, image=check.image, accel=args.accel, say=say)
     with open_store(args) as store, executor_for(args.ray) as executor:
         try:
             bed.prepare()
-            checker = Checker(bed, check, results_root(args), sink=store, say=say, fio=_settings(args),
+            checker = Checker(bed, check, results_root_from_args(args), sink=store, say=say, fio=_settings(args),
                               tests_source=_tests_source(check), executor=executor)
             if check.kind == "fio":
                 reference, _ = checker.measure(args.reference)

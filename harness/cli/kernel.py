@@ -14,6 +14,7 @@ from .common import console, out, progress_builder
 
 
 def _kernel_list(args: argparse.Namespace) -> int:
+    # heavy (jsonschema, the build and image machinery): loaded only for this verb
     from ..config.kernels import list_kernels, load_kernel
     table = Table("name", "based on", "source", "patches", "description")
     for name in list_kernels():
@@ -28,6 +29,7 @@ def _kernel_list(args: argparse.Namespace) -> int:
 
 
 def _kernel_show(args: argparse.Namespace) -> int:
+    # heavy (jsonschema, the build and image machinery): loaded only for this verb
     from ..config.kernels import load_kernel
     from ..kernel.patches import parse_series
     k = load_kernel(args.name)
@@ -45,6 +47,7 @@ def _kernel_show(args: argparse.Namespace) -> int:
 
 
 def _kernel_build(args: argparse.Namespace) -> int:
+    # heavy (jsonschema, the build and image machinery): loaded only for this verb
     from ..kernel.build import build_kernel
     t0 = time.monotonic()
     status, update = progress_builder(f"building {args.name}")
@@ -61,6 +64,7 @@ def _kernel_build(args: argparse.Namespace) -> int:
 
 
 def _image_build(args: argparse.Namespace) -> int:
+    # heavy (jsonschema, the build and image machinery): loaded only for this verb
     from ..image.build import build_image
     t0 = time.monotonic()
     img = build_image(args.name, force=args.force, log=lambda m: console.print(escape(f"  {m}")))
@@ -71,6 +75,7 @@ def _image_build(args: argparse.Namespace) -> int:
 
 
 def _image_list(args: argparse.Namespace) -> int:
+    # heavy (jsonschema, the build and image machinery): loaded only for this verb
     from ..config.images import list_images, load_image
     table = Table("name", "suite", "packages", "description")
     for n in list_images():

@@ -15,23 +15,26 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import HarnessError, LockTimeout
-from .common import console, open_store, out, results_root, say
+from .common import console, open_store, out, results_root_from_args, say
 
 
 def nights_root(args: argparse.Namespace) -> Path:
     """--results-dir, else $KHARNESS_RESULTS/nightly, else ./results/nightly."""
-    return Path(args.results_dir) if getattr(args, "results_dir", None) else results_root(args) / "nightly"
+    return Path(args.results_dir) if getattr(args, "results_dir", None) else results_root_from_args(args) / "nightly"
 
 
 def _db(store):
+    # heavy (the nightly drivers, scipy): loaded only for this verb
     from ..drivers.nightly.book import NightlyDB, default_path
     return NightlyDB(default_path(store.path))
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..drivers.nightly.plans import load_plan
+    # heavy (the nightly drivers, scipy): loaded only for this verb
     from ..drivers.nightly.html import write_reports
     from ..drivers.nightly.night import run_night
+    from ..drivers.nightly.plans import load_plan
+    from ..executors.choose import executor_for
     plan = load_plan(args.plan)          # validated before the lock or any slow step
     root = nights_root(args)
     root.mkdir(parents=True, exist_ok=True)
@@ -47,7 +50,6 @@ def _run(args: argparse.Namespace) -> int:
         night_dir.mkdir(parents=True, exist_ok=True)
         log["fh"] = open(night_dir / "nightly.log", "a")  # noqa: SIM115 (closed after the night)
 
-    from ..executors.base import executor_for
     with open_store(args) as store, _db(store) as db, executor_for(args.ray) as executor:
         try:
             outcome = run_night(plan, root, store, db, night=args.night, say=tee, accel=args.accel, wait=args.wait,
@@ -84,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    # heavy (the nightly drivers, scipy): loaded only for this verb
     from ..drivers.nightly.plans import load_plan
     from ..drivers.nightly.units import estimate, estimate_night, planned_units
     plan = load_plan(args.plan)
@@ -109,9 +112,11 @@ def _list(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """Rebuild a night's reports from the store (no boots)."""
-    from ..drivers.nightly.plans import load_plan_file
-    from ..drivers.nightly.html import write_reports
+    # heavy (the nightly drivers, scipy): loaded only for this verb
     from ..drivers.nightly.fold import fold_night
+    from ..drivers.nightly.html import write_reports
+    from ..drivers.nightly.night import night_ranges
+    from ..drivers.nightly.plans import load_plan_file
     with open_store(args) as store, _db(store) as db:
         n = db.night(args.night)
         if n is None:
@@ -119,7 +124,6 @@ def _report(args: argparse.Namespace) -> int:
         d = nights_root(args) / n.night
         plan = load_plan_file(d / "plan.yaml", name=n.plan)
         res = fold_night(store, db, plan, n.night, n.commits)
-        from ..drivers.nightly.night import night_ranges
         res.ranges = night_ranges(plan, db, n.night, n.commits)
         path = write_reports(res, d, store, db)
     out.print(escape(f"night {n.night}: {res.verdict}; report {path}"))
@@ -134,7 +138,7 @@ def _accept(args: argparse.Namespace) -> int:
 
 
 def _flaky(args: argparse.Namespace) -> int:
-    from ..results.history import expunge_lines
+    from ..results.history import expunge_lines   # heavy (the nightly drivers, scipy): loaded only for this verb
     with open_store(args) as store, _db(store) as db:
         rates = db.flaky_rates(args.plan, last=args.nights)
     table = Table("section", "test", "failed attempts", "flaky nights", "kernels")
@@ -185,24 +189,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--min-nights", type=int, default=2, help="flaky on at least this many nights to expunge")
     f.set_defaults(func=_flaky)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.cli.nightly ...`` = ``kharness ...`` with the nightly verbs registered
-    (for hosts where the verb group is not yet part of the `kharness` parser)."""
-    from . import build_parser
-    parser = build_parser()
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "nightly" not in subs.choices:
-        add_commands(subs)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except HarnessError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,16 +7,16 @@ import argparse
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, open_store, out, results_root, say
+from ..image.xfstests import configured_source, resolve
+from .common import console, open_store, out, results_root_from_args, say
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from ..image.xfstests import configured_source, resolve
-    from ..drivers.reproduce import reproduce, side_by_side
+    from ..drivers.reproduce import reproduce, side_by_side   # heavy (testbed, executor, scipy): only for this verb
     with open_store(args) as store:
         where = configured_source(None, None)
         tests_source = resolve(*where).tree if where else None
-        recorded, records = reproduce(args.run, results_root(args), cell=args.cell, store=store, sink=store,
+        recorded, records = reproduce(args.run, results_root_from_args(args), cell=args.cell, store=store, sink=store,
                                       from_cache=args.from_cache, say=say, tests_source=tests_source)
     table = Table("cell / test", "figure", f"recorded ({recorded.run_id})", "reproduced", "change")
     for row in side_by_side(recorded, records):

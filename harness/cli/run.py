@@ -8,7 +8,8 @@ import argparse
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, open_store, out, results_root, say
+from ..vocab import ENGINES, PATTERNS
+from .common import console, open_store, out, results_root_from_args, say
 
 
 def _fio_table(records) -> Table:
@@ -21,14 +22,26 @@ def _fio_table(records) -> Table:
             table.add_row(m.cell, str(m.run_index), f"{m.iops:.0f}", f"{(m.bw_kib_s or 0) / 1024:.1f}",
                           f"{m.clat_p50_us or 0:.0f}", f"{m.clat_p99_us or 0:.0f}", f"{m.clat_p999_us or 0:.0f}",
                           escape(m.status))
+        for cell in rec.remaining:      # what a hang (or a dead guest) left undone in this boot
+            table.add_row(escape(cell), "-", "-", "-", "-", "-", "-", escape(f"not run: {_why_not_run(rec)}"))
     return table
 
 
+def _why_not_run(rec) -> str:
+    hung = [m.cell for m in rec.measurements if m.status == "hang"]
+    if hung:
+        return f"the boot ended at the hang in {hung[0]}"
+    first = rec.failures[0].splitlines()[0] if rec.failures and rec.failures[0].strip() else ""
+    return f"the boot ended ({rec.status}{': ' + first if first else ''})"
+
+
 def _run_fio(args: argparse.Namespace) -> int:
-    from ..executors.local import execute
+    # heavy (testbed, executor): imported only when this verb runs
+    from ..executors.base import RunContext
+    from ..executors.local import LocalExecutor
     from ..run.plan import fio_cell, fio_spec
+    from ..run.spec import SysrqSampling
     from ..run.testbed import Testbed
-    from ..workloads.fio import ENGINES, PATTERNS
     # Everything is validated before the first slow step (build, boot).
     cells = [fio_cell(args.fs, args.disk, p, e, iodepth=args.iodepth, numjobs=args.numjobs, bs=args.bs,
                       size=args.size, runtime=args.runtime, runs=args.runs)
@@ -36,13 +49,12 @@ def _run_fio(args: argparse.Namespace) -> int:
     setup = [a.split() for a in args.guest_setup]
     with open_store(args) as store:
         bed = Testbed([args.kernel], accel=args.accel, say=say).prepare()
-        from ..run.spec import SysrqSampling
         sampling = SysrqSampling("w", delay=args.sample, interval=args.sample) if args.sample else None
         spec = fio_spec(bed, args.kernel, cells, disk_size=args.disk_size,
                         label=f"fio-{args.kernel}-{args.fs}-{args.disk}", sampling=sampling, setup=setup,
                         deadline_s=args.deadline)
-        records = execute([spec], results_root(args), sink=store, say=say, front_end="cli",
-                          max_boots_per_spec=1)
+        ctx = RunContext(results_root_from_args(args), sink=store, say=say, front_end="cli", max_boots_per_spec=1)
+        records = LocalExecutor().execute([spec], ctx)
     out.print(_fio_table(records))
     for rec in records:
         for f in rec.failures:
@@ -54,11 +66,13 @@ def _run_fio(args: argparse.Namespace) -> int:
 
 
 def _run_xfstests(args: argparse.Namespace) -> int:
+    # heavy (testbed, executor): imported only when this verb runs
+    from ..config.fstests import get_section
+    from ..executors.base import RunContext
+    from ..executors.local import LocalExecutor
     from ..image.xfstests import configured_source, resolve
-    from ..executors.local import execute
     from ..run.plan import xfstests_spec, xfstests_tests
     from ..run.testbed import XFSTESTS_IMAGE, Testbed
-    from ..config.fstests import get_section
     get_section(args.section)
     where = configured_source(None, None)
     src_tree = resolve(*where).tree if where else None
@@ -67,7 +81,8 @@ def _run_xfstests(args: argparse.Namespace) -> int:
         bed = Testbed([args.kernel], image=XFSTESTS_IMAGE, accel=args.accel, say=say).prepare()
         spec = xfstests_spec(bed, args.kernel, args.section, tests, disk_kind=args.disk,
                              label=f"xfstests-{args.kernel}-{args.section}", default_watchdog_s=args.watchdog)
-        records = execute([spec], results_root(args), sink=store, say=say, tests_source=src_tree)
+        ctx = RunContext(results_root_from_args(args), sink=store, say=say, tests_source=src_tree)
+        records = LocalExecutor().execute([spec], ctx)
     table = Table("test", "status", "seconds", "message", "run")
     for rec in records:
         for r in rec.xfstests:

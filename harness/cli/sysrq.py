@@ -16,14 +16,15 @@ from typing import TextIO
 
 from rich.markup import escape
 
+from ..evidence.console import console_file_lines, open_console
+from ..evidence.events import EventWatcher
+from ..evidence.summary import summarize_dump, to_json
+from ..evidence.sysrq import DumpParser
 from .common import console, out
 
 
 def _walk(path: Path, events: list) -> Iterator:
     """The dumps of the log at ``path`` as they end; its events are appended to ``events``."""
-    from ..evidence.console import console_file_lines
-    from ..evidence.events import EventWatcher
-    from ..evidence.sysrq import DumpParser
     parser, watcher = DumpParser(), EventWatcher()
     for line in console_file_lines(path):
         yield from parser.feed(line)
@@ -46,7 +47,6 @@ def _json_items(fh: TextIO, items: Iterator[dict]) -> None:
 def _write_json(fh: TextIO, path: Path) -> None:
     """{"dumps": [...], "events": [...]} as json.dump(..., indent=1) would write it, one dump at
     a time."""
-    from ..evidence.summary import to_json
     events: list = []
     fh.write('{\n "dumps": ')
     _json_items(fh, (to_json(d) for d in _walk(path, events)))
@@ -56,8 +56,6 @@ def _write_json(fh: TextIO, path: Path) -> None:
 
 
 def _sysrq_parse(args: argparse.Namespace) -> int:
-    from ..evidence.console import open_console
-    from ..evidence.summary import summarize
     path = Path(args.log)
     open_console(path).close()  # HarnessError now, before any output, if it cannot be read
     if args.json:
@@ -69,7 +67,7 @@ def _sysrq_parse(args: argparse.Namespace) -> int:
         count += 1
         out.print(f"[bold]dump {count}[/bold] (sysrq-{d.kind}, {len(d.tasks)} tasks, "
                   f"{len(d.workqueues)} busy workqueues)")
-        for line in summarize(d):
+        for line in summarize_dump(d):
             out.print(f"  {escape(line)}")
     if not count and not events:
         console.print(escape(f"{path}: no sysrq dumps or kernel events found"))

@@ -8,17 +8,20 @@ import sys
 from rich.markup import escape
 
 from .. import procs
-from .common import console, open_store, results_root, say
+from .common import console, open_store, results_root_from_args, say
 
 
 def _vm_boot(args: argparse.Namespace) -> int:
+    # heavy (testbed, VM, executor): imported only when this verb runs
+    from ..executors.base import RunContext
+    from ..executors.local import LocalExecutor
     from ..results.rundir import new_run_dir
     from ..run.boot import open_vm
-    from ..executors.local import execute
     from ..run.plan import command_spec
     from ..run.spec import VMSpec
     from ..run.testbed import Testbed
     from ..vm.disks import parse_disk
+    from ..vm.ssh import ssh_argv
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
     for i, d in enumerate(args.disk):
         parse_disk(d, i)
@@ -27,7 +30,8 @@ def _vm_boot(args: argparse.Namespace) -> int:
                         timeout_s=args.timeout, vm=VMSpec(memory_mb=args.memory, cpus=args.cpus))
     if cmd:
         with open_store(args) as store:
-            (rec,) = execute([spec], results_root(args), sink=store, say=say, max_boots_per_spec=1)
+            ctx = RunContext(results_root_from_args(args), sink=store, say=say, max_boots_per_spec=1)
+            (rec,) = LocalExecutor().execute([spec], ctx)
         rd = rec.run_dir
         for name, stream in (("command.out", sys.stdout), ("command.err", sys.stderr)):
             try:
@@ -38,7 +42,7 @@ def _vm_boot(args: argparse.Namespace) -> int:
             console.print(f"[red]{escape(rec.status)}:[/red] {escape(f)}")
         console.print(escape(f"run {rec.run_id}: {rec.status} (console {rd}/console.log)"))
         return rec.command_status if rec.command_status is not None else 2
-    run_dir = new_run_dir(results_root(args), spec.label)
+    run_dir = new_run_dir(results_root_from_args(args), spec.label)
     with open_vm(spec, run_dir) as vm:
         console.print(escape(f"guest up in {vm.boot_seconds:.1f}s (ssh 127.0.0.1:{vm.port}, console {vm.console})"))
         # Pin the host key the image build recorded, as the harness's own SSH does.
@@ -46,11 +50,9 @@ def _vm_boot(args: argparse.Namespace) -> int:
         host_key = vm.cfg.image.host_key
         if host_key:
             known.write_text(f"[127.0.0.1]:{vm.port} {host_key.strip()}\n")
-        pin = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"] if host_key else \
-            ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-        ssh = ["ssh", "-i", str(vm.cfg.image.ssh_key), "-p", str(vm.port), *pin, "-o", "LogLevel=ERROR",
-               "root@127.0.0.1"]
-        return procs.interactive(ssh)
+        # ssh_argv: no ~/.ssh/config, no agent, nothing forwarded
+        assert vm.port is not None
+        return procs.interactive(ssh_argv(vm.port, vm.cfg.image.ssh_key, known_hosts=known if host_key else None))
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

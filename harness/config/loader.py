@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,56 @@ import jsonschema
 import yaml
 
 from ..errors import DefinitionError
+from ..util import InputTooLarge, read_bytes_capped
+from ..vocab import NAME_RULE, valid_name
+
+# A definition is a page of YAML; these bound what a hostile one costs to load and validate.
+MAX_DEFINITION_BYTES = 1 << 20
+# Nodes that aliases may add: each ``*a`` counts the whole subtree it repeats, so a few hundred
+# bytes of nested aliases (a "billion laughs") are refused before anything expands them.
+MAX_ALIAS_NODES = 10_000
+
+
+class _AliasLimit(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark | None):
+        self.problem_mark = mark
+        super().__init__(f"aliases expand to more than {MAX_ALIAS_NODES} nodes")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that counts what aliases add (the size of each repeated subtree) and refuses
+    past MAX_ALIAS_NODES."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}
+
+    def _size(self, node: yaml.Node) -> int:
+        """Nodes in ``node`` with aliases expanded (capped), memoised per node."""
+        if id(node) in self._sizes:
+            return self._sizes[id(node)]
+        self._sizes[id(node)] = 1                     # a recursive anchor counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(self._size(v) for v in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(self._size(k) + self._size(v) for k, v in node.value)
+        self._sizes[id(node)] = total = min(total, MAX_ALIAS_NODES + 1)
+        return total
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                self._alias_nodes += self._size(node)
+                if self._alias_nodes > MAX_ALIAS_NODES:
+                    raise _AliasLimit(event.start_mark)
+            return super().compose_node(parent, index)
+        node = super().compose_node(parent, index)
+        self._sizes.pop(id(node), None)               # counted while incomplete (a recursive anchor)
+        return node
 
 
 def _key_path(parts: Any) -> str:
@@ -45,15 +94,26 @@ def load_yaml(path: Path, schema: dict[str, Any]) -> dict[str, Any]:
     """Parse ``path`` and validate it; raise DefinitionError naming the offending key (or the
     line, for YAML that does not parse)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes_capped(path, MAX_DEFINITION_BYTES, "definition").decode("utf-8")
     except FileNotFoundError:
         raise DefinitionError(path, "", "no such file") from None
     except OSError as e:
         raise DefinitionError(path, "", f"cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise DefinitionError(path, "", f"not UTF-8 text (byte {e.start})") from None
+    except InputTooLarge as e:
+        raise DefinitionError(path, "", f"{e.size} bytes: larger than the {e.limit} a definition "
+                              "may be") from None
     try:
-        data = yaml.safe_load(text)
+        loader = _Loader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _AliasLimit as e:
+        raise DefinitionError(path, f"line {e.problem_mark.line + 1}" if e.problem_mark else "",
+                              f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes (nested "
+                              "anchors and aliases); refused") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
@@ -87,18 +147,12 @@ def load_yaml(path: Path, schema: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-# A definition's name is a file name in its directory: no separators, no "..", no leading dot or dash.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
 def check_name(name: object, where: Path, key: str, what: str) -> str:
     """Return ``name`` if it is a plain definition name (``^[A-Za-z0-9][A-Za-z0-9._-]*$``, no
     ``..``, short enough that NAME.yaml is a valid file name: NAME_MAX is 255); else raise
     DefinitionError naming ``where`` and ``key``."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name or len(name) > 200:
-        raise DefinitionError(where, key, f"invalid {what} name {name!r}: use letters, digits, "
-                              "'.', '_' and '-' only, starting with a letter or digit, no '..', "
-                              "at most 200 characters")
+    if not valid_name(name):   # a file name in its directory: no separators, no "..", no leading dot or dash
+        raise DefinitionError(where, key, f"invalid {what} name {name!r}: use {NAME_RULE}")
     return name
 
 

@@ -23,7 +23,6 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import BuildError, HarnessError
 from ..kernel.build import resolve_commit
@@ -31,14 +30,13 @@ from ..kernel.git import git
 from ..kernel.source import import_source
 from ..config.kernels import load_kernel
 from ..paths import cache_dir
-from ..util import file_lock, sha256_file, write_json
-from .checks import Check, Checker, FioSettings, Verdict
-from ..executors.local import RecordSink
-from ..executors.base import Executor
+from ..util import file_lock, run, sha256_file, write_json
+from .checks import Check, Checker, FioSettings, Verdict, decide
+from ..executors.base import Executor, RecordSink
 from ..run.spec import SysrqSampling
 from ..run.testbed import Testbed
+from ..vocab import KernelRef, Say
 
-Say = Callable[[str], None]
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.M)
 _SKIPPED_ONLY = "There are only 'skip'ped commits left to test"
 
@@ -113,7 +111,6 @@ class Bisect:
         self.worktree = cache_dir("bisect") / self.id
 
     def _rc(self, args: list[str]) -> int:
-        from ..util import run
         return run(["git", "-C", str(self.repo), *args], check=False, timeout=600).returncode
 
     def _load_state(self) -> dict:
@@ -162,10 +159,14 @@ class Bisect:
     def _subject(self, commit: str) -> str:
         return git(self.repo, "log", "-1", "--format=%s", commit)
 
+    def _at(self, commit: str) -> str:
+        """The kernel reference ``NAME@COMMIT`` of the definition at ``commit``."""
+        return str(KernelRef(self.kernel, commit))
+
     def evaluate(self, commit: str, phase: str, *, fresh: bool = False) -> Step:
         """Build ``commit`` and run the check; reuse a byte-identical kernel's verdict unless fresh."""
         t0 = time.monotonic()
-        ref = f"{self.kernel}@{commit}"
+        ref = self._at(commit)
         step = Step(phase, commit, self._subject(commit), "skip", "")
         self.say(f"{phase} {commit[:12]} {step.subject}")
         try:
@@ -221,13 +222,12 @@ class Bisect:
             refs = self.state["refs"]
             for _ in range(self.fio.max_rounds):
                 for key, commit in (("good", self.good), ("bad", self.bad)):
-                    vals, recs = self.checker.measure(f"{self.kernel}@{commit}")
+                    vals, recs = self.checker.measure(self._at(commit))
                     if not vals:
                         raise BisectError(f"{key} endpoint {commit[:12]}: no measurement: "
                                           + "; ".join(f for r in recs for f in r.failures))
                     refs[key] = refs.get(key, []) + vals
                 self._save()
-                from .checks import decide
                 v = decide(refs["good"], refs["bad"], self.check)
                 if v.outcome == "bad":
                     break
@@ -235,7 +235,7 @@ class Bisect:
                 raise BisectError(f"the endpoints do not differ by {self.check.min_effect_pct:.0f}% or more: {v.reason}")
             for key, commit in (("good", self.good), ("bad", self.bad)):
                 if self._recorded("endpoint", commit) is None:
-                    build = self.bed.kernel(f"{self.kernel}@{commit}")
+                    build = self.bed.kernel(self._at(commit))
                     why = (f"the good reference; the bad endpoint against it: {v.reason}" if key == "good"
                            else f"against the good endpoint: {v.reason}")
                     s = Step("endpoint", commit, self._subject(commit), key, why, values=refs[key],
@@ -257,7 +257,7 @@ class Bisect:
         self._resolve()
         with file_lock(self.dir / ".lock", timeout=10):
             self.state = self._load_state()
-            self.bed = Testbed([f"{self.kernel}@{self.good}"], image=self.check.image, accel=self.accel,
+            self.bed = Testbed([self._at(self.good)], image=self.check.image, accel=self.accel,
                                say=self.say).prepare()
             self.checker = Checker(self.bed, self.check, self.dir / "runs", sink=self.sink, group=self.id,
                                    front_end="bisect", say=self.say, fio=self.fio, tests_source=self.tests_source,
@@ -292,7 +292,7 @@ class Bisect:
         if self.check.kind == "fio":  # what the workqueues look like on the culprit and its parent
             for name, commit in (("culprit", culprit), ("parent", parent)):
                 sampling = SysrqSampling.evidence(self.checker.fio.runtime)
-                _, recs = self.checker.measure(f"{self.kernel}@{commit}", sampling=sampling)
+                _, recs = self.checker.measure(self._at(commit), sampling=sampling)
                 evidence[f"{name} {commit[:12]}"] = [line for r in recs for line in r.sysrq_summary]
         return again.outcome == "bad" and before.outcome == "good", evidence
 

@@ -13,16 +13,17 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import HarnessError
+from ..executors.base import Executor, RecordSink, RunContext
+from ..executors.local import LocalExecutor
 from ..results.stats import summarize
-from ..executors.local import RecordSink, execute, narrow
 from ..run.records import BootRecord
-from ..run.spec import FioWorkload, RunSpec, read_spec, spec_from_json
+from ..run.spec import RunSpec
+from ..run.spec_read import read_spec, spec_from_json
+from ..run.spec_checks import describe_spec
 from ..run.testbed import prepare_for_spec
-
-Say = Callable[[str], None]
+from ..vocab import Say
 FIGURES = (("iops", "IOPS"), ("bw_kib_s", "KiB/s"), ("clat_p50_us", "p50 us"), ("clat_p99_us", "p99 us"))
 
 
@@ -53,23 +54,25 @@ def narrowed(spec: RunSpec, cell: str | None) -> RunSpec:
     """The spec, or only ``cell`` (a fio cell id or an xfstests test name) of it."""
     if cell is None:
         return spec
-    if isinstance(spec.workload, FioWorkload):
-        spec.cell(cell)  # SpecError listing the cells
-    elif cell not in spec.workload.tests:
-        raise HarnessError(f"{spec.label}: no test {cell!r} (tests: {', '.join(spec.workload.tests)})")
-    return narrow(spec, [cell])
+    spec.workload.require(cell, spec.label)  # SpecError listing the cells or tests
+    return spec.narrowed([cell])
 
 
 def reproduce(ref: str, root: Path, *, cell: str | None = None, store: object | None = None,
               sink: RecordSink | None = None, from_cache: bool = False, say: Say = print,
-              tests_source: Path | None = None) -> tuple[Recorded, list[BootRecord]]:
+              tests_source: Path | None = None,
+              executor: Executor | None = None) -> tuple[Recorded, list[BootRecord]]:
     """Redo run ``ref`` (narrowed to ``cell``); return the recorded run and the new records."""
-    recorded = load_recorded(ref, store)
+    recorded = load_recorded(ref, store)   # a spec the CLI would refuse is refused here (spec_checks)
     spec = narrowed(recorded.spec, cell)
+    say(f"reproducing {recorded.run_id}:")
+    for line in describe_spec(spec):       # what it will run, before anything is built or booted
+        say(f"  {line}")
     prepare_for_spec(spec, from_cache=from_cache, say=say)  # refuses on changed definitions
     spec = dataclasses.replace(spec, label=f"repro-{spec.label}"[:80])
-    records = execute([spec], root, sink=sink, say=say, front_end="reproduce",
-                      reproduces=recorded.run_id, tests_source=tests_source, max_boots_per_spec=1)
+    ctx = RunContext(root, sink=sink, say=say, front_end="reproduce", reproduces=recorded.run_id,
+                     tests_source=tests_source, max_boots_per_spec=1)
+    records = (executor or LocalExecutor()).execute([spec], ctx)
     return recorded, records
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..vm.machine import VM
-from .summary import summarize, to_json
+from .summary import summarize_dump, to_json
 from .sysrq import SysrqDump, parse_dumps
 
 
@@ -39,7 +39,7 @@ class Capture:
     def summary(self) -> list[str]:
         lines: list[str] = []
         for d in self.dumps:  # sysrq-w and sysrq-t name the same blocked task: once
-            lines += [line for line in summarize(d) if line not in lines]
+            lines += [line for line in summarize_dump(d) if line not in lines]
         return lines
 
 

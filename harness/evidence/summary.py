@@ -1,6 +1,6 @@
 """One-line summaries and JSON of parsed sysrq dumps (:mod:`harness.evidence.sysrq`).
 
-:func:`summarize` gives one line per busy workqueue, per hung worker pool and per task of interest,
+:func:`summarize_dump` gives one line per busy workqueue, per hung worker pool and per task of interest,
 after a first line saying so when the dump was cut short (:attr:`SysrqDump.truncated`):
 
 * ``dump cut short WHERE: the log ends there`` / ``...: interrupted by 'LINE'``;
@@ -105,7 +105,7 @@ def cut_line(dump: SysrqDump) -> str | None:
     return f"dump cut short {dump.cut_in or 'before its end'}: {why}"
 
 
-def summarize(dump: SysrqDump) -> list[str]:
+def summarize_dump(dump: SysrqDump) -> list[str]:
     """Human-readable lines: one per busy workqueue, per hung pool, and per interesting task,
     after one saying where the dump was cut short if it was.
 
@@ -135,5 +135,5 @@ def to_json(dump: SysrqDump) -> dict:
         wq["flag_names"] = wq_flag_names(wq["flags"])
     for task in data["tasks"]:
         task["blocked_in"] = blocked_in(task["stack"])
-    data["summary"] = summarize(dump)
+    data["summary"] = summarize_dump(dump)
     return data

@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import HarnessError
 from ..paths import cache_dir
 from ..util import atomic_dir, file_lock, sha256_file
+from ..vocab import Say
 
 CHUNK = 64 << 20   # bytes per transferred piece: bounds the memory a transfer holds at once
 KERNEL_FILES = ("bzImage", ".config", "System.map", "metadata.json")
@@ -78,6 +80,12 @@ class Manifest:
                 raise ArtifactError(f"{self.label}: {f.name}: bad sha256 or size")
         if len(set(names)) != len(names) or "metadata.json" not in names:
             raise ArtifactError(f"{self.label}: want unique files including metadata.json, got {names}")
+
+
+def safe_mode(mode: int) -> int:
+    """Permission bits a received file may have: the manifest's, without setuid, setgid, sticky
+    or group/other write (at most 0o755; a 0o600 key stays 0o600)."""
+    return mode & 0o755
 
 
 def entry_dir(kind: str, name: str, key: str) -> Path:
@@ -138,7 +146,7 @@ def publish(manifest: Manifest, put: Callable[[bytes], Any], src: Path | None = 
 
 
 def install(manifest: Manifest, refs: dict[str, list[Any]], get: Callable[[Any], bytes], *,
-            say: Callable[[str], None] = lambda m: None) -> tuple[Path, bool]:
+            say: Say = lambda m: None) -> tuple[Path, bool]:
     """Make the entry present in this host's cache: (its directory, whether it was fetched now).
 
     Each file is written from its chunks while being hashed; a size or sha256 that differs from
@@ -171,7 +179,7 @@ def install(manifest: Manifest, refs: dict[str, list[Any]], get: Callable[[Any],
                 if n != f.size or got != f.sha256:
                     raise ArtifactError(f"{manifest.label}: {f.name} arrived corrupt: sha256 {got[:16]}... "
                                         f"({n} bytes), want {f.sha256[:16]}... ({f.size} bytes); refused")
-                os.chmod(tmp / f.name, f.mode)
+                os.chmod(tmp / f.name, safe_mode(f.mode))
         say(f"{manifest.label}: fetched {manifest.size / 2**20:.1f} MiB into {final}, sha256 verified")
     return final, True
 

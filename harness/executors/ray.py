@@ -31,13 +31,12 @@ arrives; workers never touch the store. Failures:
 
 What runs on the worker, and the helpers both sides share, are in :mod:`harness.executors.ray_unit`.
 Ray is imported lazily: without it, constructing a RayExecutor raises HarnessError saying
-``pip install 'kharness[ray]'``. See the README ("Scaling out with Ray") for clusters, caches and ``ray job submit``.
+``pip install 'kharness[ray]'``. See docs/ray.md for clusters, caches and ``ray job submit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +45,14 @@ from typing import Any, Callable, Iterable
 from ..errors import HarnessError
 from ..results.rundir import RunDir, new_run_dir
 from . import artifacts
-from .local import RecordSink, narrow
+from .base import RunContext
+from .local import progressed
 from ..run.records import BootRecord
 from .ray_unit import (Tracker, import_ray, record_from_json, resources_for, run_unit, unit_deadline,
-                       unpack_run_dir, work_items)
+                       unpack_run_dir)
 from ..run.spec import RunSpec
-
-Say = Callable[[str], None]
+from ..util import write_json
+from ..vocab import Say
 
 
 def _where(info: dict[str, Any]) -> str:
@@ -139,7 +139,7 @@ class RayExecutor:
             raise HarnessError(
                 f"no live node of the Ray cluster at {self.address!r} offers {need} for {spec.label}; "
                 "start each worker host with e.g. `ray start --address=HEAD:6379 --num-cpus=N "
-                "--resources='{\"vm\": 1" + (', "kvm": 1' if spec.accel == "kvm" else "") + "}'` (see the README, 'Scaling out with Ray')")
+                "--resources='{\"vm\": 1" + (', "kvm": 1' if spec.accel == "kvm" else "") + "}'` (see docs/ray.md)")
 
     def _artifact(self, kind: str, name: str, key: str) -> tuple[artifacts.Manifest, dict[str, list[Any]]]:
         k = (kind, name, key)
@@ -152,13 +152,12 @@ class RayExecutor:
         return self._published[k]
 
     # -- the loop
-    def execute(self, specs: Iterable[RunSpec], root: Path, *, sink: RecordSink | None = None,
-                say: Say = print, group: str | None = None, front_end: str = "cli",
-                reproduces: str | None = None, tests_source: Path | None = None,
-                max_boots_per_spec: int = 10) -> list[BootRecord]:
-        """Run every spec on the cluster; records (plan order) to ``sink`` as they arrive."""
+    def execute(self, specs: Iterable[RunSpec], ctx: RunContext) -> list[BootRecord]:
+        """Run every spec on the cluster; records (plan order) to ``ctx.sink`` as they arrive."""
         ray = self.ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # optional dependency: ray
+        root, sink, say, group, front_end = ctx.root, ctx.sink, ctx.say, ctx.group, ctx.front_end
+        reproduces, tests_source, max_boots_per_spec = ctx.reproduces, ctx.tests_source, ctx.max_boots_per_spec
         specs = list(specs)
         for s in specs:
             self.check_schedulable(s)
@@ -191,10 +190,8 @@ class RayExecutor:
             results[unit.index].append(rec)
             if sink is not None:
                 sink.add_run(rec.to_json())
-            progressed = rec.status != "boot-failed" and (
-                rec.measurements or rec.xfstests or len(rec.remaining) < len(work_items(unit.spec)))
-            if rec.remaining and progressed and unit.boots < max_boots_per_spec:
-                submit(unit.index, narrow(unit.spec, rec.remaining), unit.boots + 1)
+            if rec.remaining and progressed(rec, unit.spec) and unit.boots < max_boots_per_spec:
+                submit(unit.index, unit.spec.narrowed(rec.remaining), unit.boots + 1)
 
         try:
             for i, s in enumerate(specs):
@@ -306,9 +303,14 @@ class RayExecutor:
                       f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}")
             say(f"ray: {unit.run_id}: {reason}")
             return self._failed(unit, reason, common, unit.seen)
-        unpack_run_dir(out["run_dir_tgz"], unit.run_dir)
-        rec = dataclasses.replace(record_from_json(out["record"]), run_dir=str(unit.run_dir))
-        (unit.run_dir / "record.json").write_text(json.dumps(rec.to_json(), indent=1, default=str) + "\n")
+        try:   # one worker's bad tarball or record fails its unit, not the whole run
+            unpack_run_dir(out["run_dir_tgz"], unit.run_dir)
+            rec = dataclasses.replace(record_from_json(out["record"]), run_dir=str(unit.run_dir))
+        except (HarnessError, KeyError, TypeError, ValueError) as e:
+            reason = f"unusable result from the worker: {type(e).__name__}: {e}"
+            say(f"ray: {unit.run_id}: {reason}")
+            return self._failed(unit, reason, common, unit.seen)
+        write_json(unit.run_dir / "record.json", rec.to_json(), indent=1, sort_keys=False)
         wall = time.monotonic() - unit.submitted
         info = {k: v for k, v in out.items() if k not in ("record", "run_dir_tgz")}
         self.units.append({"run_id": unit.run_id, "status": rec.status, "wall_s": wall,
@@ -332,9 +334,9 @@ class RayExecutor:
         spec.write(unit.run_dir)
         rec = BootRecord(run_id=unit.run_id, run_dir=str(unit.run_dir), spec=spec, status="error",
                          started=unit.started, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         failures=(reason,), remaining=tuple(work_items(spec)), group=common.get("group"),
+                         failures=(reason,), remaining=spec.workload.work(), group=common.get("group"),
                          front_end=common.get("front_end", "cli"), reproduces=common.get("reproduces"))
-        (unit.run_dir / "record.json").write_text(json.dumps(rec.to_json(), indent=1, default=str) + "\n")
+        write_json(unit.run_dir / "record.json", rec.to_json(), indent=1, sort_keys=False)
         rd.finish("error", failures=[reason], remaining=list(rec.remaining))
         self.units.append({"run_id": unit.run_id, "status": "error", "reason": reason,
                            "wall_s": time.monotonic() - unit.submitted, **{k: v for k, v in seen.items() if k != "t0"}})

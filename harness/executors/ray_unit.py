@@ -11,6 +11,7 @@ may take.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import shutil
 import socket
 import tarfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,21 +29,21 @@ from ..evidence.events import Event
 from ..paths import cache_root
 from ..util import write_json
 from . import artifacts
-from ..run.boot import boot_timeout
-from ..run.fio import fio_deadline
+from ..run.boot import boot_timeout, run_boot
 from ..run.records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
-from ..run.spec import CommandWorkload, FioWorkload, RunSpec, XfstestsWorkload, harness_spec, spec_from_json
+from ..run.spec import RunSpec, harness_spec
+from ..run.spec_read import spec_from_json
 
-Say = Callable[[str], None]
 INSTALL_HINT = "pip install 'kharness[ray]'"
 MAX_RUN_DIR_BYTES = 1 << 30
+MAX_RUN_DIR_MEMBERS = 100_000
 _SKIP_FILES = ("root-overlay.qcow2",)     # throwaway disks, if a killed VM left them behind
 
 
 def import_ray() -> Any:
     """The ray module, or HarnessError saying how to install it."""
     try:
-        import ray
+        import ray   # optional dependency: ray (the kharness[ray] extra)
     except ImportError as e:
         raise HarnessError(f"the Ray executor needs Ray, which is not installed here ({e}); install the "
                            f"extra: {INSTALL_HINT} (in a checkout: .venv/bin/pip install -e '.[ray]')") from None
@@ -58,27 +60,7 @@ def unit_deadline(spec: RunSpec, transfer_s: float = 300.0) -> float:
     """Seconds a unit may run before the driver cancels it: well past run_boot's own deadlines
     (boot timeout, fio hang deadline, xfstests watchdogs), so those handle a hang with evidence
     first, plus time to fetch artifacts. It catches what they cannot: a stuck worker."""
-    t = boot_timeout(spec.accel) + 180.0 + transfer_s
-    wl = spec.workload
-    if isinstance(wl, FioWorkload):
-        for c in wl.cells:
-            per_run = wl.deadline_s if wl.deadline_s else fio_deadline(c.job)
-            t += 180.0 + c.runs * (per_run + 60.0)
-    elif isinstance(wl, XfstestsWorkload):
-        t += 900.0 + len(wl.tests) * 3 * max(wl.default_watchdog_s, 120.0)
-    elif isinstance(wl, CommandWorkload):
-        t += wl.timeout_s + 60.0
-    return t * 1.5
-
-
-def work_items(spec: RunSpec) -> list[str]:
-    """The cells, tests or 'command' a spec asks for (what a failed unit leaves undone)."""
-    wl = spec.workload
-    if isinstance(wl, FioWorkload):
-        return [c.id for c in wl.cells]
-    if isinstance(wl, XfstestsWorkload):
-        return list(wl.tests)
-    return ["command"]
+    return (boot_timeout(spec.accel) + 180.0 + transfer_s + spec.workload.busy_seconds()) * 1.5
 
 
 # -- records and run directories across hosts ----------------------------------------------------
@@ -119,26 +101,41 @@ def pack_run_dir(run_dir: Path, limit: int = MAX_RUN_DIR_BYTES) -> bytes:
     return buf.getvalue()
 
 
-def unpack_run_dir(blob: bytes, dest: Path) -> None:
-    """Unpack :func:`pack_run_dir` bytes into ``dest``; only plain files and directories inside it."""
+def unpack_run_dir(blob: bytes, dest: Path, *, max_bytes: int = MAX_RUN_DIR_BYTES,
+                   max_members: int = MAX_RUN_DIR_MEMBERS) -> None:
+    """Unpack :func:`pack_run_dir` bytes into ``dest``: plain files and directories inside it
+    only (no links, devices, absolute or '..' names), at most ``max_bytes`` of content in
+    ``max_members`` members (the worker's own limit); modes masked to 0o755. Anything else,
+    or a tarball that does not read, raises HarnessError; members are checked as they stream,
+    so a huge or endless archive is refused without being read to its end."""
     dest.mkdir(parents=True, exist_ok=True)
     real = dest.resolve()
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        for m in tar.getmembers():
-            target = (dest / m.name).resolve()
-            if m.name.startswith("/") or ".." in Path(m.name).parts or not target.is_relative_to(real) \
-                    or target == real or not (m.isfile() or m.isdir()):
-                raise HarnessError(f"run directory from a worker: refusing member {m.name!r}")
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(m)
-            assert src is not None
-            with open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            os.chmod(target, m.mode & 0o755)
-            os.utime(target, (m.mtime, m.mtime))
+    total = count = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            for m in tar:
+                count += 1
+                total += m.size if m.isfile() else 0
+                if count > max_members:
+                    raise HarnessError(f"run directory from a worker: more than {max_members} members")
+                if total > max_bytes:
+                    raise HarnessError(f"run directory from a worker: larger than {max_bytes} bytes")
+                target = (dest / m.name).resolve()
+                if m.name.startswith("/") or ".." in Path(m.name).parts or not target.is_relative_to(real) \
+                        or target == real or not (m.isfile() or m.isdir()):
+                    raise HarnessError(f"run directory from a worker: refusing member {m.name!r}")
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(m)
+                assert src is not None
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.chmod(target, m.mode & 0o755)
+                os.utime(target, (m.mtime, m.mtime))
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise HarnessError(f"run directory from a worker: unreadable tarball ({e})") from None
 
 
 # -- the Ray side: tracker actor and the task -------------------------------------------------------
@@ -178,8 +175,7 @@ def _unnice() -> int:
 def run_unit(payload: dict[str, Any], refs: dict[str, Any], tracker: Any,
              boot: Callable[..., BootRecord] | None = None) -> dict[str, Any]:
     """The Ray task: one boot's work on whichever host Ray chose. Returns plain data."""
-    import ray
-    from ..run.boot import run_boot
+    import ray   # optional dependency: ray (this runs on a Ray worker, where it is installed)
     run_id = payload["run_id"]
     node, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
     try:

@@ -17,28 +17,27 @@ import json
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import BootError, HangError, HarnessError, WorkloadError
 from ..evidence.events import scan_console_file
 from ..image.build import find_image
 from ..kernel.build import find_kernel
 from ..results.rundir import RunDir
+from ..util import write_json
 from ..vm.accel import Accel
 from ..vm.disks import Disk
 from ..vm.machine import VM, VMConfig
 from ..vm.ssh import GuestCommandError
+from ..vocab import Say
 from ..workloads.fs import Filesystem, make_and_mount, unmount
 from . import fio as fio_step
 from . import xfstests as xfs_step
 from .hang import console_offset, handle_hang
+from .plan import command_spec
 from .records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
 from .spec import MOUNTPOINT, CommandWorkload, FioCell, FioWorkload, RunSpec, VMSpec, XfstestsWorkload
-
-if TYPE_CHECKING:
-    from .testbed import Testbed
-
-Say = Callable[[str], None]
+from .testbed import Testbed
 
 
 def boot_timeout(accel: str) -> float:
@@ -71,10 +70,9 @@ def open_vm(spec: RunSpec, run_dir: Path) -> Iterator[VM]:
 
 
 @contextlib.contextmanager
-def booted(bed: "Testbed", kernel: str, run_dir: Path, *, disks: Sequence[str] = (), cmdline: str = "",
+def booted(bed: Testbed, kernel: str, run_dir: Path, *, disks: Sequence[str] = (), cmdline: str = "",
            label: str = "vm") -> Iterator[VM]:
     """A running guest of a prepared testbed's ``kernel`` with scratch ``disks`` (``nvme:1G``...)."""
-    from .plan import command_spec
     spec = command_spec(bed, kernel, [], disks=disks, label=label, vm=VMSpec(cmdline=cmdline))
     with open_vm(spec, run_dir) as vm:
         yield vm
@@ -117,7 +115,8 @@ def _fs_groups(cells: tuple[FioCell, ...]) -> list[list[FioCell]]:
     return groups
 
 
-def _fio(vm: VM, spec: RunSpec, wl: FioWorkload, acc: _Acc, remaining: list[str]) -> str:
+def _fio(vm: VM, spec: RunSpec, wl: FioWorkload, acc: _Acc, remaining: list[str],
+         tests_source: Path | None) -> tuple[str, int | None]:
     run_dir = acc.rundir.path
     for group in _fs_groups(wl.cells):
         first = group[0]
@@ -145,17 +144,17 @@ def _fio(vm: VM, spec: RunSpec, wl: FioWorkload, acc: _Acc, remaining: list[str]
                                                    idx, "hang", error=str(e).splitlines()[0]))
                     acc.hang(e, run_dir)
                     remaining.remove(c.id)  # a hung cell is not retried: it would hang again
-                    return "hang"
+                    return "hang", None
                 acc.evidence += ev
                 acc.summary += summary
                 acc.measured(m)
             remaining.remove(c.id)
         unmount(vm, MOUNTPOINT)
-    return "done"
+    return "done", None
 
 
 def _xfstests(vm: VM, spec: RunSpec, wl: XfstestsWorkload, acc: _Acc, remaining: list[str],
-              tests_source: Path | None) -> str:
+              tests_source: Path | None) -> tuple[str, int | None]:
     run_dir = acc.rundir.path
     disks = list(vm.cfg.disks)
     guest = xfs_step.prepare_guest(vm, wl.section, disks, run_dir)
@@ -177,16 +176,18 @@ def _xfstests(vm: VM, spec: RunSpec, wl: XfstestsWorkload, acc: _Acc, remaining:
                 acc.hang(e, run_dir)
                 remaining.remove(test)
                 acc.say(f"    hung: {str(e).splitlines()[0]}")
-                return "hang"
+                return "hang", None
         acc.xfstests.append(r)
         remaining.remove(test)
         acc.say(f"    {r.status}" + (f": {r.message[:100]}" if r.message else ""))
-    return "done"
+    return "done", None
 
 
-def _command(vm: VM, wl: CommandWorkload, acc: _Acc, remaining: list[str]) -> int | None:
-    """Run the command; its output goes to command.out / command.err in the run directory.
-    Past its deadline it is a hang (None): the hang handler collects the evidence."""
+def _command(vm: VM, spec: RunSpec, wl: CommandWorkload, acc: _Acc, remaining: list[str],
+             tests_source: Path | None) -> tuple[str, int | None]:
+    """Run the command; its output goes to command.out / command.err in the run directory, its
+    exit status is the second value. Past its deadline it is a hang: the hang handler collects
+    the evidence."""
     since = console_offset(vm)
     try:
         res = vm.run(list(wl.argv), timeout=wl.timeout_s, check=False)
@@ -196,19 +197,18 @@ def _command(vm: VM, wl: CommandWorkload, acc: _Acc, remaining: list[str]) -> in
         acc.hang(handle_hang(vm, what=f"guest command {' '.join(wl.argv)[:60]}", limit=wl.timeout_s,
                              evidence_dir=acc.rundir.path / "sysrq", label="command", since=since),
                  acc.rundir.path)
-        return None
+        return "hang", None
     (acc.rundir.path / "command.out").write_text(res.stdout)
     (acc.rundir.path / "command.err").write_text(res.stderr)
     remaining.clear()
-    return res.status
+    return "done", res.status
 
 
-def _work(wl: object) -> list[str]:
-    if isinstance(wl, FioWorkload):
-        return [c.id for c in wl.cells]
-    if isinstance(wl, XfstestsWorkload):
-        return list(wl.tests)
-    return ["command"]
+# How a boot carries out each workload kind (run.spec's WorkloadKind says what it is): the
+# runner ticks items off ``remaining`` as it finishes them and returns the boot's status
+# (done or hang) and a command's exit status.
+Runner = Callable[[VM, RunSpec, Any, _Acc, list[str], Path | None], tuple[str, int | None]]
+RUNNERS: dict[str, Runner] = {"fio": _fio, "xfstests": _xfstests, "command": _command}
 
 
 def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | None = None,
@@ -221,7 +221,7 @@ def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | Non
     spec.write(run_dir)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     wl = spec.workload
-    remaining = _work(wl)
+    remaining = list(wl.work())
     acc = _Acc(rundir, say)
     status, boot_s, cmd_status = "error", None, None
     try:
@@ -229,13 +229,7 @@ def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | Non
         with VM(cfg) as vm:
             boot_s = vm.boot_seconds
             rundir.update(boot_seconds=boot_s, qemu_argv=vm.argv)
-            if isinstance(wl, FioWorkload):
-                status = _fio(vm, spec, wl, acc, remaining)
-            elif isinstance(wl, XfstestsWorkload):
-                status = _xfstests(vm, spec, wl, acc, remaining, tests_source)
-            else:
-                cmd_status = _command(vm, wl, acc, remaining)
-                status = "done" if cmd_status is not None else "hang"
+            status, cmd_status = RUNNERS[wl.kind](vm, spec, wl, acc, remaining, tests_source)
     except BootError as e:
         status = "boot-failed"
         acc.failures.append(str(e))
@@ -253,6 +247,6 @@ def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | Non
         measurements=tuple(acc.measurements), xfstests=tuple(acc.xfstests), events=events,
         evidence=tuple(acc.evidence), failures=tuple(acc.failures), remaining=tuple(remaining),
         sysrq_summary=tuple(acc.summary), command_status=cmd_status, group=group, front_end=front_end, reproduces=reproduces)
-    (run_dir / "record.json").write_text(json.dumps(record.to_json(), indent=1, default=str) + "\n")
+    write_json(run_dir / "record.json", record.to_json(), indent=1, sort_keys=False)
     rundir.finish(status, failures=list(acc.failures), remaining=list(remaining))
     return record

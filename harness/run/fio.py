@@ -31,11 +31,6 @@ def fio_job(spec: FioJobSpec, tag: str) -> FioJob:
                   runtime=spec.runtime, ramp_time=spec.ramp_time, tag=tag)
 
 
-def fio_deadline(job: FioJobSpec, prep_seconds: float = 120.0) -> float:
-    """How long fio may take before it counts as hung: runtime, prep and a wide margin."""
-    return job.runtime * 3 + job.ramp_time + prep_seconds + 60
-
-
 class Sampler:
     """sysrq captures over SSH while a workload runs: once ``marker`` exists in the guest (the
     measured fio job touches it as it starts; file layout and prep jobs can take many seconds on
@@ -90,7 +85,7 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
 
     A fio that exits non-zero gives a record with status ``error`` (its output kept); a fio
     past its deadline raises HangError from the hang handler (the VM is then dead)."""
-    label = f"{cell.id.replace('/', '-')}-r{run_index}"
+    label = f"{cell.cell_id.slug}-r{run_index}"
     fio_dir = run_dir / "fio"
     fio_dir.mkdir(parents=True, exist_ok=True)
     marker = f"{GUEST_DIR}/{label}.started" if sampling else ""
@@ -99,7 +94,7 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     jobfile.write_text(render_job(job))
     local_json = fio_dir / f"{label}.json"
     since = console_offset(vm)
-    limit = deadline or fio_deadline(cell.job)
+    limit = deadline or cell.job.hang_deadline()
     t_end = time.monotonic() + limit
     guest_job = f"{GUEST_DIR}/{label}.fio"
     base = dict(cell=cell.id, fs=cell.fs.fstype, disk=cell.disk, pattern=cell.job.pattern,

@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 from ..config.fstests import TEST_NAME, get_section
 from ..errors import HarnessError
 from ..vm.disks import parse_disk
-from ..workloads.fio import ENGINES, PATTERNS, FioJob, render_job
+from ..vocab import ENGINES, PATTERNS
+from ..workloads.fio import FioJob, render_job
 from ..workloads.fs import get_filesystem
 from ..workloads.xfstests_config import expunged
 from .spec import (MOUNTPOINT, CommandWorkload, DiskSpec, FilesystemSpec, FioCell, FioJobSpec, FioWorkload, RunSpec,

@@ -7,7 +7,7 @@ and the job file as rendered); for xfstests, the section, the tests, the expunge
 ``local.config`` as rendered. It is written as ``spec.json`` into every run directory by every
 front end, and ``kharness reproduce`` reads it back.
 
-The JSON form carries ``version``; :func:`spec_from_json` refuses a version it does not know and
+The JSON form carries ``version``; :func:`.spec_read.spec_from_json` refuses a version it does not know and
 names unknown or missing keys, so a spec can never be half-read.
 """
 
@@ -18,12 +18,13 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterable, Protocol, Union, runtime_checkable
 
 from .. import __version__
 from ..errors import HarnessError
 from ..paths import REPO_ROOT
-from ..util import run
+from ..util import run, write_text_atomic
+from ..vocab import CellId
 
 SPEC_VERSION = 1
 MOUNTPOINT = "/mnt/scratch"
@@ -121,6 +122,10 @@ class FioJobSpec:
     directory: str
     rendered: str = ""
 
+    def hang_deadline(self, prep_seconds: float = 120.0) -> float:
+        """How long fio may take before it counts as hung: runtime, prep and a wide margin."""
+        return self.runtime * 3 + self.ramp_time + prep_seconds + 60
+
 
 @dataclass(frozen=True)
 class SysrqSampling:
@@ -134,7 +139,7 @@ class SysrqSampling:
     @classmethod
     def evidence(cls, runtime: float) -> "SysrqSampling":
         """One sysrq-w + sysrq-t capture a third into a ``runtime``-second job (1-3 s in): the
-        completions are queued by then, and the dumps (about 0.5 s on TCG) end well before a
+        completions are queued by then, and the dumps end well before a
         short job does; at 3 s into a 5 s job the workqueue dump sometimes found nothing busy."""
         return cls("wt", delay=max(1.0, min(3.0, runtime / 3)))
 
@@ -149,9 +154,46 @@ class FioCell:
     runs: int = 1
 
     @property
+    def cell_id(self) -> CellId:
+        """The cell's typed key (fs, disk, pattern, engine)."""
+        return CellId(self.fs.fstype, self.disk, self.job.pattern, self.job.engine)
+
+    @property
     def id(self) -> str:
         """``fs/disk/pattern/engine``, e.g. ``ext4/nvme/unwritten-convert/libaio``."""
-        return f"{self.fs.fstype}/{self.disk}/{self.job.pattern}/{self.job.engine}"
+        return str(self.cell_id)
+
+
+# -- workloads --------------------------------------------------------------------------------
+# Each kind carries what the layers above ask of a workload (the WorkloadKind protocol), so they
+# never test for a kind: its work items (what ``remaining`` lists), narrowing to some of them, the
+# check that an item exists, the time a boot of it may take, and ``kind`` (JSON, labels, store).
+# ``run.boot.RUNNERS`` holds how a boot carries each kind out.
+@runtime_checkable
+class WorkloadKind(Protocol):
+    """What every workload kind offers (FioWorkload, XfstestsWorkload, CommandWorkload)."""
+
+    kind: str
+
+    def work(self) -> tuple[str, ...]:
+        """The work items, in order: what a boot cut short lists as ``remaining``."""
+        ...
+
+    def narrowed(self, keep: Iterable[str]) -> "WorkloadKind":
+        """The same workload with only the work items in ``keep``."""
+        ...
+
+    def undone(self, measured: Iterable[str]) -> tuple[str, ...]:
+        """The work items still to do when ``measured`` (cell ids) were recorded before a crash."""
+        ...
+
+    def require(self, item: str, where: str) -> None:
+        """SpecError naming ``where`` and listing the items unless ``item`` is one of them."""
+        ...
+
+    def busy_seconds(self) -> float:
+        """How long a boot of this workload may run past booting, its own deadlines included."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -164,6 +206,24 @@ class FioWorkload:
     setup: tuple[tuple[str, ...], ...] = ()
     deadline_s: float | None = None
     kind: str = "fio"
+
+    def work(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.cells)
+
+    def narrowed(self, keep: Iterable[str]) -> "FioWorkload":
+        keep = set(keep)
+        return dataclasses.replace(self, cells=tuple(c for c in self.cells if c.id in keep))
+
+    def undone(self, measured: Iterable[str]) -> tuple[str, ...]:
+        done = set(measured)
+        return tuple(c for c in self.work() if c not in done)
+
+    def require(self, item: str, where: str) -> None:
+        if item not in self.work():
+            raise SpecError(where, "cell", f"no cell {item!r} (cells: {', '.join(self.work()) or 'none'})")
+
+    def busy_seconds(self) -> float:
+        return sum(180.0 + c.runs * ((self.deadline_s or c.job.hang_deadline()) + 60.0) for c in self.cells)
 
 
 @dataclass(frozen=True)
@@ -181,6 +241,23 @@ class XfstestsWorkload:
     default_watchdog_s: float = 1800.0
     kind: str = "xfstests"
 
+    def work(self) -> tuple[str, ...]:
+        return tuple(self.tests)
+
+    def narrowed(self, keep: Iterable[str]) -> "XfstestsWorkload":
+        keep = set(keep)
+        return dataclasses.replace(self, tests=tuple(t for t in self.tests if t in keep))
+
+    def undone(self, measured: Iterable[str]) -> tuple[str, ...]:
+        return self.work()   # results are kept only in record.json: a crashed boot redoes them all
+
+    def require(self, item: str, where: str) -> None:
+        if item not in self.tests:
+            raise SpecError(where, "tests", f"no test {item!r} (tests: {', '.join(self.tests) or 'none'})")
+
+    def busy_seconds(self) -> float:
+        return 900.0 + len(self.tests) * 3 * max(self.default_watchdog_s, 120.0)
+
 
 @dataclass(frozen=True)
 class CommandWorkload:
@@ -190,9 +267,25 @@ class CommandWorkload:
     timeout_s: float = 600.0
     kind: str = "command"
 
+    def work(self) -> tuple[str, ...]:
+        return ("command",)
+
+    def narrowed(self, keep: Iterable[str]) -> "CommandWorkload":
+        return self   # one item: nothing to narrow
+
+    def undone(self, measured: Iterable[str]) -> tuple[str, ...]:
+        return self.work()
+
+    def require(self, item: str, where: str) -> None:
+        if item != "command":
+            raise SpecError(where, "workload", f"no item {item!r}: a command run has one item, 'command'")
+
+    def busy_seconds(self) -> float:
+        return self.timeout_s + 60.0
+
 
 Workload = Union[FioWorkload, XfstestsWorkload, CommandWorkload]
-_WORKLOADS = {"fio": FioWorkload, "xfstests": XfstestsWorkload, "command": CommandWorkload}
+WORKLOAD_KINDS: dict[str, type] = {"fio": FioWorkload, "xfstests": XfstestsWorkload, "command": CommandWorkload}
 
 
 @dataclass(frozen=True)
@@ -229,17 +322,21 @@ class RunSpec:
     def write(self, run_dir: Path) -> Path:
         """Write ``spec.json`` into ``run_dir``."""
         path = run_dir / "spec.json"
-        path.write_text(self.dumps() + "\n")
+        write_text_atomic(path, self.dumps() + "\n")
         return path
 
     def cell(self, cell_id: str) -> FioCell:
         """The fio cell named ``cell_id``; SpecError listing the cells otherwise."""
-        cells = self.workload.cells if isinstance(self.workload, FioWorkload) else ()
+        cells: tuple[FioCell, ...] = getattr(self.workload, "cells", ())
         for c in cells:
             if c.id == cell_id:
                 return c
         raise SpecError(self.label, "cell", f"no cell {cell_id!r} (cells: "
                         f"{', '.join(c.id for c in cells) or 'none: not a fio run'})")
+
+    def narrowed(self, keep: Iterable[str]) -> "RunSpec":
+        """This spec with only the work items (cells, tests) named in ``keep``."""
+        return dataclasses.replace(self, workload=self.workload.narrowed(keep))
 
     def same_work(self, other: "RunSpec") -> list[str]:
         """Keys where ``other`` would do different work (label, role, index and harness aside)."""
@@ -283,102 +380,3 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 # -- JSON -> dataclasses, strictly ------------------------------------------------------------
-def _build(cls: type, data: Any, where: str, key: str) -> Any:
-    if not isinstance(data, dict):
-        raise SpecError(where, key, f"want an object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SpecError(where, key, f"unknown key(s) {', '.join(unknown)}")
-    kwargs = {}
-    for name, f in fields.items():
-        sub = f"{key}.{name}" if key else name
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
-                raise SpecError(where, sub, "missing")
-            continue
-        kwargs[name] = _value(_FIELD_TYPES.get((cls.__name__, name)), data[name], where, sub)
-    return cls(**kwargs)
-
-
-def _value(kind: Any, value: Any, where: str, key: str) -> Any:
-    if kind is None:
-        return value
-    if isinstance(kind, tuple) and kind[0] == "list":
-        if not isinstance(value, list):
-            raise SpecError(where, key, f"want a list, got {type(value).__name__}")
-        return tuple(_value(kind[1], v, where, f"{key}[{i}]") for i, v in enumerate(value))
-    if kind == "opt-sampling":
-        return None if value is None else _build(SysrqSampling, value, where, key)
-    if kind == "workload":
-        if not isinstance(value, dict) or value.get("kind") not in _WORKLOADS:
-            raise SpecError(where, f"{key}.kind", f"want one of {', '.join(_WORKLOADS)}")
-        return _build(_WORKLOADS[value["kind"]], value, where, key)
-    if kind == "strs":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise SpecError(where, key, "want a list of strings")
-        return tuple(value)
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        return _build(kind, value, where, key)
-    return value
-
-
-_FIELD_TYPES: dict[tuple[str, str], Any] = {
-    ("RunSpec", "kernel"): KernelSpec, ("RunSpec", "image"): ImageSpec,
-    ("RunSpec", "disks"): ("list", DiskSpec), ("RunSpec", "workload"): "workload",
-    ("RunSpec", "vm"): VMSpec, ("RunSpec", "harness"): HarnessSpec,
-    ("KernelSpec", "patches"): ("list", PatchRef), ("KernelSpec", "fragments"): ("list", FragmentRef),
-    ("FioWorkload", "cells"): ("list", FioCell), ("FioWorkload", "sampling"): "opt-sampling",
-    ("FioWorkload", "setup"): ("list", "strs"),
-    ("FioCell", "fs"): FilesystemSpec, ("FioCell", "job"): FioJobSpec,
-    ("FilesystemSpec", "mkfs"): "strs",
-    ("XfstestsWorkload", "tests"): "strs", ("CommandWorkload", "argv"): "strs", ("XfstestsWorkload", "expunged"): ("list", "strs"),
-}
-
-_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
-
-
-def _check_scalars(obj: Any, where: str, key: str = "") -> None:
-    """Type-check scalar fields against their annotations (str/int/float, optional or not)."""
-    if not dataclasses.is_dataclass(obj):
-        return
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        sub = f"{key}.{f.name}" if key else f.name
-        ann = str(f.type).replace(" ", "")
-        if ann in _SCALARS or ann in (f"{t}|None" for t in _SCALARS):
-            base = ann.removesuffix("|None")
-            if v is None and ann.endswith("|None"):
-                continue
-            if isinstance(v, bool) or not isinstance(v, _SCALARS[base]):
-                raise SpecError(where, sub, f"want {ann}, got {v!r}")
-        elif dataclasses.is_dataclass(v):
-            _check_scalars(v, where, sub)
-        elif isinstance(v, tuple):
-            for i, item in enumerate(v):
-                _check_scalars(item, where, f"{sub}[{i}]")
-
-
-def spec_from_json(data: Any, where: str = "spec") -> RunSpec:
-    """A RunSpec from its JSON form; SpecError naming ``where`` and the key on any problem."""
-    if not isinstance(data, dict):
-        raise SpecError(where, "", "not a JSON object")
-    version = data.get("version")
-    if version != SPEC_VERSION:
-        raise SpecError(where, "version", f"spec version {version!r} is not supported "
-                        f"(this kharness reads version {SPEC_VERSION})")
-    spec = _build(RunSpec, data, where, "")
-    _check_scalars(spec, where)
-    return spec
-
-
-def read_spec(path: Path) -> RunSpec:
-    """Read ``spec.json`` (or a run directory holding one)."""
-    p = path / "spec.json" if path.is_dir() else path
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SpecError(str(p), "", "no spec.json: not a run directory written by kharness") from None
-    except (OSError, ValueError) as e:
-        raise SpecError(str(p), "", f"unreadable: {e}") from None
-    return spec_from_json(data, str(p))

@@ -10,7 +10,7 @@ definitions no longer produce the recorded kernel or image.
 from __future__ import annotations
 
 import json
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ..config.images import load_image
 from ..config.kernels import load_kernel
@@ -21,9 +21,9 @@ from ..kernel.patches import parse_series
 from ..paths import project_relative
 from ..util import sha256_json
 from ..vm.accel import Accel, choose_accel
+from ..vocab import KernelRef, Say
 from .spec import FragmentRef, ImageSpec, KernelSpec, PatchRef, RunSpec
 
-Say = Callable[[str], None]
 DEFAULT_IMAGE = "debian-bookworm"
 XFSTESTS_IMAGE = "debian-bookworm-xfstests"
 
@@ -46,14 +46,6 @@ def kernel_spec(build: KernelBuild) -> KernelSpec:
         fragments=frags)
 
 
-def split_ref(ref: str) -> tuple[str, str | None]:
-    """``NAME`` or ``NAME@REF`` (a definition at a branch, tag or commit of its source)."""
-    name, sep, at = ref.partition("@")
-    if sep and not at:
-        raise HarnessError(f"kernel {ref!r}: give NAME or NAME@REF")
-    return name, (at or None)
-
-
 class Testbed:
     """Kernels by reference (``NAME`` or ``NAME@REF``), one image, one accelerator: validated at
     once, built on :meth:`prepare` (idempotent)."""
@@ -61,26 +53,34 @@ class Testbed:
     __test__ = False  # not a pytest test class, though its name starts with "Test"
 
     def __init__(self, kernels: Sequence[str], *, image: str = DEFAULT_IMAGE, accel: str | None = None,
-                 say: Say = print, progress: Callable[[str], None] | None = None):
+                 say: Say = print):
         if accel not in (None, "kvm", "tcg"):
             raise HarnessError(f"accelerator {accel!r}: use kvm or tcg")
-        self.names = list(dict.fromkeys(kernels))
-        for n in self.names:  # fast checks before any slow step: definitions and patch files
-            parse_series(list(load_kernel(split_ref(n)[0]).patches))
+        self.names: list[str] = []
+        for n in dict.fromkeys(kernels):  # fast checks before any slow step: definitions and patch files
+            self._check(n)
         load_image(image)
-        self.image_name, self.accel_override, self.say, self.progress = image, accel, say, progress
+        self.image_name, self.accel_override, self.say = image, accel, say
         self.builds: dict[str, KernelBuild] = {}
         self.image: Image | None = None
         self.accel: Accel | None = None
+
+    def _check(self, text: str) -> KernelRef:
+        """Parse and check one reference (its definition and patches), and add it to the names."""
+        ref = KernelRef.parse(text)
+        parse_series(list(load_kernel(ref.name).patches))
+        if text not in self.names:
+            self.names.append(text)
+        return ref
 
     def prepare(self) -> "Testbed":
         """Build (or find) every kernel and the image, then choose the accelerator."""
         for n in self.names:
             if n not in self.builds:
-                name, ref = split_ref(n)
-                commit = resolve_commit(name, ref) if ref else None
+                kref = KernelRef.parse(n)
+                commit = resolve_commit(kref.name, kref.ref) if kref.ref else None
                 self.say(f"kernel {n}: building (or cache hit)" + (f" at {commit[:12]}" if commit else ""))
-                self.builds[n] = build_kernel(name, progress=self.progress, base_commit=commit)
+                self.builds[n] = build_kernel(kref.name, base_commit=commit)
         if self.image is None:
             self.image = build_image(self.image_name, log=lambda m: self.say(f"  image: {m}"))
         if self.accel is None:
@@ -92,10 +92,8 @@ class Testbed:
 
     def add(self, ref: str) -> KernelBuild:
         """Add (and build) one more kernel reference, e.g. a bisect step's ``NAME@COMMIT``."""
-        split_ref(ref)
         if ref not in self.names:
-            parse_series(list(load_kernel(split_ref(ref)[0]).patches))
-            self.names.append(ref)
+            self._check(ref)
         self.prepare()
         return self.builds[ref]
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from ..config.fstests import Section, get_section
 from ..errors import HarnessError
-from ..util import sha256_json
+from ..util import read_text_capped, sha256_json
 from ..vm.disks import Disk
 from ..vm.machine import VM
 from ..vm.ssh import GuestCommandError
 from ..workloads.xfstests_config import DiskMap, check_argv, render_local_config
-from ..workloads.xfstests_results import (attach_artifacts, collect_artifacts, parse_check_time,
-                                          parse_xunit, watchdog_seconds)
+from ..workloads.xfstests_results import (MAX_XUNIT_CHARS, attach_artifacts, collect_artifacts,
+                                          parse_check_time, parse_xunit, watchdog_seconds)
 from .hang import console_offset, handle_hang
 from .records import XfstestRecord
 
@@ -127,7 +127,8 @@ def run_test(vm: VM, section: str, test: str, run_dir: Path, *, limit: float,
     _fetch_results(vm, tdir)
     res_dir = tdir / "results"
     xml = res_dir / section / "result.xml"
-    parsed = [r for r in (parse_xunit(xml.read_text(), section) if xml.exists() else []) if r.name == test]
+    text = read_text_capped(xml, MAX_XUNIT_CHARS, "xunit report") if xml.exists() else None
+    parsed = [r for r in (parse_xunit(text, section) if text is not None else []) if r.name == test]
     if not parsed:
         return XfstestRecord(section, test, "error", time.monotonic() - t0, "no result in result.xml", rel)
     attach_artifacts(parsed, collect_artifacts(res_dir, section),

@@ -31,20 +31,21 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from ..errors import HarnessError, WorkloadError
+from ..vocab import FIO_TEMPLATES, check_engine, check_pattern
 
-PATTERNS = ("randwrite-overwrite", "append-extend", "unwritten-convert", "randwrite-osync")
-ENGINES = ("libaio", "io_uring")
 MEASURE_PREFIX = "measure."
 PREP_PREFIX = "prep."
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "fio"
 
 _SIZE = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
+# What one job may ask of a host (docs/threat-model.md: a spec from elsewhere names these too):
+# integer parameters' (low, high), and the largest bs and per-clone size in bytes.
+LIMITS = {"iodepth": (1, 4096), "numjobs": (1, 64), "runtime": (1, 3600), "ramp_time": (0, 3600)}
+MAX_BYTES = {"bs": 64 << 20, "size": 64 << 30}
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MARKER = re.compile(r"^/[A-Za-z0-9_./-]{1,200}$")
 
@@ -117,12 +118,17 @@ def parse_job_name(name: str) -> tuple[str, str] | None:
     return (pattern, engine) if sep and pattern and engine else None
 
 
+def size_bytes(value: str | int) -> int:
+    """Bytes in a fio size (``4k``, ``64m``: base 1024, as fio reads ``bs``/``size``)."""
+    text = str(value).lower()
+    shift = {"k": 10, "m": 20, "g": 30, "t": 40}.get(text[-1:], 0)
+    return int(text[:-1] if shift else text) << shift
+
+
 def validate_job(job: FioJob) -> None:
     """Raise HarnessError naming the first invalid field of ``job``."""
-    if job.pattern not in PATTERNS:
-        raise HarnessError(f"unknown fio pattern {job.pattern!r} (known: {', '.join(PATTERNS)})")
-    if job.engine not in ENGINES:
-        raise HarnessError(f"unknown fio ioengine {job.engine!r} (known: {', '.join(ENGINES)})")
+    check_pattern(job.pattern)
+    check_engine(job.engine)
     if not job.directory.startswith("/") or any(c.isspace() or c in ":;#" for c in job.directory):
         raise HarnessError(f"fio directory {job.directory!r}: want an absolute path without "
                            "whitespace, ':', ';' or '#'")
@@ -130,10 +136,12 @@ def validate_job(job: FioJob) -> None:
         value = getattr(job, key)
         if not _SIZE.match(str(value)) or isinstance(value, bool):
             raise HarnessError(f"fio {key} {value!r}: want a positive size like 4k, 64m, 1g or bytes")
-    for key, low in (("iodepth", 1), ("numjobs", 1), ("runtime", 1), ("ramp_time", 0)):
+        if size_bytes(value) > MAX_BYTES[key]:
+            raise HarnessError(f"fio {key} {value!r}: want at most {MAX_BYTES[key] >> 20}m")
+    for key, (low, high) in LIMITS.items():
         value = getattr(job, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise HarnessError(f"fio {key} {value!r}: want an integer >= {low}")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise HarnessError(f"fio {key} {value!r}: want an integer from {low} to {high}")
     if job.marker and (not _MARKER.match(job.marker) or ".." in job.marker):
         raise HarnessError(f"fio marker {job.marker!r}: want an absolute path of [A-Za-z0-9_./-]")
     if not _TAG.match(job.tag):
@@ -141,7 +149,7 @@ def validate_job(job: FioJob) -> None:
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(FIO_TEMPLATES)),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
                               autoescape=False)
 
@@ -160,6 +168,9 @@ def fio_argv(jobfile_path_in_guest: str, output_path: str | None = None) -> list
     """The fio command line writing JSON+ output to ``output_path``, or to stdout if None."""
     out = [f"--output={output_path}"] if output_path else []
     return ["fio", "--output-format=json+", *out, jobfile_path_in_guest]
+
+
+MAX_FIO_OUTPUT_CHARS = 64 << 20   # fio's JSON+ of a job file is well under a megabyte
 
 
 def _load_document(text: str, source: str) -> dict[str, Any]:
@@ -256,6 +267,9 @@ def parse_fio_json(text: str, source: str = "") -> list[FioResult]:
     naming the job and the field when a figure is missing, of the wrong type, negative or not
     finite (NaN, Infinity, or too large for a float).
     """
+    if len(text) > MAX_FIO_OUTPUT_CHARS:
+        raise WorkloadError(f"{source or 'fio output'}: {len(text)} characters, more than the "
+                            f"{MAX_FIO_OUTPUT_CHARS} kharness parses; refused")
     doc = _load_document(text, source)
     glob = _Job(source, "(global options)").mapping(doc.get("global options"), "global options")
     results = [_result(job, glob, source) for job in doc["jobs"]

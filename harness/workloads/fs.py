@@ -10,8 +10,8 @@ from ..config.loader import load_yaml
 from ..errors import DefinitionError, WorkloadError
 from ..vm.machine import VM
 from ..vm.ssh import GuestCommandError
+from ..vocab import FILESYSTEMS_FILE
 
-PROFILES = Path(__file__).with_name("filesystems.yaml")
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": {
@@ -38,7 +38,7 @@ class Filesystem:
         return [a.replace("{dev}", dev) for a in self.mkfs]
 
 
-def load_filesystems(path: Path = PROFILES) -> dict[str, Filesystem]:
+def load_filesystems(path: Path = FILESYSTEMS_FILE) -> dict[str, Filesystem]:
     """All filesystem profiles."""
     data = load_yaml(path, SCHEMA)
     out = {}
@@ -52,7 +52,7 @@ def load_filesystems(path: Path = PROFILES) -> dict[str, Filesystem]:
 def get_filesystem(name: str) -> Filesystem:
     profiles = load_filesystems()
     if name not in profiles:
-        raise DefinitionError(PROFILES, name, f"unknown filesystem (known: {', '.join(profiles)})")
+        raise DefinitionError(FILESYSTEMS_FILE, name, f"unknown filesystem (known: {', '.join(profiles)})")
     return profiles[name]
 
 

@@ -70,7 +70,13 @@ def _repair_xunit(xml_text: str) -> str:
     return "".join(fixed)
 
 
+MAX_XUNIT_CHARS = 256 << 20   # result.xml with every test's .full, dmesg and diff
+
+
 def _parse_xml(xml_text: str) -> ET.Element:
+    if len(xml_text) > MAX_XUNIT_CHARS:
+        raise HarnessError(f"xunit report of {len(xml_text)} characters is larger than the "
+                           f"{MAX_XUNIT_CHARS} kharness parses; refused")
     if not xml_text.strip():
         raise HarnessError("xunit report is empty")
     try:

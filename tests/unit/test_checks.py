@@ -15,7 +15,7 @@ def test_check_forms():
     assert x.image == "debian-bookworm-xfstests"
     assert parse_check("xfstests:generic/002").section == "ext4_4k"
     f = parse_check("fio:ext4/nvme/unwritten-convert/libaio:20%")
-    assert (f.kind, f.cell, f.min_effect_pct, f.image) == ("fio", "ext4/nvme/unwritten-convert/libaio", 20.0,
+    assert (f.kind, str(f.cell), f.min_effect_pct, f.image) == ("fio", "ext4/nvme/unwritten-convert/libaio", 20.0,
                                                            "debian-bookworm")
     assert parse_check("fio:xfs/virtio/append-extend/io_uring").min_effect_pct == 10.0
     assert EXIT_CODES == {"good": 0, "bad": 1, "skip": 125}

@@ -19,15 +19,17 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.results.store import Store
-from harness.executors import base as executors
-from harness.executors.base import Executor, LocalExecutor, executor_for
+from harness.executors import local as executors
+from harness.executors.base import Executor, RunContext
+from harness.executors.choose import executor_for
+from harness.executors.local import LocalExecutor
 from harness.executors.ray_unit import (pack_run_dir, record_from_json, resources_for, unit_deadline,
                                  unpack_run_dir)
 from harness.run.spec import CommandWorkload
 
-from .test_artifacts import make_kernel_entry
-from .test_records import record
-from .test_spec import fio_spec, xfs_spec
+from tests.helpers.artifacts import make_kernel_entry
+from tests.helpers.records import record
+from tests.helpers.specs import fio_spec, xfs_spec
 
 
 def test_no_address_is_the_local_executor():
@@ -38,11 +40,13 @@ def test_no_address_is_the_local_executor():
 
 def test_local_executor_is_execute(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(executors, "execute", lambda specs, root, **kw: seen.update(specs=specs, root=root, **kw) or ["r"])
+    monkeypatch.setattr(executors, "execute", lambda specs, ctx: seen.update(specs=specs, ctx=ctx) or ["r"])
     sink = object()
+    ctx = RunContext(tmp_path, sink=sink, group="g", front_end="pytest", max_boots_per_spec=1)  # type: ignore[arg-type]
     with LocalExecutor() as ex:
-        assert ex.execute(["s"], tmp_path, sink=sink, group="g", front_end="pytest", max_boots_per_spec=1) == ["r"]
-    assert seen["specs"] == ["s"] and seen["sink"] is sink and seen["group"] == "g" and seen["max_boots_per_spec"] == 1
+        assert ex.execute(["s"], ctx) == ["r"]
+    assert seen["specs"] == ["s"] and seen["ctx"] is ctx and seen["ctx"].sink is sink
+    assert ctx.but(max_boots_per_spec=3).max_boots_per_spec == 3 and ctx.max_boots_per_spec == 1
 
 
 def test_ray_missing_says_how_to_install(monkeypatch):
@@ -115,8 +119,8 @@ def local_ray(tmp_path_factory):
 def driver_cache(tmp_path, monkeypatch):
     cache = tmp_path / "driver-cache"
     monkeypatch.setenv("KHARNESS_CACHE", str(cache))
-    make_kernel_entry(cache, "k" * 24)
-    img = cache / "images" / ("debian-bookworm-" + "i" * 20)
+    make_kernel_entry(cache, "f" * 24)
+    img = cache / "images" / ("debian-bookworm-" + "e" * 20)
     img.mkdir(parents=True)
     (img / "base.qcow2").write_bytes(os.urandom(100_000))
     (img / "id_ed25519").write_text("KEY\n")
@@ -168,7 +172,7 @@ def test_ray_records_match_and_follow_ups_run(local_ray, driver_cache, tmp_path)
     sink, root = ListSink(), tmp_path / "runs"
     ex = RayExecutor("auto", boot=measure, poll_s=0.5)
     assert ex.name == "ray" and isinstance(ex, Executor) and ex.slots() == 2
-    recs = ex.execute([two_cells, one_cell], root, sink=sink, group="g", front_end="pytest")
+    recs = ex.execute([two_cells, one_cell], RunContext(root, sink=sink, group="g", front_end="pytest"))
     assert [r.spec.label for r in recs] == ["two", "two", "one"]
     assert [len(r.spec.workload.cells) for r in recs] == [2, 1, 1]
     assert recs[1].spec.workload.cells[0].id == "xfs/nvme/append-extend/io_uring"
@@ -184,8 +188,8 @@ def test_ray_records_match_and_follow_ups_run(local_ray, driver_cache, tmp_path)
             assert meta["executor"]["niceness"] == 0
         assert r.group == "g" and r.front_end == "pytest" and r.measurements[0].iops == 1234.0
     # the worker's cache got the entries by content; the driver's cache is untouched
-    assert (local_ray / "kernels" / ("k" * 24) / "bzImage").read_bytes() == \
-        (driver_cache / "kernels" / ("k" * 24) / "bzImage").read_bytes()
+    assert (local_ray / "kernels" / ("f" * 24) / "bzImage").read_bytes() == \
+        (driver_cache / "kernels" / ("f" * 24) / "bzImage").read_bytes()
     assert sorted(u["artifacts"]["kernel"] for u in ex.units).count("fetched") == 1   # fetched once, then cached
     # into a real store: three runs, three measurements, nothing twice
     with Store(tmp_path / "s.sqlite") as store:
@@ -201,7 +205,7 @@ def test_ray_deadline_cancels_kills_and_records(local_ray, driver_cache, tmp_pat
     sink, root = ListSink(), tmp_path / "runs"
     ex = RayExecutor("auto", boot=stuck, deadline_s=4.0, poll_s=0.5)
     t0 = time.monotonic()
-    (rec,) = ex.execute([fio_spec(label="stuck")], root, sink=sink)
+    (rec,) = ex.execute([fio_spec(label="stuck")], RunContext(root, sink=sink))
     assert time.monotonic() - t0 < 60
     assert rec.status == "error" and "past its deadline of 4s; cancelled" in rec.failures[0]
     assert set(rec.remaining) == {c.id for c in fio_spec().workload.cells}
@@ -224,7 +228,7 @@ def test_ray_refuses_a_unit_no_node_can_take(local_ray, driver_cache, tmp_path):
     from harness.executors.ray import RayExecutor
     ex = RayExecutor("auto")
     with pytest.raises(HarnessError, match=r"offers \{'vm': 1.0, 'kvm': 1.0, 'CPU': 2\}.*--resources"):
-        ex.execute([dataclasses.replace(fio_spec(), accel="kvm")], tmp_path)
+        ex.execute([dataclasses.replace(fio_spec(), accel="kvm")], RunContext(tmp_path))
     with pytest.raises(HarnessError, match="not in the driver's cache"):
         ex.execute([dataclasses.replace(fio_spec(), image=dataclasses.replace(fio_spec().image, key="j" * 20))],
-                   tmp_path)
+                   RunContext(tmp_path))

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError, WorkloadError
-from harness.workloads.fio import (ENGINES, PATTERNS, FioJob, fio_argv, job_name, parse_fio_json,
+from harness.vocab import ENGINES, PATTERNS
+from harness.workloads.fio import (FioJob, fio_argv, job_name, parse_fio_json,
                                    parse_job_name, render_job)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fio"

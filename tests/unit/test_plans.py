@@ -139,7 +139,7 @@ def test_night_id_resumes_the_unfinished_night(tmp_path):
 
 
 def test_nightly_plan_command_prints_the_estimate(capsys):
-    from harness.cli.nightly import main
+    from harness.cli import main
     assert main(["nightly", "plan", "default"]) == 0
     out = capsys.readouterr().out
     assert "nightly-fio-p30-r0-base-nvme" in out and "budget 120 min" in out

@@ -11,36 +11,13 @@ from hypothesis import given, settings, strategies as st
 from harness.errors import ReproduceError
 from harness.kernel.patches import parse_series
 from harness.config.kernels import load_kernel
-from harness.executors.local import narrow
-from harness.run.plan import fio_cell
-from harness.run.spec import (SPEC_VERSION, DiskSpec, FioWorkload, HarnessSpec, ImageSpec, KernelSpec, PatchRef,
-                              RunSpec, SpecError, SysrqSampling, XfstestsWorkload, read_spec, spec_from_json)
+from harness.run.spec import SPEC_VERSION, HarnessSpec, PatchRef, SpecError
+from harness.run.spec_read import read_spec, spec_from_json
 from harness.run.testbed import kernel_changes, prepare_for_spec
 
+from tests.helpers.specs import fio_spec, kernel, xfs_spec
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def kernel(patches=()):
-    return KernelSpec(name="patched", key="k" * 24, source="tarball x", base_commit="a" * 40, commit="b" * 40,
-                      release="6.1.0", config_base="defconfig", config_sha256="c" * 64, patches=tuple(patches))
-
-
-def fio_spec(**kw):
-    cells = (fio_cell("ext4", "nvme", "unwritten-convert", "libaio", size="16m", runtime=3, runs=2),
-             fio_cell("xfs", "nvme", "append-extend", "io_uring", size="16m", runtime=3))
-    base = dict(label="fio-x", kernel=kernel(), image=ImageSpec("debian-bookworm", "i" * 20), accel="tcg",
-                disks=(DiskSpec("nvme", "2G", "khnvme0"),),
-                workload=FioWorkload(cells=cells, sampling=SysrqSampling("w", 2.0, 2.0),
-                                     setup=(("fsfreeze", "--freeze", "/mnt/scratch"),), deadline_s=60.0),
-                harness=HarnessSpec("0.1.0", "abc"))
-    base.update(kw)
-    return RunSpec(**base)
-
-
-def xfs_spec():
-    wl = XfstestsWorkload(section="xfs_4k", fstype="xfs", mkfs_options="", section_sha256="s" * 64,
-                          tests=("generic/001", "generic/002"), expunged=(("generic/002", "flaky"),))
-    return dataclasses.replace(fio_spec(), workload=wl, role="base", run_index=3)
 
 
 @pytest.mark.parametrize("make", [fio_spec, xfs_spec])
@@ -122,12 +99,12 @@ def test_same_work_ignores_identity_but_not_parameters():
 
 def test_narrow_and_cell_lookup():
     spec = fio_spec()
-    one = narrow(spec, ["xfs/nvme/append-extend/io_uring"])
+    one = spec.narrowed(["xfs/nvme/append-extend/io_uring"])
     assert [c.id for c in one.workload.cells] == ["xfs/nvme/append-extend/io_uring"]
     assert spec.cell("ext4/nvme/unwritten-convert/libaio").runs == 2
     with pytest.raises(SpecError, match="cells: ext4/nvme/unwritten-convert/libaio, xfs/nvme"):
         spec.cell("ocfs2/nvme/x/y")
-    assert narrow(xfs_spec(), ["generic/002"]).workload.tests == ("generic/002",)
+    assert xfs_spec().narrowed(["generic/002"]).workload.tests == ("generic/002",)
 
 
 def _project_copy(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from harness.evidence.console import (MAX_LINE, Frame, blocked_in, clean_console
                                       console_file_lines, console_lines, iter_console_lines,
                                       parse_frame, rip_function, split_lines)
 from harness.evidence.events import scan_console
-from harness.evidence.summary import summarize, to_json
+from harness.evidence.summary import summarize_dump, to_json
 from harness.evidence.sysrq import (SysrqDump, iter_dumps, iter_dumps_file, parse_dumps,
                                     parse_dumps_file, wq_flag_names)
 
@@ -122,7 +122,7 @@ def test_dump_invariants(path):
                 assert set(p.rescuers) <= set(p.in_flight_pids)
         for pool in d.pools:
             assert pool.workers >= len(pool.idle) and pool.hung_seconds >= 0
-        summary = summarize(d)
+        summary = summarize_dump(d)
         assert all(isinstance(line, str) and line for line in summary)
         json.dumps(to_json(d))
 
@@ -244,7 +244,7 @@ def test_sysrq_t_pools_and_end(sysrq_t):
 
 def test_sysrq_t_summary(sysrq_t):
     _, d = sysrq_t
-    assert summarize(d) == [
+    assert summarize_dump(d) == [
         "events: active 2/256, 1 pending vmstat_shepherd, 1 pending psi_avgs_work",
         "dio-sync: active 1/1, 64 inactive iomap_dio_complete_work; "
         "1 kworker blocked in jbd2_log_wait_commit",
@@ -265,7 +265,7 @@ def test_to_json(sysrq_t):
     assert dio["pwqs"][0]["in_flight_pids"] == {"187": "iomap_dio_complete_work"}
     assert dio["pwqs"][0]["inactive"] == {"iomap_dio_complete_work": 64}
     assert data["tasks"][4]["blocked_in"] == "jbd2_log_wait_commit"
-    assert data["summary"] == summarize(d)
+    assert data["summary"] == summarize_dump(d)
 
 
 # ------------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_dio_vdb_workqueue_dump(dio_vdb):
     assert cpu1.pending == {"iomap_dio_complete_work": 1}
     assert [(p.id, p.hung_seconds, p.workers, p.idle, p.manager) for p in wq.pools] == [
         (0, 0, 2, [30], None), (2, 41, 2, [], 218), (3, 12, 2, [26], None)]
-    assert summarize(wq) == [
+    assert summarize_dump(wq) == [
         "kblockd: active 1/256, 1 pending blk_mq_run_work_fn",
         "dio/vdb: active 4/256, 3 in-flight iomap_dio_complete_work, "
         "1 pending iomap_dio_complete_work, MAYDAY",
@@ -321,7 +321,7 @@ def test_dio_vdb_blocked_tasks(dio_vdb):
     # the hung-task report that follows is not part of the sysrq-w dump
     assert "INFO: task kworker/0:2:201 blocked" in text[w.end_offset:]
     assert "INFO: task" not in text[w.start_offset:w.end_offset]
-    assert summarize(w) == [
+    assert summarize_dump(w) == [
         "dio/vdb (pid 41) D in workqueue dio/vdb (iomap_dio_complete_work), "
         "blocked in start_this_handle",
         "kworker/0:2 (pid 201) D in workqueue dio/vdb (iomap_dio_complete_work), "
@@ -341,7 +341,7 @@ def test_pasted_report_without_timestamps():
     assert d.workqueues[0].flag_names == ["WQ_UNBOUND", "WQ_MEM_RECLAIM", "WQ_SYSFS"]
     assert [p.id for p in d.pools] == [2, 8]
     assert text[d.end_offset:].startswith("Any idea")  # the prose after the dump ends it
-    assert summarize(d) == [
+    assert summarize_dump(d) == [
         "writeback: active 1/256, 1 pending wb_workfn",
         "dio/nvme0n1: active 3/256, 3 in-flight iomap_dio_complete_work",
         "pool 8 (cpus=0-3): first pending work waiting 35s, 3 workers, 2 idle",
@@ -425,7 +425,7 @@ pool 4: cpus=0-1 flags=0x4 nice=0 hung=7s workers=3 manager: 12 idle: 5
     assert pwq.pending == {"ext4_end_io_rsv_work": 1, "wb_workfn": 3, "BAR(77)": 1}
     assert pwq.inactive == {"iomap_dio_complete_work": 64}  # "delayed:" and "N*func" forms
     assert d.pools[0].manager == 12 and d.pools[0].idle == [5]
-    assert summarize(d) == [
+    assert summarize_dump(d) == [
         "ext4-rsv-conversion: active 1, 1 in-flight ext4_end_io_rsv_work, 1 in-flight other_work, "
         "1 pending ext4_end_io_rsv_work, 3 pending wb_workfn, 1 pending BAR(77), "
         "64 inactive iomap_dio_complete_work",
@@ -448,7 +448,7 @@ def test_unreliable_only_stack_is_reported_as_such():
     # real 6.1 captures show D-state kworkers caught running on another CPU: only "?" entries
     (d,) = parse_dumps("sysrq: Show Blocked State\n" + UNRELIABLE_TASK)
     assert d.tasks[0].stack == [] and d.tasks[0].blocked_in is None
-    assert summarize(d) == ["kworker/1:0 (pid 19) D in workqueue dio/nvme0n1 "
+    assert summarize_dump(d) == ["kworker/1:0 (pid 19) D in workqueue dio/nvme0n1 "
                             "(iomap_dio_complete_work), no reliable stack frames"]
     untimed_block = re.sub(r"^\[[^\]]*\] ", "", TASK_BLOCK, flags=re.M)
     (t,) = parse_dumps("sysrq: Show State\n" + UNRELIABLE_TASK + untimed_block + """\
@@ -458,7 +458,7 @@ workqueue dio/nvme0n1: flags=0x8
     in-flight: 19:iomap_dio_complete_work, 23:iomap_dio_complete_work, 31:iomap_dio_complete_work
 """)
     # the text stops before the pool lines a work in flight implies: said first
-    assert summarize(t)[:2] == [
+    assert summarize_dump(t)[:2] == [
         "dump cut short before the worker pools: the log ends there",
         "dio/nvme0n1: active 3/256, 1 in-flight iomap_dio_complete_work; "
         "1 kworker with no reliable stack frames, 1 kworker blocked in n_tty_receive_buf_common"]
@@ -554,7 +554,7 @@ def test_wq_flag_names(flags, expected):
 def test_complete_fixture_dumps_are_not_truncated(path):
     for d in parse_dumps(read(path)):
         assert (d.truncated, d.cut_in, d.cut_by) == (False, None, None)
-        assert not any(line.startswith("dump cut short") for line in summarize(d))
+        assert not any(line.startswith("dump cut short") for line in summarize_dump(d))
 
 
 def test_sysrq_w_cut_inside_any_stack_says_so(dio_vdb):
@@ -579,7 +579,7 @@ def test_sysrq_w_cut_inside_any_stack_says_so(dio_vdb):
         elif inside:
             checked += 1
             assert (cut.truncated, cut.cut_in, cut.cut_by) == (True, inside, None), line
-            assert summarize(cut)[0] == f"dump cut short {inside}: the log ends there"
+            assert summarize_dump(cut)[0] == f"dump cut short {inside}: the log ends there"
             assert cut.end_offset == pos
     assert checked > 50
 
@@ -594,7 +594,7 @@ def test_report_starting_inside_a_stack_cuts_the_dump(sysrq_t):
     assert d.cut_in == "in the stack of kworker/u4:2 (pid 187)"
     assert d.cut_by == bug.split("] ", 1)[1].strip()
     assert d.tasks[-1].pid == 187 and d.workqueues == []
-    assert summarize(d)[0] == ("dump cut short in the stack of kworker/u4:2 (pid 187): interrupted "
+    assert summarize_dump(d)[0] == ("dump cut short in the stack of kworker/u4:2 (pid 187): interrupted "
                                f"by {d.cut_by!r}")
 
 
@@ -765,5 +765,5 @@ def test_absurd_numbers_do_not_raise(text):
     """Found by test_props_console: int() of 5000 digits or of "²" raised ValueError."""
     (d,) = parse_dumps(text)
     assert all(len(str(t.pid)) < 20 for t in d.tasks)
-    summarize(d)
+    summarize_dump(d)
     json.dumps(to_json(d))

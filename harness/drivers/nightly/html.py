@@ -18,9 +18,12 @@ from typing import Any, Sequence
 import jinja2
 from markupsafe import Markup
 
+from ...results.export import export_junit
 from ...results.history import expunge_lines
+from ...util import write_json, write_text_atomic
 from .book import NightlyDB
 from .fold import NightResult
+from .kcidb import night_kcidb
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -130,7 +133,7 @@ def night_context(res: NightResult, night_dir: Path, db: NightlyDB | None = None
 def write_night_report(res: NightResult, night_dir: Path, db: NightlyDB | None = None, **kw: str) -> Path:
     html = _env().get_template("night.html.j2").render(**night_context(res, night_dir, db, **kw))
     path = night_dir / "report.html"
-    path.write_text(html)
+    write_text_atomic(path, html)
     return path
 
 
@@ -143,24 +146,20 @@ def write_index(root: Path, db: NightlyDB) -> Path:
             nights.append({"n": n, "link": f"{n.night}/report.html" if (d / "report.html").exists() else None,
                            "log": f"{n.night}/nightly.log" if (d / "nightly.log").exists() else None})
     path = root / "index.html"
-    path.write_text(_env().get_template("index.html.j2").render(nights=nights))
+    write_text_atomic(path, _env().get_template("index.html.j2").render(nights=nights))
     return path
 
 
 def write_reports(res: NightResult, night_dir: Path, store: Any, db: NightlyDB) -> Path:
     """Everything a night leaves beside its log: report.html, junit.xml, kcidb.json, summary.json,
     and the index one level up. Returns the HTML report's path."""
-    import json
-
-    from ...results.export import export_junit
-    from .kcidb import night_kcidb
     row = db.night(res.night)
     path = write_night_report(res, night_dir, db, started=row.started if row else "",
                               finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     run_ids = [r["run_id"] for r in res.runs]
     if run_ids:
-        (night_dir / "junit.xml").write_text(export_junit(store, run_ids))
-    (night_dir / "kcidb.json").write_text(json.dumps(night_kcidb(res, store), indent=1) + "\n")
+        write_text_atomic(night_dir / "junit.xml", export_junit(store, run_ids))
+    write_json(night_dir / "kcidb.json", night_kcidb(res, store), indent=1, sort_keys=False)
     summary = {"night": res.night, "plan": res.plan, "verdict": res.verdict, "exit_code": res.exit_code,
                "commits": res.commits,
                "regressions": [{"kernel": r.kref, "cell": r.cell, "metric": r.metric, "bisect": r.bisect,
@@ -170,6 +169,6 @@ def write_reports(res: NightResult, night_dir: Path, store: Any, db: NightlyDB) 
                "not_run": res.not_run, "failures": res.failures,
                "evidence": {f"{k} {c}": e["summary"] for (k, c), e in res.evidence.items()},
                "ranges": res.ranges}
-    (night_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    write_json(night_dir / "summary.json", summary, indent=1, sort_keys=False)
     write_index(night_dir.parent, db)
     return path

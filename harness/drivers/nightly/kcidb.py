@@ -13,9 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from ...errors import HarnessError
 from .fold import NightResult, kernel_name
 from ...results.store import Store
+from ...vocab import CellId
 
 ORIGIN = "kharness"
 _PATH_PART = re.compile(r"[^A-Za-z0-9_-]+")
@@ -26,7 +29,7 @@ class KcidbError(HarnessError):
 
 
 def _schema():
-    from kcidb_io.schema import V5_3
+    from kcidb_io.schema import V5_3   # heavy (every KCIDB schema version): loaded only to export a night
     return V5_3
 
 
@@ -82,7 +85,7 @@ def night_kcidb(res: NightResult, store: Store) -> dict[str, Any]:
         status = "FAIL" if row.flagged else ("DONE" if row.values else "MISS")
         test = {"id": _id(res.night, _part(row.kref), "fio", _part(row.cell), row.metric_key),
                 "origin": ORIGIN, "build_id": build_of[row.kref],
-                "path": ".".join(["kharness", "fio", *(_part(p) for p in row.cell.split("/")), row.metric_key]),
+                "path": ".".join(["kharness", "fio", *(_part(p) for p in _cell_parts(row.cell)), row.metric_key]),
                 "status": status, "start_time": _time(run.started) if run else None,
                 "log_url": Path(run.run_dir, "console.log").resolve().as_uri() if run else None,
                 "comment": f"{row.metric} {row.verdict}: baseline {row.baseline.verdict}, history {row.history.verdict}",
@@ -106,6 +109,11 @@ def night_kcidb(res: NightResult, store: Store) -> dict[str, Any]:
     return doc
 
 
+def _cell_parts(cell: str) -> tuple[str, str, str, str]:
+    c = CellId.parse(cell)
+    return c.fs, c.disk, c.pattern, c.engine
+
+
 def _decision(d) -> dict:
     return _drop_none({"method": d.method, "verdict": d.verdict, "then": d.then, "now": d.now, "pct": d.pct,
                        "p_value": d.p_value, "reference": d.reference or None, "change_night": d.change_night})
@@ -113,7 +121,6 @@ def _decision(d) -> dict:
 
 def validate(doc: dict) -> dict:
     """Validate against KCIDB v5 (kcidb-io); KcidbError naming the key otherwise."""
-    import jsonschema
     try:
         _schema().validate(doc)
     except jsonschema.exceptions.ValidationError as e:

@@ -33,7 +33,9 @@ from .book import NightlyDB
 from .fold import NightResult, fold_night, group_of, verdict_rows
 from ...results.store import Store
 from ...util import file_lock, run, write_json
-from ...executors.base import Executor, LocalExecutor
+from ...executors.base import Executor, RunContext
+from ...executors.local import LocalExecutor
+from ...image.xfstests import configured_source, resolve
 from .units import (
     Budget,
     Unit,
@@ -49,8 +51,8 @@ from .units import (
 from ...run.plan import fio_cell, fio_spec, xfstests_spec, xfstests_tests
 from ...run.spec import SysrqSampling
 from ...run.testbed import XFSTESTS_IMAGE, Testbed
+from ...vocab import CellId, KernelRef, Say
 
-Say = Callable[[str], None]
 _NIGHT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RESUME_HOURS = 20
 
@@ -98,15 +100,15 @@ def resolve_commits(plan: Plan, say: Say) -> dict[str, str]:
     """Each kernel reference's commit now: NAME@REF via the source repository, NAME its import."""
     out = {}
     for kref in dict.fromkeys([plan.baseline, *plan.kernels]):
-        name, _, ref = kref.partition("@")
-        out[kref] = resolve_commit(name, ref) if ref else import_source(load_kernel(name).source).commit
+        ref = KernelRef.parse(kref)
+        out[kref] = resolve_commit(ref.name, ref.ref) if ref.ref else import_source(load_kernel(ref.name).source).commit
         say(f"kernel {kref}: commit {out[kref][:12]}")
     return out
 
 
 def commit_range(kref: str, old: str | None, new: str, limit: int = 200) -> dict:
     """``git log --oneline OLD..NEW`` in the reference's source repository."""
-    repo = import_source(load_kernel(kref.split("@", 1)[0]).source).repo
+    repo = import_source(load_kernel(KernelRef.parse(kref).name).source).repo
     out: dict = {"repo": str(repo), "old": old, "new": new, "log": []}
     if old and old != new:
         proc = run(["git", "-C", str(repo), "log", "--oneline", f"-{limit}", f"{old}..{new}"], check=False, timeout=120)
@@ -144,7 +146,11 @@ class Night:
     # -- setup ------------------------------------------------------------------------------------
     def _state(self) -> dict:
         f = self.dir / "night.json"
-        return json.loads(f.read_text()) if f.exists() else {}
+        try:
+            state = json.loads(f.read_text()) if f.exists() else {}
+        except (OSError, ValueError):   # damaged (written before writes were atomic): start afresh
+            state = {}
+        return state if isinstance(state, dict) else {}
 
     def _save(self, **kw) -> None:
         write_json(self.dir / "night.json", {**self._state(), **kw})
@@ -171,7 +177,7 @@ class Night:
         self.budget = Budget(self.plan.budget_s, float(self._state().get("spent_s", 0.0)))
 
     def build_ref(self, kref: str) -> str:
-        return f"{kref.split('@', 1)[0]}@{self.commits[kref]}"
+        return str(KernelRef.parse(kref).at(self.commits[kref]))
 
     def bed(self, image: str | None = None) -> Testbed:
         key = image or "fio"
@@ -190,7 +196,9 @@ class Night:
                                  role=unit.role, default_watchdog_s=self.plan.xfstests_watchdog)
         f = self.plan.fio
         assert f is not None
-        cells = [fio_cell(*c.split("/"), iodepth=f.iodepth, bs=f.bs, size=f.size, runtime=f.runtime) for c in work]
+        ids = [CellId.parse(c) for c in work]
+        cells = [fio_cell(c.fs, c.disk, c.pattern, c.engine, iodepth=f.iodepth, bs=f.bs, size=f.size, runtime=f.runtime)
+                 for c in ids]
         sampling = SysrqSampling.evidence(f.runtime) if unit.kind == "evidence" else None
         return fio_spec(self.bed(), ref, cells, disk_size=f.disk_size, label=unit.label, role=unit.role,
                         run_index=unit.run_index, sampling=sampling)
@@ -231,8 +239,9 @@ class Night:
             self.say(f"[{self.budget.spent / 60:.1f}/{self.budget.total / 60:.0f} min] {unit.label}: "
                      f"{unit.kref} {', '.join(todo)}")
         specs = [self._spec(unit, todo, tests_source) for unit, todo, _ in batch]
-        recs = self.executor.execute(specs, self.runs_root, sink=self.store, say=self.say, group=self.group,
-                                     front_end="nightly", tests_source=tests_source, max_boots_per_spec=3)
+        ctx = RunContext(self.runs_root, sink=self.store, say=self.say, group=self.group, front_end="nightly",
+                         tests_source=tests_source, max_boots_per_spec=3)
+        recs = self.executor.execute(specs, ctx)
         self.budget.observe(max(e for _, _, e in batch), time.monotonic() - t0)
         self._save(spent_s=self.budget.spent)
         krefs = {s.label: u.kref for s, (u, _, _) in zip(specs, batch)}
@@ -275,7 +284,6 @@ class Night:
     def _xfstests_source(self) -> tuple[Path | None, str | None]:
         if not self.plan.xfstests:
             return None, None
-        from ...image.xfstests import configured_source, resolve
         where = configured_source(None, None)
         if where is None:
             return None, "no xfstests source configured (set KHARNESS_XFSTESTS)"
@@ -293,7 +301,7 @@ class Night:
         for r in res.runs:
             if r["role"] == "evidence":
                 c = self.store.run(r["run_id"]).spec["workload"]["cells"][0]
-                cid = "/".join([c["fs"]["fstype"], c["disk"], c["job"]["pattern"], c["job"]["engine"]])
+                cid = str(CellId(c["fs"]["fstype"], c["disk"], c["job"]["pattern"], c["job"]["engine"]))
                 res.evidence[(r["kref"], cid)] = {"run_id": r["run_id"], "run_dir": r["run_dir"],
                                                   "summary": r["sysrq_summary"],
                                                   "files": [e.path for e in self.store.evidence([r["run_id"]])]}

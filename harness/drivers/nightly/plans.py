@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...config.fstests import GROUP_NAME, TEST_NAME, get_section
+from ...config.kernels import load_kernel
+from ...config.loader import check_name, load_yaml
 from ...errors import DefinitionError, HarnessError
 from ...paths import project_root
-from ...config.loader import check_name, load_yaml
+from ...vm.disks import parse_disk
+from ...vocab import CellId, KernelRef, VocabError, check_engine, check_pattern
+from ...workloads.fio import FioJob, validate_job
+from ...workloads.fs import get_filesystem
 
 _STRS = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True}
 _SIZE = {"type": "string", "pattern": r"^[1-9][0-9]*[kKmMgG]?$"}
@@ -95,10 +100,6 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-# A git ref as a plan may name it: no option-like or range syntax, nothing a shell would expand.
-_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+-]*$")
-
-
 @dataclass(frozen=True)
 class FioPlan:
     """The fio matrix of a plan; every cell is measured ``repeats`` times, one boot each."""
@@ -116,7 +117,7 @@ class FioPlan:
 
     def cell_ids(self) -> list[str]:
         """``fs/disk/pattern/engine`` for every cell, filesystems varying slowest."""
-        return ["/".join(t) for t in itertools.product(self.filesystems, self.disks, self.patterns, self.engines)]
+        return [str(CellId(*t)) for t in itertools.product(self.filesystems, self.disks, self.patterns, self.engines)]
 
 
 @dataclass(frozen=True)
@@ -190,25 +191,21 @@ def list_plans(directory: Path | None = None) -> list[str]:
     return sorted(p.stem for p in (directory or plans_dir()).glob("*.yaml"))
 
 
-def split_kernel_ref(ref: str, where: Path, key: str) -> tuple[str, str | None]:
-    """``NAME`` or ``NAME@REF``, checked: NAME a kernel definition, REF a plain git ref."""
-    from ...config.kernels import load_kernel
-    name, sep, at = ref.partition("@")
-    check_name(name, where, key, "kernel")
-    if sep and (not _REF.match(at) or ".." in at or at.endswith((".lock", "/", "."))):
-        raise DefinitionError(where, key, f"{ref!r}: REF must be a branch, tag or commit "
-                              "(letters, digits and ._/+-, not starting with '-' or '.', no '..')")
+def check_kernel_ref(text: str, where: Path, key: str) -> KernelRef:
+    """``NAME`` or ``NAME@REF`` (:meth:`KernelRef.parse`) whose NAME is a kernel definition;
+    DefinitionError naming ``where`` and ``key`` otherwise."""
     try:
-        load_kernel(name)
+        ref = KernelRef.parse(text)
+    except VocabError as e:
+        raise DefinitionError(where, key, str(e)) from None
+    try:
+        load_kernel(ref.name)
     except DefinitionError as e:
-        raise DefinitionError(where, key, f"{ref!r}: {e.message}") from None
-    return name, (at if sep else None)
+        raise DefinitionError(where, key, f"{text!r}: {e.message}") from None
+    return ref
 
 
 def _check_fio(path: Path, d: dict) -> FioPlan:
-    from ...vm.disks import parse_disk
-    from ...workloads.fio import ENGINES, PATTERNS
-    from ...workloads.fs import get_filesystem
     for i, f in enumerate(d["filesystems"]):
         try:
             get_filesystem(f)
@@ -221,13 +218,14 @@ def _check_fio(path: Path, d: dict) -> FioPlan:
             parse_disk(k)
         except HarnessError as e:
             raise DefinitionError(path, f"fio.disks[{i}]", str(e)) from None
-    for key, known in (("patterns", PATTERNS), ("engines", ENGINES)):
+    for key, check in (("patterns", check_pattern), ("engines", check_engine)):
         for i, v in enumerate(d[key]):
-            if v not in known:
-                raise DefinitionError(path, f"fio.{key}[{i}]", f"unknown {key[:-1]} {v!r} (known: {', '.join(known)})")
+            try:
+                check(v)
+            except VocabError as e:
+                raise DefinitionError(path, f"fio.{key}[{i}]", str(e)) from None
     fio = FioPlan(tuple(d["filesystems"]), tuple(d["disks"]), tuple(d["patterns"]), tuple(d["engines"]),
                   **{k: d[k] for k in ("runtime", "size", "bs", "iodepth", "repeats", "disk_size") if k in d})
-    from ...workloads.fio import FioJob, validate_job
     try:
         validate_job(FioJob(pattern=fio.patterns[0], directory="/mnt/scratch/fio", engine=fio.engines[0],
                             iodepth=fio.iodepth, bs=fio.bs, size=fio.size, runtime=fio.runtime))
@@ -237,7 +235,6 @@ def _check_fio(path: Path, d: dict) -> FioPlan:
 
 
 def _check_xfstests(path: Path, d: dict) -> tuple[XfstestsSelection, ...]:
-    from ...config.fstests import GROUP_NAME, TEST_NAME, get_section
     out = []
     for i, s in enumerate(d["sections"]):
         try:
@@ -263,8 +260,8 @@ def load_plan_file(path: Path, name: str | None = None) -> Plan:
     name = check_name(name or path.stem, path, "", "plan")
     kernels = tuple(data["kernels"])
     for i, k in enumerate(kernels):
-        split_kernel_ref(k, path, f"kernels[{i}]")
-    split_kernel_ref(data["baseline"], path, "baseline")
+        check_kernel_ref(k, path, f"kernels[{i}]")
+    check_kernel_ref(data["baseline"], path, "baseline")
     if data["baseline"] in kernels:
         raise DefinitionError(path, "kernels", f"{data['baseline']!r} is the baseline itself; "
                               "measure the baseline against itself with control.cells")

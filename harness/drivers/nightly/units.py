@@ -8,7 +8,8 @@ already did: a unit with runs whose last record left nothing ``remaining`` is do
 remaining cells or tests run in a fresh boot. A boot cut short by SIGKILL or a host reboot left a
 run directory without ``record.json``: :func:`recover_orphans` records it from what it wrote
 (``spec.json``, ``measurements.jsonl``, the console), marks it interrupted, and lists its undone
-cells as remaining, so no finished measurement is lost and none is measured twice.
+cells as remaining, so no finished measurement is lost and none is measured twice. A directory
+that cannot be read back is recorded as a failed boot with the reason, and the night goes on.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from .plans import Plan
+from ...errors import HarnessError
 from ...evidence.events import scan_console
 from ...results.store import Store
 from ...run.records import BootRecord, MeasurementRecord
-from ...run.spec import FioWorkload, XfstestsWorkload, read_spec
+from ...run.spec_read import read_spec
+from ...util import read_bytes_capped, read_text_capped, write_json
+from ...vocab import CellId, Say
 
-Say = Callable[[str], None]
 INTERRUPTED = "interrupted: kharness was killed during this boot; what it finished is kept"
+DAMAGED = "damaged run directory"
+MAX_RECORD_BYTES = 64 << 20     # record.json, measurements.jsonl: far above what a boot writes
+MAX_CONSOLE_BYTES = 64 << 20    # the tail of console.log scanned for events
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def fio_units(plan: Plan) -> list[Unit]:
             for tag, kref in kernel_roles(plan) + [("control", plan.baseline)]:
                 mine = [c for c in tier if tag != "control" or c in control]
                 for disk in plan.fio.disks:
-                    cs = tuple(c for c in mine if c.split("/")[1] == disk)
+                    cs = tuple(c for c in mine if CellId.parse(c).disk == disk)
                     if cs:
                         units.append(Unit(f"nightly-fio-p{prio}-r{i}-{tag}-{disk}", "fio", _role(tag), kref, prio,
                                           run_index=i, disk=disk, cells=cs))
@@ -106,8 +112,8 @@ def planned_units(plan: Plan) -> list[Unit]:
 
 
 def evidence_unit(tag: str, kref: str, cell: str) -> Unit:
-    return Unit(f"nightly-evidence-{tag}-{cell.replace('/', '-')}", "evidence", "evidence", kref, 0,
-                disk=cell.split("/")[1], cells=(cell,))
+    cid = CellId.parse(cell)
+    return Unit(f"nightly-evidence-{tag}-{cid.slug}", "evidence", "evidence", kref, 0, disk=cid.disk, cells=(cell,))
 
 
 def estimate(unit: Unit, plan: Plan, n_work: int | None = None) -> float:
@@ -117,7 +123,7 @@ def estimate(unit: Unit, plan: Plan, n_work: int | None = None) -> float:
     if unit.kind == "xfstests":
         return e.boot_s + 20.0 + n * e.xfstest_s
     runtime = plan.fio.runtime if plan.fio else 5
-    filesystems = len({c.split("/")[0] for c in unit.cells})
+    filesystems = len({CellId.parse(c).fs for c in unit.cells})
     return e.boot_s + filesystems * e.mkfs_s + n * (runtime + e.fio_overhead_s)
 
 
@@ -183,7 +189,9 @@ def _done_work(runs: list) -> set[str]:
 
 
 def recover_orphans(runs_root: Path, store: Store, group: str, say: Say) -> list[str]:
-    """Record the night's run directories that the store does not know (a killed session's)."""
+    """Record the night's run directories that the store does not know (a killed session's).
+    One that cannot be read back (a truncated spec.json) is recorded as a failed boot naming
+    the reason, and told to ``say``; the resume goes on."""
     if not runs_root.is_dir():
         return []
     known = {r.run_id for r in store.runs(group=group)}
@@ -194,18 +202,42 @@ def recover_orphans(runs_root: Path, store: Store, group: str, say: Say) -> list
         rec_file = d / "record.json"
         if rec_file.exists():
             try:
-                store.add_run(json.loads(rec_file.read_text()))
+                store.add_run(json.loads(read_bytes_capped(rec_file, MAX_RECORD_BYTES, "run record")))
                 recovered.append(d.name)
                 continue
-            except ValueError:
-                pass
-        record = _partial_record(d, group)
-        (d / "record.json").write_text(json.dumps(record.to_json(), indent=1, default=str) + "\n")
-        store.add_run(record.to_json())
+            except (HarnessError, OSError, ValueError):
+                pass  # written by a killed process, or damaged since: recover from the rest
+        try:
+            record = _partial_record(d, group)
+            write_json(d / "record.json", record.to_json(), indent=1, sort_keys=False)
+            store.add_run(record.to_json())
+        except (HarnessError, OSError, ValueError, TypeError) as e:
+            # A damaged directory (a truncated spec.json, unreadable files) must not stop the
+            # resume: it is recorded as a failed boot with the reason, and the night goes on.
+            store.add_run(_damaged_record(d, group, str(e) or type(e).__name__))
+            say(f"damaged run directory {d.name} recorded as a failed boot: {e}")
+            recovered.append(d.name)
+            continue
         say(f"recovered interrupted boot {d.name}: {len(record.measurements)} measurement(s) kept, "
             f"{len(record.remaining)} left to do")
         recovered.append(d.name)
     return recovered
+
+
+def _damaged_record(d: Path, group: str, reason: str) -> dict:
+    """The store's record of a run directory that cannot be read back: a failed boot, no spec."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return {"run_id": d.name, "run_dir": str(d), "spec": {}, "status": "boot-failed", "started": now,
+            "finished": now, "failures": [f"{DAMAGED}: {reason}"[:2000]], "remaining": [], "group": group,
+            "front_end": "nightly", "label": None, "role": None}
+
+
+def _console_tail(console: Path) -> str:
+    """The last MAX_CONSOLE_BYTES of a console log (a guest that printed without end wrote more)."""
+    with open(console, "rb") as fh:
+        fh.seek(0, 2)
+        fh.seek(max(0, fh.tell() - MAX_CONSOLE_BYTES))
+        return fh.read(MAX_CONSOLE_BYTES).decode("utf-8", errors="replace")
 
 
 def _partial_record(d: Path, group: str) -> BootRecord:
@@ -213,25 +245,19 @@ def _partial_record(d: Path, group: str) -> BootRecord:
     measurements = []
     mfile = d / "measurements.jsonl"
     if mfile.exists():
-        for line in mfile.read_text().splitlines():
+        for line in read_text_capped(mfile, MAX_RECORD_BYTES, "measurements", errors="replace").splitlines():
             try:
                 measurements.append(MeasurementRecord(**json.loads(line)))
             except (ValueError, TypeError):
                 continue  # the line being written when the process died
-    wl = spec.workload
-    done = {m.cell for m in measurements}
-    if isinstance(wl, FioWorkload):
-        remaining = tuple(c.id for c in wl.cells if c.id not in done)
-    elif isinstance(wl, XfstestsWorkload):
-        remaining = wl.tests
-    else:
-        remaining = ("command",)
+    remaining = spec.workload.undone(m.cell for m in measurements)
     try:
-        meta = json.loads((d / "metadata.json").read_text())
-    except (OSError, ValueError):
+        meta = json.loads(read_bytes_capped(d / "metadata.json", MAX_RECORD_BYTES, "metadata"))
+    except (HarnessError, OSError, ValueError):
         meta = {}
+    meta = meta if isinstance(meta, dict) else {}
     console = d / "console.log"
-    events = tuple(scan_console(console.read_text(errors="replace"))) if console.exists() else ()
+    events = tuple(scan_console(_console_tail(console))) if console.exists() else ()
     return BootRecord(run_id=d.name, run_dir=str(d), spec=spec, status="error",
                       started=meta.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), boot_seconds=meta.get("boot_seconds"),
