@@ -1,8 +1,10 @@
-"""Small shared helpers: running commands with deadlines, locks, atomic cache entries, hashing."""
+"""Small shared helpers: running commands with deadlines, locks, atomic cache entries and file
+writes, capped reads of outside input, hashing."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import hashlib
@@ -12,13 +14,12 @@ import shlex
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from . import procs
+from .errors import CommandError, HarnessError, LockTimeout
 from .fstree import mounts_under, remove_tree  # noqa: F401  (callers import them from here too)
-from .errors import CommandError, LockTimeout
-
 
 
 def run(argv: Sequence[str | os.PathLike], *, cwd: Path | str | None = None, timeout: float = 600,
@@ -155,11 +156,85 @@ def sha256_json(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def write_json(path: Path, obj: object) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+class WriteError(HarnessError):
+    """A file could not be written (a full disk, above all); the previous version, if any, is kept."""
+
+    def __init__(self, path: Path, err: OSError):
+        self.path = path
+        self.errno = err.errno
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        super().__init__(f"cannot write {path}: {err.strerror or err}"
+                         + (" (its previous content is kept)" if path.exists() else "")
+                         + ("; free space there and run the command again" if full else ""))
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be fsynced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a reader sees the old file or the new one, never a part:
+    a temporary file in the same directory, fsync, rename, fsync of the directory. On failure
+    (ENOSPC, EIO) the temporary file is removed, the previous file stays, and WriteError names
+    ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WriteError(path, e) from None
+    fsync_dir(path.parent)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`write_bytes_atomic` of UTF-8 text."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: object, *, indent: int = 2, sort_keys: bool = True) -> None:
+    """Write JSON atomically and durably (:func:`write_bytes_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=str) + "\n")
+
+
+class InputTooLarge(HarnessError):
+    """An input file (mbox, definition, record, log) is larger than kharness reads."""
+
+    def __init__(self, path: Path, what: str, size: int, limit: int):
+        self.path, self.size, self.limit = Path(path), size, limit
+        super().__init__(f"{path}: {what} of {size} bytes is larger than the {limit} bytes kharness "
+                         "reads; refused")
+
+
+def read_bytes_capped(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path``, or InputTooLarge naming it when it holds more than ``limit`` bytes
+    (read at most ``limit + 1`` bytes, so a huge or growing file costs no more). OSError passes."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+        if len(data) > limit:
+            fh.seek(0, os.SEEK_END)
+            raise InputTooLarge(Path(path), what, max(fh.tell(), len(data)), limit)
+    return data
+
+
+def read_text_capped(path: Path, limit: int, what: str = "file", errors: str = "strict") -> str:
+    """:func:`read_bytes_capped` decoded as UTF-8."""
+    return read_bytes_capped(path, limit, what).decode("utf-8", errors=errors)
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -11,12 +11,20 @@ import pytest
 pytestmark = [pytest.mark.vm, pytest.mark.kernel_suite]
 
 
+# The default xfstests section of each filesystem (fstests-configs/*.yaml).
+SECTIONS = {"ext4": "ext4_4k", "xfs": "xfs_4k", "ocfs2": "ocfs2_local"}
+
+
 def _sections(config):
     explicit = config.getoption("--xfstests-section")
     if explicit:
         return [s for s in explicit.split(",") if s]
-    fs = (config.getoption("--fs") or "ext4,xfs").split(",")
-    return [{"ext4": "ext4_4k", "xfs": "xfs_4k", "ocfs2": "ocfs2_local"}[f] for f in fs if f]
+    fs = [f.strip() for f in (config.getoption("--fs") or "ext4,xfs").split(",") if f.strip()]
+    unknown = [f for f in fs if f not in SECTIONS]
+    if unknown:
+        raise pytest.UsageError(f"--fs {','.join(unknown)}: no xfstests section for that filesystem; "
+                                f"known: {', '.join(SECTIONS)} (or name sections with --xfstests-section)")
+    return [SECTIONS[f] for f in fs]
 
 
 def pytest_generate_tests(metafunc):

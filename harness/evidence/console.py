@@ -47,8 +47,23 @@ _HOST_KERNEL = re.compile(r"^[\w.-]+ kernel: ")  # journalctl -o short-monotonic
 _DMESG_CTIME = re.compile(  # dmesg -T
     r"^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] ?")
 _DROPPED = re.compile(r"^\*\* \d+ printk messages dropped \*\*")
-# Terminal escapes user space writes to the serial console (bracketed paste "\x1b[?2004h", colours).
-_ESCAPES = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])|\x00")
+# Terminal escapes user space writes to the serial console (bracketed paste "\x1b[?2004h", colours,
+# window titles, "ESC c" resets), as ECMA-48 defines them: CSI in its 7- and 8-bit forms; the
+# OSC/DCS/SOS/PM/APC strings up to BEL or ST (or the end of the line: never past a newline);
+# nF escapes ("ESC ( B") and the two-character Fp/Fe/Fs ones ("ESC 7", "ESC c"); a lone ESC.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]"
+    r"|\x1b")
+# What is left that a terminal would act on: C0 controls but tab and newline, DEL, C1 controls.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """``text`` safe to print on a terminal: escape sequences and control characters removed
+    (tab and newline kept)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
 
 
 @dataclass
@@ -71,6 +86,7 @@ def clean_console_line(raw: str) -> tuple[str, float | None, bool]:
         parts = [p for p in line.split("\r") if p.strip()]
         marked = [p for p in parts if _PRINTK_TIME_INSIDE.search(p) or _SYSLOG.match(p)]
         line = marked[0] if marked else (parts[-1] if parts else "")
+    line = _CONTROLS.sub("", line)
     kernel = False
     stamp: float | None = None
     m = _KMSG_RECORD.match(line)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from ..config.images import ImageDef, load_image
 from ..errors import CommandError, HarnessError
 from ..paths import cache_dir
 from ..util import atomic_dir, file_lock, remove_tree, run, sha256_json, write_json
+from ..vocab import NAME_RULE, valid_name
 from .keys import generate_ed25519
 from . import xfstests
 from .mirror import apt_mirror
@@ -64,15 +67,44 @@ class Image:
         return p.read_text().strip() if p.exists() else None
 
 
+IMAGE_KEY = re.compile(r"^[0-9a-f]{20}$")   # what image_key returns
+PRIVATE = ("base.qcow2", "id_ed25519")      # the guest's host private key and root's login; the client key
+
+
 def image_key(idef: ImageDef, mirror: str, xfstests_ident: str | None = None) -> str:
     return sha256_json({"recipe": idef.as_dict(), "mirror": mirror, "builder": BUILDER_VERSION,
                         "xfstests": xfstests_ident})[:20]
 
 
 def find_image(name: str, key: str) -> Image | None:
-    """The built image of recipe ``name`` with ``key``, if it is still in the cache."""
-    entry = cache_dir("images") / f"{name}-{key}"
-    return Image(name, key, entry, cached=True) if (entry / "metadata.json").exists() else None
+    """The built image of recipe ``name`` with ``key``, if it is still in the cache.
+
+    Both come from specs made elsewhere: they are checked before any path is made of them
+    (HarnessError), and the entry must resolve inside the cache's images/ directory."""
+    if not valid_name(name):
+        raise HarnessError(f"image recipe name {name!r}: use {NAME_RULE}")
+    if not isinstance(key, str) or not IMAGE_KEY.match(key):
+        raise HarnessError(f"image key {key!r}: want 20 lowercase hex digits")
+    root = cache_dir("images")
+    entry = root / f"{name}-{key}"
+    if not entry.resolve().is_relative_to(root.resolve()):
+        raise HarnessError(f"image cache entry {entry} resolves outside the cache ({entry.resolve()})")
+    if not (entry / "metadata.json").exists():
+        return None
+    make_private(entry)
+    return Image(name, key, entry, cached=True)
+
+
+def make_private(entry: Path) -> None:
+    """Make an image entry the user's alone: the directory 0700, base.qcow2 (the guest's host
+    private key and root's authorized_keys are inside) and the client key 0600. Entries built
+    before this are tightened when found; one owned by someone else is left as it is."""
+    for p, mode in ((entry, 0o700), *((entry / f, 0o600) for f in PRIVATE)):
+        try:
+            if stat.S_IMODE(p.lstat().st_mode) & 0o077 and not p.is_symlink():
+                os.chmod(p, mode)
+        except (FileNotFoundError, PermissionError):
+            pass
 
 
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
@@ -147,6 +179,7 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
             return Image(name, key, entry, cached=True)
         t0 = time.monotonic()
         with atomic_dir(entry) as out:
+            os.chmod(out, 0o700)   # private before anything secret is written into it
             root = out / "root"
             blog = out / "build.log"
             if log:
@@ -187,6 +220,7 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
                  "-d", str(root), str(raw), idef.size], timeout=1800, log=blog)
             run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(out / "base.qcow2")],
                 timeout=1800, log=blog)
+            make_private(out)
             raw.unlink()
             remove_tree(root)  # never into a mount debootstrap might have left in it
             write_json(out / "metadata.json", {

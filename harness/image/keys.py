@@ -16,8 +16,12 @@ def generate_ed25519(private_path: Path, comment: str = "kharness") -> str:
                              serialization.NoEncryption())
     pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                         serialization.PublicFormat.OpenSSH).decode() + f" {comment}"
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A fresh file (O_EXCL, never through a symlink): O_CREAT's mode does not change an existing
+    # file's, and a key written into a world-readable one would be readable by everyone.
+    private_path.unlink(missing_ok=True)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)
         fh.write(priv)
     private_path.with_suffix(".pub").write_text(pub + "\n")
     return pub

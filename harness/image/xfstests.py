@@ -9,6 +9,7 @@ It is fetched into the cache once per source and identified by its commit (git) 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +45,27 @@ def configured_source(recipe_source: str | None, recipe_ref: str | None) -> tupl
     return loc, os.environ.get("KHARNESS_XFSTESTS_REF") or recipe_ref
 
 
+_REF_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")   # whitespace and control characters
+
+
+def check_ref(ref: str) -> str:
+    """``ref`` if git can only read it as a revision (a branch, tag or commit); else
+    XfstestsSourceError. Refused: a leading '-' (git would take it as an option), whitespace or
+    control characters, and '..' (a range, or a path out of refs/)."""
+    if not ref or ref.startswith("-") or ".." in ref or _REF_BAD_CHARS.search(ref):
+        raise XfstestsSourceError(f"xfstests ref {ref!r} is not a usable branch, tag or commit "
+                                  "(no leading '-', whitespace, control characters or '..')")
+    return ref
+
+
 def _is_git(path: Path) -> bool:
     return (path / ".git").exists() or ((path / "HEAD").exists() and (path / "objects").is_dir())
 
 
 def resolve(location: str, ref: str | None = None) -> XfstestsSource:
     """Fetch or copy the source into the cache (once) and return its tree and identity."""
+    if ref is not None:
+        check_ref(ref)
     path = Path(location).expanduser()
     is_url = "://" in location or location.startswith("git@")
     if not is_url and not path.exists():
@@ -69,12 +85,13 @@ def resolve(location: str, ref: str | None = None) -> XfstestsSource:
             try:
                 if not mirror.exists():
                     with atomic_dir(mirror) as tmp:
-                        run(["git", "clone", "-q", "--bare", location, str(tmp / "r")], timeout=1800)
+                        # "--": a location starting with '-' is never read as an option.
+                        run(["git", "clone", "-q", "--bare", "--", location, str(tmp / "r")], timeout=1800)
                         for e in (tmp / "r").iterdir():
                             os.rename(e, tmp / e.name)
                         (tmp / "r").rmdir()
                 else:
-                    run(["git", "-C", str(mirror), "fetch", "-q", location, "+HEAD:refs/kharness/head"],
+                    run(["git", "-C", str(mirror), "fetch", "-q", "--", location, "+HEAD:refs/kharness/head"],
                         timeout=1800, check=False)
                 commit = run(["git", "-C", str(mirror), "rev-parse", "--verify",
                               f"{ref or 'HEAD'}^{{commit}}"], timeout=60).stdout.strip()

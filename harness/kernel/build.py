@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..config.kernels import KernelDef, load_kernel
-from ..errors import BuildError, CommandError, ConfigError, SourceError
+from ..errors import BuildError, CommandError, ConfigError, HarnessError, SourceError
 from ..paths import REPO_ROOT, cache_dir, project_relative
 from .. import procs
 from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
+from ..vocab import NAME_RULE, valid_name
 from . import kconfig
 from .git import git, rev_parse
 from .patches import Patch, apply_series, parse_series, series_key
@@ -251,9 +252,22 @@ def resolve_commit(name: str, ref: str) -> str:
     return commit
 
 
+KERNEL_KEY = re.compile(r"^[0-9a-f]{24}$")   # what _compute_key returns
+
+
 def find_kernel(key: str, name: str = "") -> KernelBuild | None:
-    """The finished kernel with cache key ``key``, if it is still in the cache."""
-    entry = cache_dir("kernels") / key
+    """The finished kernel with cache key ``key``, if it is still in the cache.
+
+    Key and name come from specs made elsewhere: they are checked before any path is made of
+    them (HarnessError), and the entry must resolve inside the cache's kernels/ directory."""
+    if not isinstance(key, str) or not KERNEL_KEY.match(key):
+        raise HarnessError(f"kernel cache key {key!r}: want 24 lowercase hex digits")
+    if name and not valid_name(name):
+        raise HarnessError(f"kernel name {name!r}: use {NAME_RULE}")
+    root = cache_dir("kernels")
+    entry = root / key
+    if not entry.resolve().is_relative_to(root.resolve()):
+        raise HarnessError(f"kernel cache entry {entry} resolves outside the cache ({entry.resolve()})")
     return KernelBuild(name, key, entry, cached=True) if (entry / "metadata.json").exists() else None
 
 

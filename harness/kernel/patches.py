@@ -8,17 +8,21 @@ import email.policy
 import hashlib
 import mailbox
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from pathlib import Path
 
 from ..errors import CommandError, PatchError
-from ..util import run
+from ..util import InputTooLarge, read_bytes_capped, run
 from .git import IDENTITY, git, rev_parse
 
-# "[PATCH v2 3/7]": ASCII, bounded numbers (int() refuses more than 4300 digits).
-_NUM = re.compile(r"\[[^\]]*?\b([0-9]{1,9})/([0-9]{1,9})\s*\]")
+MAX_MBOX_BYTES = 64 << 20   # a patch series file; far above any real series
+# The "N/M" that ends a bracket group ("[PATCH v2 3/7]"): ASCII, bounded numbers (int() refuses
+# more than 4300 digits), the N not glued to a word character. Searched within one group at a
+# time (see patch_number), so the work is linear in the subject.
+_NUM_TAIL = re.compile(r"\b([0-9]{1,9})/([0-9]{1,9})\s*\Z")
 _DIFF = re.compile(rb"^(diff --git |--- \S|Index: )", re.M)
 
 
@@ -50,8 +54,34 @@ def _subject(msg: email.message.Message) -> str:
     return " ".join(s.split())
 
 
+def patch_number(subject: str) -> int | None:
+    """N of the first bracket group ending in "N/M" ("[PATCH v2 3/7]" gives 3), else None.
+
+    A group runs from a '[' to the next ']' (it may hold other '['). Each stretch between two
+    ']' is looked at once, from its first '[', so a subject of 100k '[' costs linear work.
+    """
+    start = 0
+    while True:
+        close = subject.find("]", start)
+        if close < 0:
+            return None
+        opening = subject.find("[", start, close)
+        if opening >= 0:
+            m = _NUM_TAIL.search(subject, opening + 1, close)
+            if m:
+                return int(m.group(1))
+        start = close + 1
+
+
 def _strip_prefix(subject: str) -> str:
-    return re.sub(r"^(\[[^\]]*\]\s*)+", "", subject).strip()
+    """The subject without its leading bracket groups ("[PATCH v2 1/3] [RFC] x" gives "x")."""
+    s = subject.lstrip()
+    while s.startswith("["):
+        close = s.find("]")
+        if close < 0:
+            break
+        s = s[close + 1:].lstrip()
+    return s.strip()
 
 
 def _message_payload(msg: email.message.Message) -> bytes:
@@ -80,8 +110,7 @@ def _patches_in(f: Path, box: mailbox.mbox) -> list[Patch]:
         subject = _subject(msg)
         if subject.lower().startswith("re:"):
             continue
-        m = _NUM.search(subject)
-        number = int(m.group(1)) if m else None
+        number = patch_number(subject)
         if number == 0 or not _DIFF.search(_message_payload(msg)):
             continue  # cover letter or discussion
         found.append(Patch(f, _strip_prefix(subject), _raw(msg, stored), number))
@@ -99,9 +128,11 @@ def parse_series(files: list[Path] | tuple[Path, ...]) -> list[Patch]:
     series: list[Patch] = []
     for f in files:
         try:
-            data = f.read_bytes()
+            data = read_bytes_capped(f, MAX_MBOX_BYTES, "patch file")
         except OSError as e:
             raise PatchError(f, "", [], f"cannot read: {e.strerror or e}") from None
+        except InputTooLarge as e:
+            raise PatchError(f, "", [], f"{e.size} bytes: larger than the {e.limit} a patch file may be") from None
         if not data.startswith(b"From "):
             # A bare mail or a plain diff: wrap it into a one-message mbox.
             if not data.lstrip().startswith((b"From:", b"Subject:", b"Date:", b"Message-")):
@@ -153,6 +184,19 @@ def _failure_details(repo: Path, patch_file: Path, am_output: str) -> list[str]:
     return seen
 
 
+def clear_stale_am(repo: Path) -> None:
+    """End an am session a killed kharness left behind (``.git/rebase-apply``): git would refuse
+    the next ``git am`` ("previous rebase directory ... still exists") and the patch would look
+    broken. The caller holds the repository lock, so no live am owns the session."""
+    am_dir = Path(git(repo, "rev-parse", "--git-path", "rebase-apply"))
+    am_dir = am_dir if am_dir.is_absolute() else repo / am_dir
+    if not am_dir.exists():
+        return
+    git(repo, "am", "--quit", check=False)      # drops the session, leaves HEAD and the tree
+    if am_dir.exists():
+        shutil.rmtree(am_dir)
+
+
 def apply_series(repo: Path, base_commit: str, patches: list[Patch]) -> str:
     """Apply patches on base_commit with ``git am -3``; return the resulting commit.
 
@@ -167,6 +211,7 @@ def apply_series(repo: Path, base_commit: str, patches: list[Patch]) -> str:
     done = rev_parse(repo, ref)
     if done:
         return done
+    clear_stale_am(repo)
     git(repo, "checkout", "-q", "-f", "--detach", base_commit)
     with tempfile.TemporaryDirectory(prefix="kharness-series-") as td:
         for idx, p in enumerate(patches, 1):

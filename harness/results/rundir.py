@@ -13,7 +13,6 @@ metadata.json is rewritten after every step, so a failure later loses nothing al
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 import secrets
@@ -82,4 +81,4 @@ class RunDir:
     def write_events(self, events: list[Any]) -> None:
         from dataclasses import asdict, is_dataclass
         rows = [asdict(e) if is_dataclass(e) else e for e in events]
-        (self.path / "events.json").write_text(json.dumps(rows, indent=1))
+        write_json(self.path / "events.json", rows, indent=1, sort_keys=False)

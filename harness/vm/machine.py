@@ -20,17 +20,22 @@ from typing import Sequence
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from ..errors import BootError, VMError
+from ..errors import BootError, HarnessError, VMError
 from ..image.build import Image
 from ..util import run, tail
 from .accel import Accel
 from .disks import Disk, disk_args
 from .process import popen_qemu, stop_process
+from .qemu_opts import qemu_path
 from .ssh import SSH, STALL_SECONDS, TRANSFER_SECONDS, Result
 
 PANIC = re.compile(r"(Kernel panic - not syncing:.*|end Kernel panic.*)")
 BASE_CMDLINE = ("root=/dev/vda rw console=ttyS0,115200 panic=-1 ip=dhcp net.ifnames=0 "
                 "mitigations=off systemd.show_status=false")
+# What one guest may take from the host (a spec from elsewhere asks for these; see
+# docs/threat-model.md): MiB of memory and virtual CPUs.
+MEMORY_MB = (128, 16384)
+CPUS = (1, 64)
 
 
 def free_port() -> int:
@@ -55,18 +60,31 @@ class VMConfig:
     boot_timeout: float = 180.0
 
 
+def check_vm_size(memory_mb: object, cpus: object) -> None:
+    """HarnessError unless memory (MiB) and CPUs are integers within MEMORY_MB and CPUS."""
+    for what, value, (low, high) in (("memory (MiB)", memory_mb, MEMORY_MB), ("cpus", cpus, CPUS)):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise HarnessError(f"VM {what} {value!r}: want an integer from {low} to {high}")
+
+
 def qemu_argv(cfg: VMConfig, overlay: Path, scratch: list[Path], port: int, qmp: Path,
               console: Path) -> list[str]:
-    """The full QEMU command line for ``cfg``."""
+    """The full QEMU command line for ``cfg``.
+
+    The user network is ``restrict=on``: the guest reaches neither the host (10.0.2.2 is the
+    host's loopback otherwise) nor anything beyond it; only the SSH forward, bound to the host's
+    127.0.0.1, carries traffic (slirp's tcp_input drops any other connection the guest opens,
+    while DHCP is still answered). Paths go through qemu_path (commas doubled)."""
+    check_vm_size(cfg.memory_mb, cfg.cpus)
     argv = ["qemu-system-x86_64", "-name", "kharness", "-machine", "q35", *cfg.accel.qemu_args,
             "-smp", str(cfg.cpus), "-m", str(cfg.memory_mb), "-nodefaults", "-display", "none",
             "-no-reboot", "-kernel", str(cfg.kernel),
             "-append", " ".join(x for x in (BASE_CMDLINE, cfg.image.cmdline, cfg.cmdline) if x),
-            "-chardev", f"file,id=con0,path={console}", "-serial", "chardev:con0",
-            "-qmp", f"unix:{qmp},server=on,wait=off",
-            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-chardev", f"file,id=con0,path={qemu_path(console)}", "-serial", "chardev:con0",
+            "-qmp", f"unix:{qemu_path(qmp)},server=on,wait=off",
+            "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{int(port)}-:22",
             "-device", "virtio-net-pci,netdev=net0",
-            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+            "-drive", f"file={qemu_path(overlay)},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
             "-device", "virtio-blk-pci,drive=root"]
     if any(d.kind == "scsi" for d in cfg.disks):
         argv += ["-device", "virtio-scsi-pci,id=scsi0"]
@@ -98,7 +116,7 @@ class VM:
         """Create the overlay and scratch disks and launch QEMU (retrying if the port is taken)."""
         overlay = self.run_dir / "root-overlay.qcow2"
         run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-             str(self.cfg.image.qcow2), str(overlay)], timeout=60)
+             str(self.cfg.image.qcow2.absolute()), str(overlay)], timeout=60)
         scratch = []
         for i, d in enumerate(self.cfg.disks):
             p = self.run_dir / f"scratch{i}-{d.kind}.raw"

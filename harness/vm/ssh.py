@@ -116,7 +116,7 @@ class _Remote(Remote):
     def read_our_stdin(self, input_: IO[str]) -> str | None:
         """The whole of an in-memory stdin (``SSH.run(stdin=...)``) at once: invoke reads a
         stream it cannot query one byte per loop with ``input_sleep`` (10 ms) between loops, so a
-        1.6 KB fio job file took 16 s to arrive."""
+        fio job file took seconds to arrive (see docs/benchmarks.md, the SSH stdin row)."""
         if isinstance(input_, io.StringIO):
             return input_.read()
         return super().read_our_stdin(input_)
@@ -145,6 +145,22 @@ class _Connection(Connection):
             except Exception:
                 pass
             self._sftp = None
+
+
+def ssh_argv(port: int, key: Path, *, known_hosts: Path | None = None, host: str = "127.0.0.1") -> list[str]:
+    """An OpenSSH ``ssh`` argv logging into the guest as root, for an interactive terminal.
+
+    It reads no ssh_config (``-F /dev/null``: the user's ``~/.ssh/config`` could forward the
+    agent, X11 or ports into the guest, or add identities), offers only ``key`` (IdentitiesOnly,
+    no agent), forwards nothing (``-a -x``, ClearAllForwardings) and never asks for a password.
+    With ``known_hosts`` (holding the image's recorded host key) any other host key is refused."""
+    pin = (["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"] if known_hosts
+           else ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+    return ["ssh", "-F", "/dev/null", "-a", "-x", "-i", str(key), "-p", str(int(port)),
+            "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "ForwardAgent=no",
+            "-o", "ForwardX11=no", "-o", "ClearAllForwardings=yes", "-o", "PasswordAuthentication=no",
+            "-o", "KbdInteractiveAuthentication=no", "-o", "GlobalKnownHostsFile=/dev/null",
+            *pin, "-o", "LogLevel=ERROR", f"root@{host}"]
 
 
 def _config() -> Config:

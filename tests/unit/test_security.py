@@ -250,3 +250,196 @@ def test_truncated_tarball_digest_memo_is_rebuilt(tmp_path, cache):
                                                              "tarball-digests.lock"]
     memo.write_text("[1, 2]")  # valid JSON of the wrong shape: also treated as empty
     assert tarball_digest(tarball) == digest
+
+
+# --- 6. cache lookups stay in the cache (kharness issue 21) -------------------------------------
+
+def test_find_image_checks_names_before_joining(tmp_path, cache):
+    from harness.image.build import find_image
+    evil = write(tmp_path / "x/evil-0123456789abcdef0123/metadata.json", "{}")  # outside the cache
+    key = "0123456789abcdef0123"
+    for recipe, k in ((str(tmp_path / "x/evil"), key), ("../../x/evil", key), ("debian", "../x"),
+                      ("debian", "ABCDEF0123456789ABCD"), ("debian", "0123"), ("debian", "")):
+        with pytest.raises(HarnessError, match="image"):
+            find_image(recipe, k)
+    assert evil.exists()
+    assert find_image("debian", key) is None  # a valid name that is not cached
+
+
+def test_find_image_refuses_an_entry_that_resolves_outside_the_cache(tmp_path, cache):
+    from harness.image.build import find_image
+    from harness.paths import cache_dir
+    key = "0123456789abcdef0123"
+    write(tmp_path / "elsewhere/metadata.json", "{}")
+    (cache_dir("images") / f"debian-{key}").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(HarnessError, match="outside"):
+        find_image("debian", key)
+
+
+def test_find_kernel_checks_the_key_and_name(tmp_path, cache):
+    from harness.kernel.build import find_kernel
+    from harness.paths import cache_dir
+    write(tmp_path / "k/metadata.json", "{}")
+    for key, name in (("../../k", ""), (str(tmp_path / "k"), ""), ("0" * 23, ""), ("0" * 24, "../x")):
+        with pytest.raises(HarnessError, match="kernel"):
+            find_kernel(key, name)
+    assert find_kernel("0" * 24, "baseline") is None
+    write(cache_dir("kernels") / ("1" * 24) / "metadata.json", "{}")
+    assert find_kernel("1" * 24, "baseline").dir == cache_dir("kernels") / ("1" * 24)
+    (cache_dir("kernels") / ("2" * 24)).symlink_to(tmp_path / "k")
+    with pytest.raises(HarnessError, match="outside"):
+        find_kernel("2" * 24)
+
+
+# --- 7. keys and the base image are private -------------------------------------------------------
+
+def _mode(p: Path) -> int:
+    import stat
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_generated_private_key_is_0600_even_over_an_open_file(tmp_path):
+    import os
+
+    from harness.image.keys import generate_ed25519
+    key = tmp_path / "id_ed25519"
+    key.write_text("old")
+    os.chmod(key, 0o644)
+    old = os.umask(0)
+    try:
+        generate_ed25519(key)
+    finally:
+        os.umask(old)
+    assert _mode(key) == 0o600 and key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+
+
+def test_image_entries_are_private(tmp_path, cache):
+    """base.qcow2 holds the guest's host private key and root's authorized_keys: an entry is 0700,
+    base.qcow2 and the client key 0600; an entry made before this is tightened when found."""
+    import os
+
+    from harness.image.build import find_image, make_private
+    from harness.paths import cache_dir
+    key = "0123456789abcdef0123"
+    entry = cache_dir("images") / f"debian-{key}"
+    for name in ("metadata.json", "base.qcow2", "id_ed25519", "id_ed25519.pub", "host_ed25519.pub"):
+        write(entry / name, "x")
+        os.chmod(entry / name, 0o644)
+    os.chmod(entry, 0o755)
+    make_private(entry)
+    assert _mode(entry) == 0o700 and _mode(entry / "base.qcow2") == 0o600 and _mode(entry / "id_ed25519") == 0o600
+    os.chmod(entry, 0o755)
+    os.chmod(entry / "base.qcow2", 0o644)
+    assert find_image("debian", key).qcow2 == entry / "base.qcow2"
+    assert _mode(entry) == 0o700 and _mode(entry / "base.qcow2") == 0o600
+
+
+# --- 8. the user's ssh configuration is not read ---------------------------------------------------
+
+def test_interactive_ssh_reads_no_user_config(tmp_path):
+    from harness.vm.ssh import ssh_argv
+    argv = ssh_argv(2222, tmp_path / "id_ed25519", known_hosts=tmp_path / "known_hosts")
+    assert argv[:3] == ["ssh", "-F", "/dev/null"] and argv[-1] == "root@127.0.0.1"
+    opts = {argv[i + 1] for i, a in enumerate(argv) if a == "-o"}
+    assert {"IdentitiesOnly=yes", "ForwardAgent=no", "ForwardX11=no", "ClearAllForwardings=yes",
+            "StrictHostKeyChecking=yes", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+            "PasswordAuthentication=no"} <= opts
+    assert "-a" in argv and "-x" in argv and argv[argv.index("-i") + 1] == str(tmp_path / "id_ed25519")
+    unpinned = ssh_argv(2222, tmp_path / "k")
+    assert "UserKnownHostsFile=/dev/null" in unpinned and unpinned[:3] == ["ssh", "-F", "/dev/null"]
+
+
+def test_vm_boot_shell_uses_the_isolated_ssh_argv(tmp_path, monkeypatch):
+    """`kharness vm boot` without a command: the argv handed to the terminal is ssh_argv's."""
+    import argparse
+    import contextlib
+
+    import harness.results.rundir as rundir
+    import harness.run.boot as boot
+    import harness.run.plan as plan
+    import harness.run.testbed as testbed
+    from harness import procs
+    from harness.cli import vm as cli_vm
+    from harness.image.build import Image
+
+    class Bed:
+        def __init__(self, *a, **kw):
+            pass
+
+        def prepare(self):
+            return self
+
+    class FakeVM:
+        boot_seconds, port, console = 1.0, 2345, tmp_path / "console.log"
+        cfg = type("C", (), {"image": Image("i", "k", tmp_path / "img", True)})()
+
+    seen = {}
+    monkeypatch.setattr(testbed, "Testbed", Bed)
+    monkeypatch.setattr(plan, "command_spec", lambda *a, **kw: type("S", (), {"label": "vm-x"})())
+    monkeypatch.setattr(rundir, "new_run_dir", lambda root, label: tmp_path)
+    monkeypatch.setattr(boot, "open_vm", lambda spec, d: contextlib.nullcontext(FakeVM()))
+    monkeypatch.setattr(procs, "interactive", lambda argv: seen.setdefault("argv", argv) and 0)
+    args = argparse.Namespace(command=[], disk=[], kernel="baseline", image="debian-bookworm", accel=None,
+                              timeout=600.0, memory=2048, cpus=2, results_dir=str(tmp_path))
+    cli_vm._vm_boot(args)
+    argv = seen["argv"]
+    assert argv[:3] == ["ssh", "-F", "/dev/null"] and "IdentitiesOnly=yes" in argv and "-p" in argv
+    assert argv[argv.index("-p") + 1] == "2345"
+
+
+# --- 9. QEMU options: the guest network is restricted, pasted paths are escaped -------------------
+
+def _qemu_argv(run: Path, disks=("nvme:1G",)):
+    from harness.image.build import Image
+    from harness.vm.accel import Accel
+    from harness.vm.disks import parse_disk
+    from harness.vm.machine import VMConfig, qemu_argv
+    cfg = VMConfig(kernel=run / "bzImage", image=Image("i", "k", run / "img", True), accel=Accel("tcg", "t"),
+                   run_dir=run, disks=[parse_disk(d, i) for i, d in enumerate(disks)])
+    return qemu_argv(cfg, run / "ov.qcow2", [run / f"s{i}.raw" for i in range(len(disks))], 2222,
+                     run / "qmp.sock", run / "console.log")
+
+
+def test_user_network_is_restricted_to_the_ssh_forward():
+    a = _qemu_argv(Path("/run"))
+    (netdev,) = [a[i + 1] for i, x in enumerate(a) if x == "-netdev"]
+    assert netdev.split(",") == ["user", "id=net0", "restrict=on", "hostfwd=tcp:127.0.0.1:2222-:22"]
+
+
+def test_paths_with_commas_are_escaped_in_every_qemu_option():
+    run = Path("/res,ults/r,id=x,format=qcow2")
+    a = _qemu_argv(run)
+    esc = str(run).replace(",", ",,")
+    assert f"file,id=con0,path={esc}/console.log" in a
+    assert f"unix:{esc}/qmp.sock,server=on,wait=off" in a
+    drives = [a[i + 1] for i, x in enumerate(a) if x == "-drive"]
+    assert drives[0].startswith(f"file={esc}/ov.qcow2,if=none,id=root,")
+    assert drives[1].startswith(f"file={esc}/s0.raw,if=none,id=scratch0,")
+    for i, flag in enumerate(a):   # as QEMU splits them, each option names the whole path once
+        if flag in ("-drive", "-chardev", "-qmp"):
+            parts = _qemu_opts(a[i + 1])
+            keys = [p.partition("=")[0] for p in parts]
+            assert len(keys) == len(set(keys)) and any(p.endswith(str(run) + "/" + p.rpartition("/")[2])
+                                                       for p in parts), parts
+
+
+def _qemu_opts(text: str) -> list[str]:
+    """QemuOpts splitting: ',' separates, ',,' is a literal comma."""
+    parts, cur, i = [], "", 0
+    while i < len(text):
+        if text[i] == ",":
+            if text[i + 1:i + 2] == ",":
+                cur, i = cur + ",", i + 2
+                continue
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += text[i]
+        i += 1
+    return parts + [cur]
+
+
+def test_qemu_option_escaping_helper():
+    from harness.vm.qemu_opts import qemu_path
+    assert qemu_path(Path("/a,b/c,,d")) == "/a,,b/c,,,,d"
+    assert qemu_path(Path("rel/x")).startswith("/")   # never a relative name QEMU could read as a protocol

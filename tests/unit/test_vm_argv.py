@@ -33,7 +33,7 @@ def argv(disks, accel=Accel("tcg", "test"), cmdline=""):
 def test_argv_is_a_list_with_loopback_forward_and_console_file():
     a = argv(["nvme:1G", "virtio:1G", "scsi:1G"])
     assert all(isinstance(x, str) for x in a)
-    assert "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22" in a
+    assert "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22" in a  # no route but the SSH forward
     assert "file,id=con0,path=/run/console.log" in a
     assert a[a.index("-accel") + 1] == "tcg,thread=multi"
     assert "-no-reboot" in a and "-nodefaults" in a
