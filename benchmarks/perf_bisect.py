@@ -4,25 +4,24 @@ commits, the shipped dio-sync change, 8 more fillers; every filler changes the k
 each step is a real incremental build and boot), bisected with the fio check of the ext4
 unwritten-extent cell. Prints steps, builds, boots and wall time.
 
-    .venv/bin/python benchmarks/perf_bisect.py [--fillers-before 7] [--fillers-after 8]
+    .venv/bin/python -m benchmarks.perf_bisect [--fillers-before 7] [--fillers-after 8]
+
+Run it from the repository root as a module (``-m``), so ``tests.helpers`` imports without a
+sys.path edit.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from harness.results.store import Store  # noqa: E402
-from harness.drivers.bisect import Bisect  # noqa: E402
-from harness.drivers.checks import FioSettings, parse_check  # noqa: E402
-from tests.vm.history import DIO_PATCH, fillers, make_history  # noqa: E402
+from harness.drivers.bisect import Bisect
+from harness.drivers.checks import FioSettings, parse_check
+from harness.results.store import Store
+from tests.helpers.history import DIO_PATCH, fillers, make_history
 
 
 def main() -> None:
@@ -31,7 +30,8 @@ def main() -> None:
     ap.add_argument("--fillers-after", type=int, default=8)
     ap.add_argument("--runtime", type=int, default=4)
     args = ap.parse_args()
-    history = (fillers(1, args.fillers_before) + [("fs: direct-io: unbound single-threaded dio-sync workqueue", DIO_PATCH)]
+    culprit_commit = ("fs: direct-io: unbound single-threaded dio-sync workqueue", DIO_PATCH)
+    history = (fillers(1, args.fillers_before) + [culprit_commit]
                + fillers(args.fillers_before + 1, args.fillers_after))
     repo, base, commits = make_history(history, "refs/heads/kharness-bench/bisect")
     culprit = commits[args.fillers_before]
@@ -45,7 +45,8 @@ def main() -> None:
         print(res.report)
         print(json.dumps({
             "commits": len(commits), "culprit_found": res.culprit == culprit, "confirmed": res.confirmed,
-            "steps": sum(s.phase == "step" for s in steps), "endpoint_and_confirm": sum(s.phase != "step" for s in steps),
+            "steps": sum(s.phase == "step" for s in steps),
+            "endpoint_and_confirm": sum(s.phase != "step" for s in steps),
             "skipped": sum(s.outcome == "skip" for s in steps),
             "builds": len({s.kernel_key for s in steps if s.kernel_key}), "boots": len(runs),
             "wall_s": round(wall, 1)}, indent=1))

@@ -2,7 +2,6 @@
 arrived matches the manifest's sha256; a corrupt chunk is refused and leaves nothing behind."""
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -12,19 +11,7 @@ from harness.executors import artifacts
 from harness.executors.artifacts import ArtifactError, FileEntry, Manifest
 from harness.util import sha256_file
 
-KEY = "c2b2dfa33cee08791672c27f"
-
-
-def make_kernel_entry(cache: Path, key: str = KEY, size: int = 300_000) -> Path:
-    d = cache / "kernels" / key
-    d.mkdir(parents=True)
-    (d / "bzImage").write_bytes(os.urandom(size))
-    (d / ".config").write_text("CONFIG_EXT4_FS=y\n")
-    (d / "System.map").write_text("ffffffff81000000 T _text\n")
-    (d / "build.log").write_text("not shipped\n")
-    (d / "metadata.json").write_text('{"name": "baseline"}\n')
-    return d
-
+from tests.helpers.artifacts import KEY, make_kernel_entry
 
 @pytest.fixture
 def two_caches(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from harness.results.export import export_json, export_junit
 from harness.results.store import SCHEMA_VERSION, Store, StoreError
 
-from .test_store import make_record
+from tests.helpers.records import make_record
 
 HOSTILE = "bad\x00byte \x1b[31mred\x1b[0m ]]> <tag attr=\"q\"> & 'apos' \ud800 ünïcode ✓\nsecond line"
 

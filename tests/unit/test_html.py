@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.results.history import Decision, TestDiff
-from harness.drivers.nightly.html import svg_series, write_index, write_night_report
 from harness.drivers.nightly.book import NightlyDB
 from harness.drivers.nightly.fold import CellRow, NightResult
+from harness.drivers.nightly.html import svg_series, write_index, write_night_report
+from harness.results.history import Decision, TestDiff
+from tests.helpers.browser import have_chromium, open_in_chromium
 
 CELL = "ext4/nvme/unwritten-convert/libaio"
 
@@ -81,31 +82,7 @@ def test_index_lists_nights(tmp_path):
     assert "n1/report.html" in html and "good" in html
 
 
-def open_in_chromium(page: Path, png: Path, width: int = 1300, height: int = 1800) -> tuple[list, Path]:
-    """Load ``page`` in headless Chromium via chromedriver: (severe console messages, screenshot).
-    The verdict table must be displayed; ``png.plots`` is how many plots the page drew."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--window-size={width},{height}"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-    try:
-        driver.get(page.resolve().as_uri())
-        assert driver.find_element("id", "verdicts").is_displayed()
-        plots = len(driver.find_elements("css selector", "svg.plot"))
-        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
-        driver.save_screenshot(str(png))
-    finally:
-        driver.quit()
-    open_in_chromium.plots = plots  # type: ignore[attr-defined]
-    return errors, png
-
-
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+@pytest.mark.skipif(not have_chromium(),
                     reason="needs Debian's chromium and chromium-driver (scripts/setup installs them)")
 def test_report_in_headless_chromium(tmp_path):
     night_dir = tmp_path / "n3"

@@ -5,15 +5,13 @@ recorded from its run directory)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from harness.drivers.nightly.plans import load_plan_file
-from harness.drivers.nightly.kcidb import KcidbError, night_kcidb, validate
 from harness.drivers.nightly.book import NightlyDB
-from harness.drivers.nightly.fold import fold_night, group_of, verdict_rows
-from harness.results.store import Store
+from harness.drivers.nightly.fold import fold_night, group_of
+from harness.drivers.nightly.kcidb import KcidbError, night_kcidb, validate
+from harness.drivers.nightly.plans import load_plan_file
 from harness.drivers.nightly.units import (
     INTERRUPTED,
     pending,
@@ -21,60 +19,11 @@ from harness.drivers.nightly.units import (
     recover_orphans,
     runs_by_label,
 )
+from harness.results.store import Store
+from tests.helpers import nights
+from tests.helpers.nights import CELL, COMMITS, PLAN, night_record
 
-CELL = "ext4/nvme/unwritten-convert/libaio"
-PLAN = f"""
-kernels: [baseline@next]
-baseline: baseline
-fio: {{filesystems: [ext4], disks: [nvme], patterns: [unwritten-convert], engines: [libaio], repeats: 3}}
-control: {{cells: ["{CELL}"]}}
-"""
-COMMITS = {1: {"baseline": "a" * 40, "baseline@next": "a" * 40},
-           2: {"baseline": "a" * 40, "baseline@next": "b" * 40}}
-
-
-def record(run_id: str, night: str, label: str, role: str, iops: float, *, root: Path, commit: str) -> dict:
-    cell_spec = {"fs": {"fstype": "ext4", "mkfs": ["mkfs.ext4", "{dev}"], "mount_options": ""}, "disk": "nvme",
-                 "runs": 1, "job": {"pattern": "unwritten-convert", "engine": "libaio", "iodepth": 32,
-                                    "numjobs": 1, "bs": "4k", "size": "32m", "runtime": 5, "ramp_time": 0,
-                                    "directory": "/mnt/scratch/fio", "rendered": "[job]"}}
-    return {"run_id": run_id, "run_dir": str(root / run_id), "group": group_of(night), "front_end": "nightly",
-            "label": label, "role": role, "status": "done", "started": f"2026-11-2{night[-1]}T01:00:{run_id[-2:]}+0000",
-            "finished": "2026-11-29T01:01:00+0000", "remaining": [],
-            "spec": {"kernel": {"name": "baseline", "key": f"k-{commit[:4]}", "commit": commit,
-                                "config_base": "defconfig", "release": "6.1.0", "patches": []},
-                     "image": {"key": "img"}, "accel": "tcg", "workload": {"kind": "fio", "cells": [cell_spec]}},
-            "measurements": [{"cell": CELL, "fs": "ext4", "disk": "nvme", "pattern": "unwritten-convert",
-                              "engine": "libaio", "run_index": 0, "status": "ok", "iops": iops,
-                              "clat_p99_us": 1e6 / iops}],
-            "sysrq_summary": ["dio-sync: active 1/1"] if role == "evidence" else []}
-
-
-def fill_night(store: Store, db: NightlyDB, plan, night: str, n: int, root: Path, new_iops: list[float]) -> None:
-    db.start(night, plan.name, "sha", COMMITS[n])
-    units = planned_units(plan)
-    db.record_units(night, {u.label: u.info() for u in units})
-    iops = {"base": [2000.0, 2100.0, 1950.0], "new": new_iops, "control": [2050.0, 1990.0, 2080.0]}
-    for u in units:
-        commit = COMMITS[n][u.kref]
-        store.add_run(record(f"{night}-{u.label[-12:]}-{u.run_index:02d}", night, u.label, u.role,
-                             iops[u.role][u.run_index], root=root, commit=commit))
-
-
-@pytest.fixture
-def two_nights(tmp_path):
-    p = tmp_path / "t.yaml"
-    p.write_text(PLAN)
-    plan = load_plan_file(p)
-    store = Store(tmp_path / "store.sqlite")
-    db = NightlyDB(tmp_path / "nightly.sqlite")
-    fill_night(store, db, plan, "n1", 1, tmp_path, [2010.0, 2060.0, 1980.0])
-    res1 = fold_night(store, db, plan, "n1", COMMITS[1])
-    store.add_verdicts(group_of("n1"), verdict_rows(res1, plan))
-    db.finish("n1", "done", res1.verdict, res1.exit_code, "")
-    fill_night(store, db, plan, "n2", 2, tmp_path, [560.0, 580.0, 572.0])
-    yield plan, store, db, res1
-    store.close()
+two_nights = nights.two_nights  # the shared fixture (tests/helpers/nights.py)
 
 
 def test_second_night_flags_the_step_against_history_and_baseline(two_nights):
@@ -113,8 +62,8 @@ def test_pending_and_recovery_of_an_interrupted_boot(two_nights, tmp_path):
     d = tmp_path / "night" / "runs" / "20261129-020000-nightly-x-ab12"
     d.mkdir(parents=True)
     cells_ = (fio_cell("ext4", "nvme", "unwritten-convert", "libaio"), fio_cell("ext4", "nvme", "append-extend", "libaio"))
-    spec = RunSpec(label="nightly-x", kernel=KernelSpec("baseline", "k", "src", "a" * 40, "a" * 40, "6.1", "defconfig", "h"),
-                   image=ImageSpec("debian-bookworm", "img"), accel="tcg", disks=(), workload=FioWorkload(cells=cells_))
+    spec = RunSpec(label="nightly-x", kernel=KernelSpec("baseline", "f" * 24, "src", "a" * 40, "a" * 40, "6.1", "defconfig", "h"),
+                   image=ImageSpec("debian-bookworm", "e" * 20), accel="tcg", disks=(), workload=FioWorkload(cells=cells_))
     spec.write(d)
     cells = [c.id for c in spec.workload.cells]
     m = {"cell": cells[0], "fs": "ext4", "disk": "nvme", "pattern": "p", "engine": "libaio", "run_index": 0,
@@ -137,7 +86,7 @@ def test_xfstests_new_failure_flaky_and_rates(tmp_path):
     store, db = Store(tmp_path / "s.sqlite"), NightlyDB(tmp_path / "n.sqlite")
 
     def xrec(night, unit, results, commit):
-        r = record(f"{night}-{unit.label}", night, unit.label, unit.role, 1.0, root=tmp_path, commit=commit)
+        r = night_record(f"{night}-{unit.label}", night, unit.label, unit.role, 1.0, root=tmp_path, commit=commit)
         r["measurements"], r["spec"]["workload"] = [], {"kind": "xfstests"}
         r["xfstests"] = [{"section": "ext4_4k", "test": t, "status": s, "message": "mismatch" if s == "fail" else None}
                          for t, s in results]

@@ -18,7 +18,7 @@ from harness.config.loader import load_yaml
 from harness.errors import HarnessError, PatchError
 from harness.kernel.patches import parse_series
 
-from .test_props_mutations import ROOT, examples, mutate, mutated, texts
+from tests.helpers.mutations import ROOT, examples, mutate, mutated, texts
 
 SETTINGS = settings(max_examples=examples(150), deadline=None)
 

@@ -14,7 +14,7 @@ from harness.workloads.xfstests_results import (STATUSES, parse_check_log, parse
                                                 parse_xunit, parse_xunit_properties,
                                                 watchdog_seconds)
 
-from .test_props_mutations import FIO_FIELDS, examples, json_with_odd_values, mutated, texts
+from tests.helpers.mutations import FIO_FIELDS, examples, json_with_odd_values, mutated, texts
 
 FIO = texts("fio/*.json")
 XUNIT = texts("xfstests/*.xml")

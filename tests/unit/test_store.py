@@ -13,36 +13,7 @@ from harness.errors import HarnessError
 from harness.results.store import (MIGRATIONS, SCHEMA_VERSION, Store, StoreError, default_store_path,
                                    migrate)
 
-
-def make_record(run_id: str = "20261129-181500-fio-baseline-ext4-nvme-3fa2", *, root: Path = Path("/r"),
-                group: str | None = "suite-20261129-181400-patched", kernel: str = "v6.8-patched",
-                role: str | None = "new", status: str = "done", started: str = "2026-11-29T18:15:00+0000",
-                iops: tuple[float, ...] = (8979.0, 9010.5)) -> dict:
-    """A realistic boot record in its JSON form."""
-    cell = "ext4/nvme/unwritten-convert/libaio"
-    return {
-        "run_id": run_id, "run_dir": str(root / run_id), "group": group, "front_end": "pytest",
-        "label": "fio baseline", "role": role, "status": status, "started": started,
-        "finished": "2026-11-29T18:16:02+0000", "boot_seconds": 7.3, "reproduces": None,
-        "spec": {"kernel": {"name": kernel, "key": f"{kernel}-k3y", "commit": "0123abcd" * 5},
-                 "image": {"key": "debian12-img1", "name": "debian12"}, "accel": "kvm",
-                 "workload": {"kind": "fio", "jobs": [cell]}, "disks": [{"kind": "nvme", "size": "8G"}]},
-        "measurements": [
-            {"cell": cell, "fs": "ext4", "disk": "nvme", "pattern": "unwritten-convert", "engine": "libaio",
-             "run_index": i, "status": "ok", "iops": v, "bw_kib_s": v * 4, "clat_p50_us": 110.0,
-             "clat_p99_us": 250.5, "clat_p999_us": 900.0, "fio_json": f"fio/run{i}.json"}
-            for i, v in enumerate(iops)],
-        "xfstests": [
-            {"section": "xfs_4k", "test": "generic/001", "status": "pass", "duration_s": 3.0,
-             "message": None, "artifacts": None},
-            {"section": "xfs_4k", "test": "generic/475", "status": "fail", "duration_s": 41.5,
-             "message": "output mismatch (see generic/475.out.bad)", "artifacts": "tests/generic-475"}],
-        "events": [{"kind": "hung_task", "title": "INFO: task hung in jbd2_log_wait_commit",
-                    "line": 1234, "stack": ["jbd2_log_wait_commit", "ext4_sync_file"]}],
-        "evidence": [{"path": "sysrq/hang-x-wt-181512.txt", "what": "sysrq"},
-                     {"path": "console.log", "what": "console"}],
-        "failures": [],
-    }
+from tests.helpers.records import make_record
 
 
 def test_default_store_path(monkeypatch, tmp_path):

@@ -1,6 +1,6 @@
 """Real kernel-stage tests: Debian's tarball, the shipped patch, broken patches, a real build.
 
-These use the per-user cache (see README), so on a machine that already built the kernels they
+These use the per-user cache (see docs/definitions.md), so on a machine that already built the kernels they
 are quick; on a fresh machine the baseline build dominates (about 10 minutes on 2 cores).
 """
 

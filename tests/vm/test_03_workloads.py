@@ -9,16 +9,18 @@ from pathlib import Path
 import pytest
 
 from harness.evidence.capture import capture_sysrq
-from harness.evidence.summary import summarize
+from harness.evidence.summary import summarize_dump
 from harness.evidence.sysrq import parse_dumps
 from harness.errors import WorkloadError
 from harness.results.rundir import new_run_dir
 from harness.run.boot import booted, run_boot
+from harness.executors.base import RunContext
 from harness.executors.local import execute
 from harness.run.fio import measure
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.records import BootRecord
-from harness.run.spec import MOUNTPOINT, SysrqSampling, read_spec
+from harness.run.spec import MOUNTPOINT, SysrqSampling
+from harness.run.spec_read import read_spec
 from harness.workloads.fs import Filesystem, get_filesystem, make_and_mount
 
 pytestmark = pytest.mark.vm
@@ -73,7 +75,7 @@ def _capture_dio_workqueue(testbed, kernel, tmp_path, wq_prefix):
                 for d in parse_dumps(raw.read_text()):
                     for wq in d.workqueues:
                         if wq.name.startswith(wq_prefix):
-                            lines = [line for dd in parse_dumps(raw.read_text()) for line in summarize(dd)]
+                            lines = [line for dd in parse_dumps(raw.read_text()) for line in summarize_dump(dd)]
                             return wq, raw, lines
     pytest.fail(f"no busy {wq_prefix} workqueue captured in 3 runs; see {run}")
 
@@ -132,10 +134,9 @@ def test_hang_on_frozen_filesystem_is_handled_and_the_rest_runs_in_a_fresh_boot(
 
     # execute() reboots for what a hang left, in a fresh run directory of its own
     import dataclasses
-    from harness.executors.local import narrow
-    rest = dataclasses.replace(narrow(spec, first.remaining), workload=dataclasses.replace(
-        narrow(spec, first.remaining).workload, setup=()))
-    (second,) = execute([rest], tmp_path, say=print)
+    rest = dataclasses.replace(spec.narrowed(first.remaining), workload=dataclasses.replace(
+        spec.narrowed(first.remaining).workload, setup=()))
+    (second,) = execute([rest], RunContext(tmp_path))
     assert isinstance(second, BootRecord) and second.status == "done"
     assert second.run_dir != first.run_dir
     assert [m.cell for m in second.measurements] == [after.id]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.image.xfstests import HOW_TO, configured_source, resolve
+from harness.executors.base import RunContext
 from harness.executors.local import execute
 from harness.run.plan import xfstests_spec
 from harness.drivers.reproduce import reproduce
@@ -30,7 +31,7 @@ def run_tests(bed, section, tests, root, disk_kind="virtio", watchdog=1800.0):
     src = resolve(*configured_source(None, None)).tree
     spec = xfstests_spec(bed, "baseline", section, tests, disk_kind=disk_kind,
                          label=f"xfstests-baseline-{section}", default_watchdog_s=watchdog)
-    return execute([spec], root, say=print, tests_source=src)
+    return execute([spec], RunContext(root, tests_source=src))
 
 
 def test_quick_tests_on_ext4_and_xfs_and_reproduce_one(xbed, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import Store
-from harness.run.spec import read_spec
+from harness.run.spec_read import read_spec
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.browser import open_in_chromium
+
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 BRANCH = "kharness-nightly-test"
@@ -206,7 +208,6 @@ def _browser_check(page: Path, png: Path) -> None:
     import shutil
     if not shutil.which("chromedriver"):
         pytest.skip("chromium-driver is not installed (scripts/setup installs it)")
-    from tests.unit.test_html import open_in_chromium
     errors, shot = open_in_chromium(page, png)
     assert not errors, errors
     assert open_in_chromium.plots >= 1

@@ -1,5 +1,5 @@
 """`kharness bisect` and `kharness check` on a synthetic 8-commit history of the imported 6.1 tree
-(tests/vm/history.py): a boot break, an xfstests break across a commit that does not build, and
+(tests/helpers/history.py): a boot break, an xfstests break across a commit that does not build, and
 the performance regression of the shipped dio-sync change; an interrupted bisect resumes; `git
 bisect run kharness check ...` works as documented."""
 
@@ -14,8 +14,7 @@ import pytest
 
 from harness.image.xfstests import HOW_TO, configured_source
 from harness.results.store import Store
-
-from .history import make_history
+from tests.helpers.history import make_history
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,9 @@ from ray.cluster_utils import Cluster
 
 from harness.results.store import Store
 from harness.executors import artifacts
-from harness.executors.base import LocalExecutor, executor_for
+from harness.executors.base import RunContext
+from harness.executors.choose import executor_for
+from harness.executors.local import LocalExecutor
 from harness.drivers.matrix import MatrixRun, Profile
 from harness.run.plan import fio_cell, fio_spec
 from harness.util import sha256_file
@@ -145,8 +147,8 @@ def test_matrix_on_ray_fetches_artifacts_and_matches_a_local_run(cluster, testbe
     # the same baseline unit, locally: the same record, in shape
     local_spec = recs[0].spec
     with Store(tmp_path / "local.sqlite") as store:
-        (loc,) = LocalExecutor().execute([local_spec], tmp_path / "local-runs", sink=store, group=m.group,
-                                         front_end="pytest")
+        (loc,) = LocalExecutor().execute([local_spec], RunContext(tmp_path / "local-runs", sink=store,
+                                                                  group=m.group, front_end="pytest"))
         (lrow,) = store.runs()
         (lm,) = store.measurements([loc.run_id])
     rr = recs[0]
@@ -190,8 +192,8 @@ def test_node_killed_mid_unit_reruns_elsewhere_once(cluster, testbed, tmp_path):
     def drive():
         try:
             with Store(tmp_path / "kill.sqlite") as store:
-                out["recs"] = executor_for(c.address, poll_s=1.0).execute([spec], tmp_path / "runs", sink=store,
-                                                                           say=lines.append, group="kill")
+                ctx = RunContext(tmp_path / "runs", sink=store, say=lines.append, group="kill")
+                out["recs"] = executor_for(c.address, poll_s=1.0).execute([spec], ctx)
         except BaseException as e:   # noqa: BLE001 - reported by the main thread
             out["error"] = e
 

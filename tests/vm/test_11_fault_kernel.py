@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.executors.base import RunContext
 from harness.executors.local import execute
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.testbed import Testbed
@@ -26,7 +27,7 @@ def test_never_finishing_dsync_completion_is_a_hang_with_evidence(tmp_path):
     rest = fio_cell("ocfs2", "nvme", "append-extend", "libaio", iodepth=8, size="8m", runtime=3)
     spec = fio_spec(bed, "hang-dsync", [hung, rest], disk_size="1G", label="hang-dsync", deadline_s=DEADLINE)
     t0 = time.monotonic()
-    first, second = execute([spec], tmp_path, say=print)
+    first, second = execute([spec], RunContext(tmp_path))
     # the hung boot: reported as hung, killed within the deadline (+ boot, evidence and shutdown)
     assert first.status == "hang" and [m.status for m in first.measurements] == ["hang"]
     assert time.monotonic() - t0 < 2 * 240 + DEADLINE + 180
