@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.results.effects import mde_from_cv
 from harness.executors.base import RunContext
 from harness.executors.local import execute
+from harness.results.effects import mde_from_cv
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.testbed import Testbed
 

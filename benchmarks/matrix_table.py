@@ -47,7 +47,7 @@ def main() -> None:
     per = Counter(cells.values())
     verdicts = Counter(r["verdict"] for r in rows)
     boots = j.get("boot_seconds") or []
-    print(f"\nruns a side per cell: " + ", ".join(f"{n} runs: {k} cells" for n, k in sorted(per.items()))
+    print("\nruns a side per cell: " + ", ".join(f"{n} runs: {k} cells" for n, k in sorted(per.items()))
           + f" (mean {statistics.mean(cells.values()):.1f})")
     print(f"rounds: {len(j['rounds'])}, cells measured per round: {[len(r) for r in j['rounds']]}")
     print("verdicts: " + ", ".join(f"{v} {k}" for v, k in verdicts.most_common()))

@@ -37,7 +37,7 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"{args.results}: no measured boots")
     by_cell = defaultdict(list)
-    for b, side, c, _, v in rows:
+    for _b, side, c, _, v in rows:
         by_cell[(side, c)].append(v)
     mean = {key: st.mean(v) for key, v in by_cell.items()}
     dev = [(b, c, k, v - mean[(side, c)]) for b, side, c, k, v in rows]

@@ -51,7 +51,8 @@ def main() -> None:
     med = statistics.median
     print(f"by hand:      wall {med(hand_t):.2f}s  IOPS {med(hand_iops):.0f}  (median of {args.runs})")
     print(f"via harness:  wall {med(kh_t):.2f}s  IOPS {med(kh_iops):.0f}")
-    print(f"overhead: wall {100 * (med(kh_t) / med(hand_t) - 1):+.1f}%  IOPS {100 * (med(kh_iops) / med(hand_iops) - 1):+.1f}%")
+    print(f"overhead: wall {100 * (med(kh_t) / med(hand_t) - 1):+.1f}%  "
+          f"IOPS {100 * (med(kh_iops) / med(hand_iops) - 1):+.1f}%")
 
 
 if __name__ == "__main__":

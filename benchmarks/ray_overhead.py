@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.results.store import Store
 from harness.executors.base import RunContext
 from harness.executors.local import LocalExecutor
+from harness.results.store import Store
 from harness.run.plan import command_spec
 from harness.run.testbed import Testbed
 
@@ -51,6 +51,7 @@ def main() -> None:
 
     import ray
     from ray.cluster_utils import Cluster
+
     from harness.executors.ray import RayExecutor
 
     bed = Testbed([args.kernel]).prepare()
@@ -61,13 +62,15 @@ def main() -> None:
         return command_spec(bed, args.kernel, ["true"], label=f"bench-true-{i}", timeout_s=120)
 
     print(f"load average at start: {os.getloadavg()}")
-    out: dict = {"load_at_start": os.getloadavg(), "accel": bed.accel_name, "kernel": args.kernel, "units": args.units, "batch": args.batch}
+    out: dict = {"load_at_start": os.getloadavg(), "accel": bed.accel_name, "kernel": args.kernel,
+                 "units": args.units, "batch": args.batch}
     with tempfile.TemporaryDirectory(prefix="kh-raybench-") as td:
         tmp = Path(td)
         store = Store(tmp / "bench.sqlite")
         local = []
         for i in range(args.units):
-            dt, (rec,) = timed(lambda i=i: LocalExecutor().execute([spec(i)], RunContext(tmp / "local", sink=store, say=quiet)))
+            dt, (rec,) = timed(lambda i=i: LocalExecutor().execute([spec(i)],
+                                                                   RunContext(tmp / "local", sink=store, say=quiet)))
             assert rec.status == "done" and rec.command_status == 0, rec.failures
             local.append((dt, rec.boot_seconds))
         out["local_unit_s"] = [round(d, 2) for d, _ in local]
@@ -91,7 +94,8 @@ def main() -> None:
                   f"of which fetching kernel+image {out['ray_first_unit_fetch_s']}s")
             rays = []
             for i in range(args.units):
-                dt, (rec,) = timed(lambda i=i: ex.execute([spec(200 + i)], RunContext(tmp / "ray", sink=store, say=quiet)))
+                dt, (rec,) = timed(lambda i=i: ex.execute([spec(200 + i)],
+                                                          RunContext(tmp / "ray", sink=store, say=quiet)))
                 assert rec.status == "done", rec.failures
                 rays.append((dt, rec.boot_seconds))
             out["ray_unit_s"] = [round(d, 2) for d, _ in rays]
@@ -109,10 +113,12 @@ def main() -> None:
             print(f"per-unit overhead: {rm - lm:+.2f}s ({out['overhead_pct']:+.1f}%) "
                   f"(median {rm:.1f}s on Ray vs {lm:.1f}s local); outside the guest's boot: "
                   f"{ro:.2f}s on Ray vs {lo:.2f}s local; driver's unpack+record per unit "
-                  f"{statistics.median(out['ray_collect_s']) * 1000:.0f} ms; worker niceness {out['worker_niceness']}")
+                  f"{statistics.median(out['ray_collect_s']) * 1000:.0f} ms; "
+                  f"worker niceness {out['worker_niceness']}")
 
             def batch(workers: int, base: int) -> float:
-                dt, recs = timed(lambda: ex.execute([spec(base + i) for i in range(args.batch)], RunContext(tmp / "ray", sink=store, say=quiet)))
+                dt, recs = timed(lambda: ex.execute([spec(base + i) for i in range(args.batch)],
+                                                    RunContext(tmp / "ray", sink=store, say=quiet)))
                 assert all(r.status == "done" for r in recs), [r.failures for r in recs]
                 rate = args.batch / dt * 3600
                 out[f"units_per_hour_{workers}w"] = round(rate)
@@ -133,7 +139,8 @@ def main() -> None:
             print(f"local, one after another: {local_rate:.0f} units/hour")
             print(f"two workers on this 2-core host: x{two / one:.2f} of one (both guests share 2 cores)")
             print(f"N hosts with one VM slot each: about N x {one:.0f} units/hour of this unit: units "
-                  f"run in parallel and the driver's own work per unit ({statistics.median(out['ray_collect_s']) * 1000:.0f} ms "
+                  f"run in parallel and the driver's own work per unit "
+                  f"({statistics.median(out['ray_collect_s']) * 1000:.0f} ms "
                   f"unpack+record) overlaps with them")
             ex.close()
         finally:

@@ -10,9 +10,9 @@ import re
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .config.images import load_image
 from .config.kernels import TARBALL_HINT, load_kernel

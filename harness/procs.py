@@ -38,8 +38,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 GRACE = 5.0                  # SIGTERM -> SIGKILL, for a child group and for the watchdog
 TOKEN_PREFIX = "KHARNESS_SPAWN_"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+
 import pytest
 
 from .errors import HarnessError
@@ -73,7 +74,7 @@ def split_option(v: str | None) -> list[str] | None:
 
 def profile_from(config: pytest.Config):
     """The matrix profile the options select; a UsageError names a bad --fs/--disk/--runs."""
-    from .drivers.matrix import make_profile   # heavy: see the top of the module
+    from .drivers.matrix import make_profile  # heavy: see the top of the module
     try:
         name = config.getoption("--suite-profile") or ("quick" if config.getoption("--quick") else "default")
         return make_profile(name,
@@ -92,14 +93,16 @@ class Kharness:
         from .config.kernels import load_kernel
         from .results.store import Store
         self.config = config
-        self.kernel: str | None = config.getoption("--kernel")
-        if self.kernel is None:
+        kernel: str | None = config.getoption("--kernel")
+        if kernel is None:
             raise pytest.UsageError("this test needs --kernel NAME (a definition in kernels/)")
+        self.kernel: str = kernel
         kdef = load_kernel(self.kernel)
         self.baseline: str | None = config.getoption("--baseline") or kdef.based_on
         self.profile = profile_from(config)
         rd = config.getoption("--results-dir")
-        self.results = (Path(rd) if rd else Path("results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.kernel}").resolve()
+        self.results = (Path(rd) if rd
+                        else Path("results") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.kernel}").resolve()
         self.accel = config.getoption("--accel")
         store = config.getoption("--kharness-store")
         self.store = Store(Path(store) if store else None)
@@ -109,7 +112,7 @@ class Kharness:
 
     def executor(self):
         """Where boots run: this host, or the Ray cluster of --ray (connected on first use)."""
-        from .executors.choose import executor_for   # heavy: see the top of the module
+        from .executors.choose import executor_for  # heavy: see the top of the module
         if self._executor is None:
             self._executor = executor_for(self.config.getoption("--ray"))
         return self._executor
@@ -165,7 +168,7 @@ class Kharness:
 
     def matrix(self):
         """The MatrixRun comparing --kernel against its baseline (measured on first use)."""
-        from .drivers.matrix import MatrixRun   # heavy: see the top of the module
+        from .drivers.matrix import MatrixRun  # heavy: see the top of the module
         baseline = self._need_baseline()
         if self._matrix is None:
             self._matrix = MatrixRun(self.kernel, baseline, self.profile, self.results, accel=self.accel,
@@ -191,7 +194,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     m = session._matrix if session is not None else None
     if m is None or not m.done:
         return
-    from .results.report import comparison_table   # heavy: see the top of the module
+    from .results.report import comparison_table  # heavy: see the top of the module
     runs = f"{m.profile.runs} runs a side" + (f", up to {m.profile.cap} for open cells"
                                               if m.profile.cap > m.profile.runs else "")
     terminalreporter.section(f"kharness: {m.kernel} vs {m.baseline} ({m.profile.name} profile, {runs})")

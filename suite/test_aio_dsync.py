@@ -9,9 +9,9 @@ every workload completed.
 
 import pytest
 
+from harness.drivers.matrix import cells
 from harness.pytest_plugin import profile_from
 from harness.results.stats import format_comparison
-from harness.drivers.matrix import cells
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel_suite]
 

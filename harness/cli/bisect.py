@@ -13,7 +13,7 @@ from .common import console, open_store, out, results_root_from_args, say
 
 
 def _settings(args: argparse.Namespace):
-    from ..drivers.checks import FioSettings   # heavy (checks, testbed, executors, scipy): loaded only for this verb
+    from ..drivers.checks import FioSettings  # heavy (checks, testbed, executors, scipy): loaded only for this verb
     return FioSettings(runtime=args.runtime, size=args.size, runs=args.runs, max_rounds=args.max_rounds)
 
 
@@ -43,7 +43,7 @@ def _bisect(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     # heavy (checks, testbed, executors, scipy): loaded only for this verb
-    from ..drivers.checks import EXIT_CODES, CheckError, Checker, parse_check
+    from ..drivers.checks import EXIT_CODES, Checker, CheckError, parse_check
     from ..executors.choose import executor_for
     from ..run.testbed import Testbed
     # Usage errors (exit 2) are found before anything slow; after that, whatever stops the check

@@ -14,7 +14,7 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from ..doctor import FAIL, Where, run_checks   # heavy (every stage's probes): loaded only for this verb
+    from ..doctor import FAIL, Where, run_checks  # heavy (every stage's probes): loaded only for this verb
     rows = run_checks(Where(store=Path(args.store) if args.store else None,
                             results=Path(args.results_dir) if args.results_dir else None))
     table = Table(show_lines=False, header_style="bold")

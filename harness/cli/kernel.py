@@ -36,7 +36,8 @@ def _kernel_show(args: argparse.Namespace) -> int:
     out.print(f"[bold]{escape(k.name)}[/bold]  ({escape(str(k.path))})")
     if k.description:
         out.print(escape(k.description.strip()))
-    out.print(escape(f"source:      {k.source.kind} {k.source.location}" + (f" @ {k.source.ref}" if k.source.ref else "")))
+    out.print(escape(f"source:      {k.source.kind} {k.source.location}"
+                     + (f" @ {k.source.ref}" if k.source.ref else "")))
     out.print(escape(f"based on:    {k.based_on or '-'}"))
     out.print(escape(f"config base: {k.config_base}"))
     for f in k.fragments:

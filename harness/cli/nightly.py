@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import IO
 
 from rich.markup import escape
 from rich.table import Table
@@ -38,13 +39,14 @@ def _run(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)          # validated before the lock or any slow step
     root = nights_root(args)
     root.mkdir(parents=True, exist_ok=True)
-    log = {"fh": None}
+    log: dict[str, IO[str] | None] = {"fh": None}
 
     def tee(msg: str) -> None:
         say(msg)
-        if log["fh"] is not None:
-            log["fh"].write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
-            log["fh"].flush()
+        fh = log["fh"]
+        if fh is not None:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+            fh.flush()
 
     def opened(night_dir: Path) -> None:
         night_dir.mkdir(parents=True, exist_ok=True)
@@ -59,8 +61,9 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"[red]error:[/red] another night is running: {escape(str(e))}")
             return 2
         finally:
-            if log["fh"] is not None:
-                log["fh"].close()
+            fh = log["fh"]
+            if fh is not None:
+                fh.close()
     res = outcome.result
     if res is not None:
         for r in res.regressions:
@@ -73,8 +76,8 @@ def _run(args: argparse.Namespace) -> int:
                 out.print(escape(f"  bisect: {r.bisect}"))
             if r.reproduce:
                 out.print(escape(f"  reproduce: {r.reproduce}"))
-        for d in res.new_failures:
-            out.print(escape(f"NEW FAILURE {d.section} {d.test}: {d.tonight}"))
+        for t in res.new_failures:
+            out.print(escape(f"NEW FAILURE {t.section} {t.test}: {t.tonight}"))
         for h in res.hangs:
             out.print(escape(f"HANG {h}"))
         for u in res.not_run:
@@ -138,7 +141,7 @@ def _accept(args: argparse.Namespace) -> int:
 
 
 def _flaky(args: argparse.Namespace) -> int:
-    from ..results.history import expunge_lines   # heavy (the nightly drivers, scipy): loaded only for this verb
+    from ..results.history import expunge_lines  # heavy (the nightly drivers, scipy): loaded only for this verb
     with open_store(args) as store, _db(store) as db:
         rates = db.flaky_rates(args.plan, last=args.nights)
     table = Table("section", "test", "failed attempts", "flaky nights", "kernels")

@@ -12,7 +12,7 @@ from .common import console, open_store, out, results_root_from_args, say
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from ..drivers.reproduce import reproduce, side_by_side   # heavy (testbed, executor, scipy): only for this verb
+    from ..drivers.reproduce import reproduce, side_by_side  # heavy (testbed, executor, scipy): only for this verb
     with open_store(args) as store:
         where = configured_source(None, None)
         tests_source = resolve(*where).tree if where else None

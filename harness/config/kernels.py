@@ -8,9 +8,10 @@ URL or ref must not start with '-', which git would take as an option.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import DefinitionError
 from ..paths import project_root

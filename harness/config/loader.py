@@ -153,6 +153,7 @@ def check_name(name: object, where: Path, key: str, what: str) -> str:
     DefinitionError naming ``where`` and ``key``."""
     if not valid_name(name):   # a file name in its directory: no separators, no "..", no leading dot or dash
         raise DefinitionError(where, key, f"invalid {what} name {name!r}: use {NAME_RULE}")
+    assert isinstance(name, str)   # valid_name accepts only strings
     return name
 
 

@@ -24,18 +24,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config.kernels import load_kernel
 from ..errors import BuildError, HarnessError
+from ..executors.base import Executor, RecordSink
 from ..kernel.build import resolve_commit
 from ..kernel.git import git
 from ..kernel.source import import_source
-from ..config.kernels import load_kernel
 from ..paths import cache_dir
-from ..util import file_lock, run, sha256_file, write_json
-from .checks import Check, Checker, FioSettings, Verdict, decide
-from ..executors.base import Executor, RecordSink
 from ..run.spec import SysrqSampling
 from ..run.testbed import Testbed
+from ..util import file_lock, run, sha256_file, write_json
 from ..vocab import KernelRef, Say
+from .checks import Check, Checker, FioSettings, Verdict, decide
 
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.M)
 _SKIPPED_ONLY = "There are only 'skip'ped commits left to test"
@@ -232,7 +232,8 @@ class Bisect:
                 if v.outcome == "bad":
                     break
             if v.outcome != "bad":
-                raise BisectError(f"the endpoints do not differ by {self.check.min_effect_pct:.0f}% or more: {v.reason}")
+                raise BisectError(f"the endpoints do not differ by {self.check.min_effect_pct:.0f}% or more: "
+                                  f"{v.reason}")
             for key, commit in (("good", self.good), ("bad", self.bad)):
                 if self._recorded("endpoint", commit) is None:
                     build = self.bed.kernel(self._at(commit))

@@ -17,16 +17,16 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..config.fstests import TEST_NAME, get_section
 from ..errors import HarnessError
-from ..results.stats import Comparison, format_comparison
-from ..results.verdict import step_rule
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
+from ..results.stats import Comparison, format_comparison
+from ..results.verdict import step_rule
 from ..run.plan import command_spec, fio_cell, fio_spec, xfstests_spec
 from ..run.records import BootRecord
 from ..run.spec import SysrqSampling

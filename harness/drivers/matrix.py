@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..evidence.events import Event
-from ..results.stats import Comparison, format_comparison
-from ..results.verdict import GATING, CellValues, cell_settled, cell_values, compare_cell, decide_cells
-from ..vocab import ENGINES, FILESYSTEMS, PATTERNS, Say
-from ..workloads.fs import get_filesystem
-from ..vm.disks import parse_disk
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
+from ..results.stats import Comparison, format_comparison
+from ..results.verdict import GATING, CellValues, cell_settled, cell_values, compare_cell, decide_cells
 from ..run.plan import fio_matrix, fio_spec, with_runtime
 from ..run.records import BootRecord
 from ..run.spec import FioCell, SysrqSampling
 from ..run.testbed import Testbed
+from ..vm.disks import parse_disk
+from ..vocab import ENGINES, FILESYSTEMS, PATTERNS, Say
+from ..workloads.fs import get_filesystem
 
 FULL_DISKS = ("nvme", "virtio")     # the full profile's disk kinds
 
@@ -199,7 +199,7 @@ class MatrixRun:
         return [cid for cid, o in self.outcomes.items()
                 if not o.failures and not cell_settled(decided.get(cid, []))]
 
-    def run(self) -> "MatrixRun":
+    def run(self) -> MatrixRun:
         """Measure everything (once): the minimum runs, then adaptive repeats of open cells."""
         if self.done:
             return self

@@ -20,10 +20,11 @@ from ..executors.local import LocalExecutor
 from ..results.stats import summarize
 from ..run.records import BootRecord
 from ..run.spec import RunSpec
-from ..run.spec_read import read_spec, spec_from_json
 from ..run.spec_checks import describe_spec
+from ..run.spec_read import read_spec, spec_from_json
 from ..run.testbed import prepare_for_spec
 from ..vocab import Say
+
 FIGURES = (("iops", "IOPS"), ("bw_kib_s", "KiB/s"), ("clat_p50_us", "p50 us"), ("clat_p99_us", "p99 us"))
 
 

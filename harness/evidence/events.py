@@ -31,11 +31,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .console import (MAX_LINE, ConsoleLine, KernelFilter, base_name, blocked_in,
-                      clean_console_line, console_file_lines, is_call_trace, is_stack_line,
-                      is_wait_primitive, iter_console_lines, parse_frame, rip_function,
-                      split_lines)
-
+from .console import (
+    MAX_LINE,
+    ConsoleLine,
+    KernelFilter,
+    base_name,
+    blocked_in,
+    clean_console_line,
+    console_file_lines,
+    is_call_trace,
+    is_stack_line,
+    is_wait_primitive,
+    iter_console_lines,
+    parse_frame,
+    rip_function,
+    split_lines,
+)
 
 KINDS: tuple[str, ...] = ("hung_task", "soft_lockup", "hard_lockup", "rcu_stall", "oops", "bug",
                           "warning", "lockdep", "panic", "workqueue_lockup")

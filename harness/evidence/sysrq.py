@@ -24,10 +24,19 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .console import (_DROPPED, ConsoleLine, KernelFilter, console_file_lines, is_call_trace,
-                      is_stack_line, iter_console_lines, parse_frame, rip_function, split_lines)
-from .sysrq_records import (PoolWorkqueue, SysrqDump, Task, WorkerPool, Workqueue,  # noqa: F401
-                            wq_flag_names)
+from .console import (
+    _DROPPED,
+    ConsoleLine,
+    KernelFilter,
+    console_file_lines,
+    is_call_trace,
+    is_stack_line,
+    iter_console_lines,
+    parse_frame,
+    rip_function,
+    split_lines,
+)
+from .sysrq_records import PoolWorkqueue, SysrqDump, Task, WorkerPool, Workqueue, wq_flag_names  # noqa: F401
 
 # --------------------------------------------------------------------------------------------
 # Parsing

@@ -9,6 +9,7 @@ overwritten. Every record is written to the sink as soon as it arrives.
 from __future__ import annotations
 
 from collections.abc import Iterable
+
 from ..results.rundir import new_run_dir
 from ..run.boot import run_boot
 from ..run.records import BootRecord

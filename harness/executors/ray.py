@@ -38,21 +38,21 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import HarnessError
 from ..results.rundir import RunDir, new_run_dir
-from . import artifacts
-from .base import RunContext
-from .local import progressed
 from ..run.records import BootRecord
-from .ray_unit import (Tracker, import_ray, record_from_json, resources_for, run_unit, unit_deadline,
-                       unpack_run_dir)
 from ..run.spec import RunSpec
 from ..util import write_json
 from ..vocab import Say
+from . import artifacts
+from .base import RunContext
+from .local import progressed
+from .ray_unit import Tracker, import_ray, record_from_json, resources_for, run_unit, unit_deadline, unpack_run_dir
 
 
 def _where(info: dict[str, Any]) -> str:
@@ -120,7 +120,7 @@ class RayExecutor:
             self.ray.shutdown()
         self._owns_ray = False
 
-    def __enter__(self) -> "RayExecutor":
+    def __enter__(self) -> RayExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -293,7 +293,8 @@ class RayExecutor:
             out = ray.get(unit.ref)
         except ray.exceptions.RayTaskError as e:
             cause = e.cause if getattr(e, "cause", None) is not None else e
-            reason = f"worker error: {type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+            reason = (f"worker error: {type(cause).__name__}: "
+                      f"{str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}")
             if isinstance(cause, HarnessError):
                 reason = f"worker error: {cause}"
             say(f"ray: {unit.run_id}: {reason}")

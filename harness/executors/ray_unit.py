@@ -20,19 +20,20 @@ import socket
 import tarfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import __version__
 from ..errors import HarnessError
 from ..evidence.events import Event
 from ..paths import cache_root
-from ..util import write_json
-from . import artifacts
 from ..run.boot import boot_timeout, run_boot
 from ..run.records import BootRecord, EvidenceRef, MeasurementRecord, XfstestRecord
 from ..run.spec import RunSpec, harness_spec
 from ..run.spec_read import spec_from_json
+from ..util import write_json
+from . import artifacts
 
 INSTALL_HINT = "pip install 'kharness[ray]'"
 MAX_RUN_DIR_BYTES = 1 << 30
@@ -43,7 +44,7 @@ _SKIP_FILES = ("root-overlay.qcow2",)     # throwaway disks, if a killed VM left
 def import_ray() -> Any:
     """The ray module, or HarnessError saying how to install it."""
     try:
-        import ray   # optional dependency: ray (the kharness[ray] extra)
+        import ray  # optional dependency: ray (the kharness[ray] extra)
     except ImportError as e:
         raise HarnessError(f"the Ray executor needs Ray, which is not installed here ({e}); install the "
                            f"extra: {INSTALL_HINT} (in a checkout: .venv/bin/pip install -e '.[ray]')") from None
@@ -175,7 +176,7 @@ def _unnice() -> int:
 def run_unit(payload: dict[str, Any], refs: dict[str, Any], tracker: Any,
              boot: Callable[..., BootRecord] | None = None) -> dict[str, Any]:
     """The Ray task: one boot's work on whichever host Ray chose. Returns plain data."""
-    import ray   # optional dependency: ray (this runs on a Ray worker, where it is installed)
+    import ray  # optional dependency: ray (this runs on a Ray worker, where it is installed)
     run_id = payload["run_id"]
     node, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
     try:

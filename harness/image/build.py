@@ -13,17 +13,17 @@ import re
 import shutil
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..config.images import ImageDef, load_image
 from ..errors import CommandError, HarnessError
 from ..paths import cache_dir
 from ..util import atomic_dir, file_lock, remove_tree, run, sha256_json, write_json
 from ..vocab import NAME_RULE, valid_name
-from .keys import generate_ed25519
 from . import xfstests
+from .keys import generate_ed25519
 from .mirror import apt_mirror
 
 KHARNESS_INIT = "/usr/local/sbin/kharness-init"

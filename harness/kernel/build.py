@@ -18,14 +18,14 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from .. import procs
 from ..config.kernels import KernelDef, load_kernel
 from ..errors import BuildError, CommandError, ConfigError, HarnessError, SourceError
 from ..paths import REPO_ROOT, cache_dir, project_relative
-from .. import procs
 from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
 from ..vocab import NAME_RULE, valid_name
 from . import kconfig

@@ -114,8 +114,7 @@ def import_source(src: Source) -> SourceRepo:
         with file_lock(repo.with_suffix(".lock")):
             if not (repo / ".git").exists():
                 _import_tarball(tarball, repo)
-        commit = rev_parse(repo, BASE_REF)
-        return SourceRepo(repo, commit, key, f"tarball {tarball} (sha256 {digest[:16]})")
+        return SourceRepo(repo, _base_commit(repo), key, f"tarball {tarball} (sha256 {digest[:16]})")
 
     if src.kind == "git":
         ref = src.ref or "HEAD"
@@ -149,6 +148,14 @@ def import_source(src: Source) -> SourceRepo:
         repo = cache_dir("src") / key
         with file_lock(repo.with_suffix(".lock")):
             _import_tree(tree, repo)
-        return SourceRepo(repo, rev_parse(repo, BASE_REF), key, f"tree {tree}")
+        return SourceRepo(repo, _base_commit(repo), key, f"tree {tree}")
 
     raise SourceError(f"unknown source kind {src.kind!r}")
+
+
+def _base_commit(repo: Path) -> str:
+    """The imported commit of a cached source repository; SourceError if the import is damaged."""
+    commit = rev_parse(repo, BASE_REF)
+    if commit is None:
+        raise SourceError(f"{repo}: no {BASE_REF}: a damaged import; remove the directory and run again")
+    return commit

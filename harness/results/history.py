@@ -29,8 +29,9 @@ on the baseline tonight.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import mannwhitneyu
@@ -79,7 +80,7 @@ def _direction(pct: float, higher_is_better: bool) -> str:
     return "improvement" if (pct > 0) == higher_is_better else "regression"
 
 
-def noise_sigma(medians: Sequence[float]) -> float:
+def noise_sigma(medians: Sequence[float] | np.ndarray) -> float:
     """Night-to-night noise of relative nightly medians: MAD of consecutive differences / sqrt 2
     (a step moves one difference only, so it barely moves this estimate)."""
     x = np.asarray(medians, dtype=float)
@@ -142,17 +143,18 @@ def detect_change(nights: Sequence[Sequence[float]], *, higher_is_better: bool, 
             best = (p, c, then, now, pct)
     pelt = f"PELT change points: {', '.join(ids[c] for c in cps) or 'none'}"
     if best is None:
-        before = [x for v in nights[prev:-1] for x in v]
-        then = float(np.median(before)) if before else None
-        return Decision("change-point", "no change" if tried else "inconclusive", then, medians[-1],
-                        percent_change(then, medians[-1]) if then else None, None, len(before), len(now_vals),
+        earlier = [x for v in nights[prev:-1] for x in v]
+        level_then = float(np.median(earlier)) if earlier else None
+        return Decision("change-point", "no change" if tried else "inconclusive", level_then, medians[-1],
+                        percent_change(level_then, medians[-1]) if level_then else None, None, len(earlier),
+                        len(now_vals),
                         reference=ids[prev], detail=(f"no shift of {min_effect_pct:g}% or more in the last "
                                                      f"{window} nights; " if tried else "too little history; ") + pelt)
     p, c, then, now, pct = best
     level = alpha / tried  # Bonferroni over the candidate change points tried
     n_then = sum(len(v) for v in nights[prev:c])
-    base = dict(then=then, now=now, pct=pct, p_value=p, n_then=n_then, n_now=sum(len(v) for v in nights[c:]),
-                reference=ids[prev], change_night=ids[c])
+    base: dict[str, Any] = dict(then=then, now=now, pct=pct, p_value=p, n_then=n_then,
+                                n_now=sum(len(v) for v in nights[c:]), reference=ids[prev], change_night=ids[c])
     if p >= level:
         return Decision("change-point", "inconclusive", **base, detail=f"p={p:.3g} >= {level:.3g}; {pelt}")
     tonight_pct = percent_change(then, medians[-1])

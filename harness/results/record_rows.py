@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Mapping
+from typing import Any
 
 from .rows import MeasurementRow, StoreError, VerdictRow, XfstestRow
 
@@ -89,7 +90,7 @@ def _run_values(record: Mapping) -> tuple:
         run_dir = os.fspath(run_dir)
     if not isinstance(run_dir, str) or not run_dir:
         raise StoreError(f"record key run_dir: expected a non-empty path string, got {run_dir!r}")
-    head = (_str(record, "run_id", w, True), os.path.normpath(run_dir))
+    head: tuple[str | None, ...] = (_str(record, "run_id", w, True), os.path.normpath(run_dir))
     head += tuple(_str(record, k, w) for k in ("group", "front_end", "label", "role"))
     head += (_str(record, "status", w, True), _str(record, "started", w), _str(record, "finished", w))
     spec_cols = (_dig(spec, "kernel", "name"), _dig(spec, "kernel", "key"), _dig(spec, "kernel", "commit"),

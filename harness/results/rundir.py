@@ -23,7 +23,6 @@ from typing import Any
 from .. import __version__
 from ..util import run, write_json
 
-
 _LABEL = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -80,5 +79,5 @@ class RunDir:
 
     def write_events(self, events: list[Any]) -> None:
         from dataclasses import asdict, is_dataclass
-        rows = [asdict(e) if is_dataclass(e) else e for e in events]
+        rows = [asdict(e) if is_dataclass(e) and not isinstance(e, type) else e for e in events]
         write_json(self.path / "events.json", rows, indent=1, sort_keys=False)

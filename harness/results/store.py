@@ -15,11 +15,25 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from .record_rows import (_M_COLS, _RUN_COLS, _V_COLS, _X_COLS, _dumps, _int, _items, _loads, _measurement_values,
-                          _num, _run_values, _str, _xfstest_values)
+from .record_rows import (
+    _M_COLS,
+    _RUN_COLS,
+    _V_COLS,
+    _X_COLS,
+    _dumps,
+    _int,
+    _items,
+    _loads,
+    _measurement_values,
+    _num,
+    _run_values,
+    _str,
+    _xfstest_values,
+)
 from .rows import EventRow, EvidenceRow, MeasurementRow, RunRow, StoreError, VerdictRow, XfstestRow
 
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "Store", "StoreError", "default_store_path", "migrate"]
@@ -161,7 +175,7 @@ class Store:
             self.close()
             raise
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -261,7 +275,8 @@ class Store:
 
     @staticmethod
     def _run_row(r: sqlite3.Row) -> RunRow:
-        return RunRow(r["id"], r["run_dir"], r["grp"], *(r[k] for k in _RUN_COLS.split(", ")[3:17]),
+        # the ignores on the row constructors: mypy cannot count the columns of a starred sqlite3.Row
+        return RunRow(r["id"], r["run_dir"], r["grp"], *(r[k] for k in _RUN_COLS.split(", ")[3:17]),  # type: ignore[misc]
                       spec=_loads(r["spec_json"]), record=_loads(r["record_json"]))
 
     def runs(self, *, group: str | None = None, kernel: str | None = None, front_end: str | None = None,
@@ -308,7 +323,8 @@ class Store:
     def events(self, run_ids: Iterable[str]) -> list[EventRow]:
         """The console events of these runs, in recorded order."""
         sql = "SELECT run_id, seq, kind, title, event_json FROM events t"
-        return [EventRow(*r[:4], data=_loads(r[4])) for r in self._by_runs(sql, run_ids, "t.run_id, t.seq")]
+        return [EventRow(r[0], r[1], r[2], r[3], data=_loads(r[4]))
+                for r in self._by_runs(sql, run_ids, "t.run_id, t.seq")]
 
     def evidence(self, run_ids: Iterable[str]) -> list[EvidenceRow]:
         """The evidence files of these runs, in recorded order."""
@@ -319,7 +335,7 @@ class Store:
         """The stored verdicts of a group, by cell and metric."""
         rows = self._query(f"SELECT grp, {', '.join(_V_COLS)}, detail_json FROM verdicts WHERE grp = ? "
                            "ORDER BY cell, metric, base_kernel, new_kernel", (group,))
-        return [VerdictRow(*r[:12], detail=_loads(r[12])) for r in rows]
+        return [VerdictRow(*r[:12], detail=_loads(r[12])) for r in rows]  # type: ignore[misc]
 
     def groups(self) -> list[str]:
         """Every group with runs or verdicts, the most recently started first."""

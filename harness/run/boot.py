@@ -16,8 +16,9 @@ import contextlib
 import json
 import time
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from ..errors import BootError, HangError, HarnessError, WorkloadError
 from ..evidence.events import scan_console_file
@@ -246,7 +247,8 @@ def run_boot(spec: RunSpec, run_dir: Path, *, say: Say = print, group: str | Non
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), boot_seconds=boot_s,
         measurements=tuple(acc.measurements), xfstests=tuple(acc.xfstests), events=events,
         evidence=tuple(acc.evidence), failures=tuple(acc.failures), remaining=tuple(remaining),
-        sysrq_summary=tuple(acc.summary), command_status=cmd_status, group=group, front_end=front_end, reproduces=reproduces)
+        sysrq_summary=tuple(acc.summary), command_status=cmd_status, group=group, front_end=front_end,
+        reproduces=reproduces)
     write_json(run_dir / "record.json", record.to_json(), indent=1, sort_keys=False)
     rundir.finish(status, failures=list(acc.failures), remaining=list(remaining))
     return record

@@ -11,6 +11,7 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import WorkloadError
 from ..evidence.capture import Capture, capture_sysrq
@@ -69,7 +70,7 @@ class Sampler:
                 return
             wait = self.sampling.interval
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -97,7 +98,7 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     limit = deadline or cell.job.hang_deadline()
     t_end = time.monotonic() + limit
     guest_job = f"{GUEST_DIR}/{label}.fio"
-    base = dict(cell=cell.id, fs=cell.fs.fstype, disk=cell.disk, pattern=cell.job.pattern,
+    base: dict[str, Any] = dict(cell=cell.id, fs=cell.fs.fstype, disk=cell.disk, pattern=cell.job.pattern,
                 engine=cell.job.engine, run_index=run_index, fio_json=f"fio/{local_json.name}")
     sampler = Sampler(vm, sampling, run_dir / "sysrq", label, marker) if sampling else None
     try:

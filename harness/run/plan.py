@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..config.fstests import TEST_NAME, get_section
 from ..errors import HarnessError
@@ -19,8 +19,19 @@ from ..vocab import ENGINES, PATTERNS
 from ..workloads.fio import FioJob, render_job
 from ..workloads.fs import get_filesystem
 from ..workloads.xfstests_config import expunged
-from .spec import (MOUNTPOINT, CommandWorkload, DiskSpec, FilesystemSpec, FioCell, FioJobSpec, FioWorkload, RunSpec,
-                   SysrqSampling, VMSpec, XfstestsWorkload)
+from .spec import (
+    MOUNTPOINT,
+    CommandWorkload,
+    DiskSpec,
+    FilesystemSpec,
+    FioCell,
+    FioJobSpec,
+    FioWorkload,
+    RunSpec,
+    SysrqSampling,
+    VMSpec,
+    XfstestsWorkload,
+)
 from .testbed import Testbed
 from .xfstests import disks_for, expand_tests, section_sha256
 

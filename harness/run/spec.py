@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .. import __version__
 from ..errors import HarnessError
@@ -137,7 +138,7 @@ class SysrqSampling:
     interval: float | None = None
 
     @classmethod
-    def evidence(cls, runtime: float) -> "SysrqSampling":
+    def evidence(cls, runtime: float) -> SysrqSampling:
         """One sysrq-w + sysrq-t capture a third into a ``runtime``-second job (1-3 s in): the
         completions are queued by then, and the dumps end well before a
         short job does; at 3 s into a 5 s job the workqueue dump sometimes found nothing busy."""
@@ -179,7 +180,7 @@ class WorkloadKind(Protocol):
         """The work items, in order: what a boot cut short lists as ``remaining``."""
         ...
 
-    def narrowed(self, keep: Iterable[str]) -> "WorkloadKind":
+    def narrowed(self, keep: Iterable[str]) -> WorkloadKind:
         """The same workload with only the work items in ``keep``."""
         ...
 
@@ -210,7 +211,7 @@ class FioWorkload:
     def work(self) -> tuple[str, ...]:
         return tuple(c.id for c in self.cells)
 
-    def narrowed(self, keep: Iterable[str]) -> "FioWorkload":
+    def narrowed(self, keep: Iterable[str]) -> FioWorkload:
         keep = set(keep)
         return dataclasses.replace(self, cells=tuple(c for c in self.cells if c.id in keep))
 
@@ -244,7 +245,7 @@ class XfstestsWorkload:
     def work(self) -> tuple[str, ...]:
         return tuple(self.tests)
 
-    def narrowed(self, keep: Iterable[str]) -> "XfstestsWorkload":
+    def narrowed(self, keep: Iterable[str]) -> XfstestsWorkload:
         keep = set(keep)
         return dataclasses.replace(self, tests=tuple(t for t in self.tests if t in keep))
 
@@ -270,7 +271,7 @@ class CommandWorkload:
     def work(self) -> tuple[str, ...]:
         return ("command",)
 
-    def narrowed(self, keep: Iterable[str]) -> "CommandWorkload":
+    def narrowed(self, keep: Iterable[str]) -> CommandWorkload:
         return self   # one item: nothing to narrow
 
     def undone(self, measured: Iterable[str]) -> tuple[str, ...]:
@@ -284,7 +285,7 @@ class CommandWorkload:
         return self.timeout_s + 60.0
 
 
-Workload = Union[FioWorkload, XfstestsWorkload, CommandWorkload]
+Workload = FioWorkload | XfstestsWorkload | CommandWorkload
 WORKLOAD_KINDS: dict[str, type] = {"fio": FioWorkload, "xfstests": XfstestsWorkload, "command": CommandWorkload}
 
 
@@ -294,6 +295,20 @@ class HarnessSpec:
 
     version: str
     commit: str
+
+
+@functools.lru_cache(maxsize=1)
+def harness_spec() -> HarnessSpec:
+    """This kharness: package version and the repository's git commit (``+dirty`` if modified)."""
+    commit = "unknown"
+    try:  # through harness.util.run: a deadline, and no git outlives the harness
+        out = run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty=+dirty", "--abbrev=40"],
+                  timeout=10, check=False)
+        if out.returncode == 0:
+            commit = out.stdout.strip()
+    except HarnessError:
+        pass
+    return HarnessSpec(__version__, commit)
 
 
 @dataclass(frozen=True)
@@ -334,30 +349,16 @@ class RunSpec:
         raise SpecError(self.label, "cell", f"no cell {cell_id!r} (cells: "
                         f"{', '.join(c.id for c in cells) or 'none: not a fio run'})")
 
-    def narrowed(self, keep: Iterable[str]) -> "RunSpec":
+    def narrowed(self, keep: Iterable[str]) -> RunSpec:
         """This spec with only the work items (cells, tests) named in ``keep``."""
         return dataclasses.replace(self, workload=self.workload.narrowed(keep))
 
-    def same_work(self, other: "RunSpec") -> list[str]:
+    def same_work(self, other: RunSpec) -> list[str]:
         """Keys where ``other`` would do different work (label, role, index and harness aside)."""
         a, b = self.to_json(), other.to_json()
         for k in ("label", "role", "run_index", "harness"):
             a.pop(k), b.pop(k)
         return _diff(a, b)
-
-
-@functools.lru_cache(maxsize=1)
-def harness_spec() -> HarnessSpec:
-    """This kharness: package version and the repository's git commit (``+dirty`` if modified)."""
-    commit = "unknown"
-    try:  # through harness.util.run: a deadline, and no git outlives the harness
-        out = run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty=+dirty", "--abbrev=40"],
-                  timeout=10, check=False)
-        if out.returncode == 0:
-            commit = out.stdout.strip()
-    except HarnessError:
-        pass
-    return HarnessSpec(__version__, commit)
 
 
 def _plain(obj: Any) -> Any:

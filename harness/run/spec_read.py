@@ -11,8 +11,8 @@ from typing import Any
 
 from ..util import InputTooLarge, read_bytes_capped
 from .spec import (
-    WORKLOAD_KINDS,
     SPEC_VERSION,
+    WORKLOAD_KINDS,
     DiskSpec,
     FilesystemSpec,
     FioCell,
@@ -41,7 +41,7 @@ def _build(cls: type, data: Any, where: str, key: str) -> Any:
     for name, f in fields.items():
         sub = f"{key}.{name}" if key else name
         if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise SpecError(where, sub, "missing")
             continue
         kwargs[name] = _value(_FIELD_TYPES.get((cls.__name__, name)), data[name], where, sub)
@@ -79,7 +79,8 @@ _FIELD_TYPES: dict[tuple[str, str], Any] = {
     ("FioWorkload", "setup"): ("list", "strs"),
     ("FioCell", "fs"): FilesystemSpec, ("FioCell", "job"): FioJobSpec,
     ("FilesystemSpec", "mkfs"): "strs",
-    ("XfstestsWorkload", "tests"): "strs", ("CommandWorkload", "argv"): "strs", ("XfstestsWorkload", "expunged"): ("list", "strs"),
+    ("XfstestsWorkload", "tests"): "strs", ("CommandWorkload", "argv"): "strs",
+    ("XfstestsWorkload", "expunged"): ("list", "strs"),
 }
 
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}

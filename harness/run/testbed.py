@@ -10,7 +10,7 @@ definitions no longer produce the recorded kernel or image.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..config.images import load_image
 from ..config.kernels import load_kernel
@@ -73,7 +73,7 @@ class Testbed:
             self.names.append(text)
         return ref
 
-    def prepare(self) -> "Testbed":
+    def prepare(self) -> Testbed:
         """Build (or find) every kernel and the image, then choose the accelerator."""
         for n in self.names:
             if n not in self.builds:

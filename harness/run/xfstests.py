@@ -24,8 +24,14 @@ from ..vm.disks import Disk
 from ..vm.machine import VM
 from ..vm.ssh import GuestCommandError
 from ..workloads.xfstests_config import DiskMap, check_argv, render_local_config
-from ..workloads.xfstests_results import (MAX_XUNIT_CHARS, attach_artifacts, collect_artifacts,
-                                          parse_check_time, parse_xunit, watchdog_seconds)
+from ..workloads.xfstests_results import (
+    MAX_XUNIT_CHARS,
+    attach_artifacts,
+    collect_artifacts,
+    parse_check_time,
+    parse_xunit,
+    watchdog_seconds,
+)
 from .hang import console_offset, handle_hang
 from .records import XfstestRecord
 
@@ -61,8 +67,7 @@ def expand_tests(spec: list[str], source_tree: Path | None = None) -> list[str]:
                     tests.append(f"{f.parent.name}/{f.name}")
         else:
             tests.append(item)
-    seen: set[str] = set()
-    return [t for t in tests if not (t in seen or seen.add(t))]
+    return list(dict.fromkeys(tests))   # first occurrence of each, in order
 
 
 def disks_for(section: Section, kind: str, size: str = "5G") -> list[str]:

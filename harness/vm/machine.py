@@ -14,9 +14,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
@@ -123,7 +123,7 @@ class VM:
             with open(p, "wb") as fh:
                 fh.truncate(d.size_bytes)
             scratch.append(p)
-        for attempt in range(5):
+        for _attempt in range(5):
             self.port = free_port()
             self.argv = qemu_argv(self.cfg, overlay, scratch, self.port, self.qmp_path, self.console)
             (self.run_dir / "qemu-argv.json").write_text(json.dumps(self.argv, indent=1))
@@ -172,7 +172,7 @@ class VM:
         raise BootError(f"guest did not answer SSH within {timeout or self.cfg.boot_timeout:.0f}s",
                         panic_line=self.panic_line(), console_tail=tail_, console_log=self.console)
 
-    def __enter__(self) -> "VM":
+    def __enter__(self) -> VM:
         try:
             self.start()
             self.wait_ready()

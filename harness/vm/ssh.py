@@ -11,9 +11,10 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO, NoReturn
 
 import paramiko
 from fabric import Config, Connection
@@ -97,7 +98,7 @@ class _RejectOthers(paramiko.RejectPolicy):
     def __init__(self, expected: paramiko.PKey):
         self.expected = expected
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> NoReturn:
         raise HostKeyMismatch(hostname, self.expected, key)
 
 
@@ -139,9 +140,10 @@ class _Connection(Connection):
     """A fabric Connection whose memoized SFTP client can be dropped after a failed transfer."""
 
     def drop_sftp(self) -> None:
-        if self._sftp is not None:
+        sftp = getattr(self, "_sftp", None)   # fabric's memo (Connection.sftp)
+        if sftp is not None:
             try:
-                self._sftp.close()
+                sftp.close()
             except Exception:
                 pass
             self._sftp = None
@@ -266,7 +268,10 @@ class SSH:
         try:
             channel = conn.sftp().get_channel()
             channel.settimeout(stall)
-            timer = threading.Timer(timeout, lambda: (fired.set(), channel.close()))
+            def expire() -> None:
+                fired.set()
+                channel.close()
+            timer = threading.Timer(timeout, expire)
             timer.daemon = True
             timer.start()
             fn()

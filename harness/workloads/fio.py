@@ -17,7 +17,8 @@ but the last (O_SYNC):
   one; the only pattern whose completions commit while overwriting written blocks.
 
 For ``append-extend`` and ``unwritten-convert`` a ``prep.*`` job with ``ioengine=filedelete``
-first removes any file left by an earlier run. ``create_serialize=0`` makes each job set its files up when it starts (after the
+first removes any file left by an earlier run. ``create_serialize=0`` makes each job set its files up \
+when it starts (after the
 ``stonewall``) rather than fio laying out every job's files before the first job runs.
 
 Job-name convention: the measured job is ``measure.<pattern>.<engine>`` and set-up jobs are

@@ -26,8 +26,17 @@ from typing import Any
 
 import jinja2
 
-from ..config.fstests import (GROUP_NAME, INHERITING_VARS, MANAGED_VARS, SAFE_PATH, SECTION_NAME,
-                              TEST_NAME, Section, _unsafe_value, parse_version_condition)
+from ..config.fstests import (
+    GROUP_NAME,
+    INHERITING_VARS,
+    MANAGED_VARS,
+    SAFE_PATH,
+    SECTION_NAME,
+    TEST_NAME,
+    Section,
+    _unsafe_value,
+    parse_version_condition,
+)
 from ..errors import DefinitionError, HarnessError
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "xfstests"
@@ -100,7 +109,9 @@ def _section_context(s: Section, disks: DiskMap, all_vars: set[str]) -> dict[str
                                "but the VM has none")
         _check_path(s.name, "SCRATCH_LOGDEV", disks.logdev)
         logdev = disks.logdev
-    used = [d for d in [disks.test_dev, *(pool or [disks.scratch_dev]), logdev] if d]
+    scratch: list[str | None] = list(pool) if pool else [disks.scratch_dev]
+    named = [disks.test_dev, *scratch, logdev]
+    used = [d for d in named if d]
     clash = sorted({d for d in used if used.count(d) > 1})
     if clash:
         raise HarnessError(f"section {s.name} would use {', '.join(clash)} for more than one of "

@@ -5,13 +5,13 @@ import os
 
 import pytest
 
-from harness.image.build import find_image
-from harness.kernel.build import find_kernel
 from harness.executors import artifacts
 from harness.executors.artifacts import ArtifactError, FileEntry, Manifest
+from harness.image.build import find_image
+from harness.kernel.build import find_kernel
 from harness.util import sha256_file
-
 from tests.helpers.artifacts import KEY, make_kernel_entry
+
 
 @pytest.fixture
 def two_caches(tmp_path, monkeypatch):
@@ -97,7 +97,8 @@ def test_image_entry_keeps_modes(two_caches, monkeypatch):
 
 @pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/b", ".."])
 def test_manifest_cannot_write_outside_its_entry(name):
-    m = Manifest("kernel", "", KEY, (FileEntry(name, 1, 0o644, "0" * 64), FileEntry("metadata.json", 1, 0o644, "0" * 64)))
+    m = Manifest("kernel", "", KEY, (FileEntry(name, 1, 0o644, "0" * 64),
+                                     FileEntry("metadata.json", 1, 0o644, "0" * 64)))
     with pytest.raises(ArtifactError, match="refusing file name"):
         m.check()
     with pytest.raises(ArtifactError, match="bad key"):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.errors import DefinitionError
 from harness.drivers.checks import EXIT_CODES, CheckError, decide, parse_check
+from harness.errors import DefinitionError
 
 
 def test_check_forms():

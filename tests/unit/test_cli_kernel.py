@@ -20,7 +20,8 @@ def project(tmp_path, monkeypatch):
     proj = tmp_path / "proj"
     shutil.copytree(ROOT / "kernels", proj / "kernels")
     patch = proj / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
-    patch.write_text(patch.read_text().replace("Subject: [PATCH] fs: direct-io:", "Subject: [PATCH] fs: [bug] [red] direct-io:", 1))
+    patch.write_text(patch.read_text().replace("Subject: [PATCH] fs: direct-io:",
+                                               "Subject: [PATCH] fs: [bug] [red] direct-io:", 1))
     (proj / "kernels/marked.yaml").write_text(f"description: '{HOSTILE}'\nbase: patched\n")
     monkeypatch.setenv("KHARNESS_ROOT", str(proj))
     buf = io.StringIO()

@@ -11,7 +11,6 @@ from rich.console import Console
 import harness.cli as cli
 from harness.cli import common
 from harness.results.store import Store
-
 from tests.helpers.records import make_record
 
 CELL = "ext4/nvme/unwritten-convert/libaio"

@@ -177,7 +177,8 @@ def test_overlong_name_is_a_definition_error(kdir):
 
 def test_image_init_is_checked_and_keeps_systemd_keys(tmp_path):
     from harness.image.build import image_key
-    base = "suite: bookworm\npackages: [openssh-server, fio, xfsprogs, e2fsprogs, ocfs2-tools, util-linux, procps, python3]\n"
+    base = ("suite: bookworm\n"
+            "packages: [openssh-server, fio, xfsprogs, e2fsprogs, ocfs2-tools, util-linux, procps, python3]\n")
     write(tmp_path, "s.yaml", base)
     write(tmp_path, "f.yaml", base + "init: kharness\n")
     write(tmp_path, "b.yaml", base + "init: openrc\n")

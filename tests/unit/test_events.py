@@ -9,8 +9,15 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.evidence.console import MAX_LINE, clean_console_line
-from harness.evidence.events import (KINDS, Event, EventWatcher, first_interesting_frame,
-                                     scan_console, scan_console_file, unique_titles)
+from harness.evidence.events import (
+    KINDS,
+    Event,
+    EventWatcher,
+    first_interesting_frame,
+    scan_console,
+    scan_console_file,
+    unique_titles,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALL_FIXTURES = sorted((FIXTURES / "console").glob("*.txt")) + sorted(

@@ -18,15 +18,13 @@ import time
 import pytest
 
 from harness.errors import HarnessError
-from harness.results.store import Store
 from harness.executors import local as executors
 from harness.executors.base import Executor, RunContext
 from harness.executors.choose import executor_for
 from harness.executors.local import LocalExecutor
-from harness.executors.ray_unit import (pack_run_dir, record_from_json, resources_for, unit_deadline,
-                                 unpack_run_dir)
+from harness.executors.ray_unit import pack_run_dir, record_from_json, resources_for, unit_deadline, unpack_run_dir
+from harness.results.store import Store
 from harness.run.spec import CommandWorkload
-
 from tests.helpers.artifacts import make_kernel_entry
 from tests.helpers.records import record
 from tests.helpers.specs import fio_spec, xfs_spec
@@ -177,7 +175,8 @@ def test_ray_records_match_and_follow_ups_run(local_ray, driver_cache, tmp_path)
     assert [len(r.spec.workload.cells) for r in recs] == [2, 1, 1]
     assert recs[1].spec.workload.cells[0].id == "xfs/nvme/append-extend/io_uring"
     # the driver wrote each record, as returned, once, as it arrived
-    assert len(sink.added) == 3 and {rec["run_id"]: rec for _, rec in sink.added} == {r.run_id: r.to_json() for r in recs}
+    assert len(sink.added) == 3 and {rec["run_id"]: rec for _, rec in sink.added} == {
+        r.run_id: r.to_json() for r in recs}
     for r in recs:
         d = root / r.run_id
         assert r.run_dir == str(d) and json.loads((d / "record.json").read_text()) == r.to_json()

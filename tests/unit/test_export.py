@@ -9,7 +9,6 @@ import pytest
 
 from harness.results.export import export_json, export_junit
 from harness.results.store import SCHEMA_VERSION, Store, StoreError
-
 from tests.helpers.records import make_record
 
 HOSTILE = "bad\x00byte \x1b[31mred\x1b[0m ]]> <tag attr=\"q\"> & 'apos' \ud800 ünïcode ✓\nsecond line"

@@ -11,8 +11,7 @@ import pytest
 
 from harness.errors import HarnessError, WorkloadError
 from harness.vocab import ENGINES, PATTERNS
-from harness.workloads.fio import (FioJob, fio_argv, job_name, parse_fio_json,
-                                   parse_job_name, render_job)
+from harness.workloads.fio import FioJob, fio_argv, job_name, parse_fio_json, parse_job_name, render_job
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fio"
 # What scripts/make-fio-fixtures ran: 2 clones x 32 MiB, bs 4k.

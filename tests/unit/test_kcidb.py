@@ -61,9 +61,12 @@ def test_pending_and_recovery_of_an_interrupted_boot(two_nights, tmp_path):
     from harness.run.spec import FioWorkload, ImageSpec, KernelSpec, RunSpec
     d = tmp_path / "night" / "runs" / "20261129-020000-nightly-x-ab12"
     d.mkdir(parents=True)
-    cells_ = (fio_cell("ext4", "nvme", "unwritten-convert", "libaio"), fio_cell("ext4", "nvme", "append-extend", "libaio"))
-    spec = RunSpec(label="nightly-x", kernel=KernelSpec("baseline", "f" * 24, "src", "a" * 40, "a" * 40, "6.1", "defconfig", "h"),
-                   image=ImageSpec("debian-bookworm", "e" * 20), accel="tcg", disks=(), workload=FioWorkload(cells=cells_))
+    cells_ = (fio_cell("ext4", "nvme", "unwritten-convert", "libaio"),
+              fio_cell("ext4", "nvme", "append-extend", "libaio"))
+    spec = RunSpec(label="nightly-x",
+                   kernel=KernelSpec("baseline", "f" * 24, "src", "a" * 40, "a" * 40, "6.1", "defconfig", "h"),
+                   image=ImageSpec("debian-bookworm", "e" * 20), accel="tcg", disks=(),
+                   workload=FioWorkload(cells=cells_))
     spec.write(d)
     cells = [c.id for c in spec.workload.cells]
     m = {"cell": cells[0], "fs": "ext4", "disk": "nvme", "pattern": "p", "engine": "libaio", "run_index": 0,

@@ -7,7 +7,8 @@ from harness.kernel import kconfig
 
 
 def test_parse_forms():
-    cfg = kconfig.parse_config('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\nCONFIG_D=n\n# comment\n\nCONFIG_E=0x10\n')
+    cfg = kconfig.parse_config('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\nCONFIG_D=n\n'
+                               '# comment\n\nCONFIG_E=0x10\n')
     assert cfg == {"CONFIG_A": "y", "CONFIG_B": None, "CONFIG_C": '"x y"', "CONFIG_D": None, "CONFIG_E": "0x10"}
 
 

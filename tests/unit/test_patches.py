@@ -21,7 +21,8 @@ index 1111111..2222222 100644
 """
 
 
-def msg(subject: str, body: str = "Body.\n\n" + DIFF, frm: str = "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001") -> str:
+def msg(subject: str, body: str = "Body.\n\n" + DIFF,
+        frm: str = "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001") -> str:
     return f"{frm}\nFrom: Dev <dev@example.org>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: {subject}\n\n{body}\n"
 
 
@@ -37,7 +38,8 @@ def test_lore_mbox_skips_cover_and_replies_and_orders(tmp_path):
     mbox.write_text(
         msg("[PATCH v2 0/2] cover", "This series...\n", frm="From lore Mon Sep 17 00:00:00 2001")
         + msg("[PATCH v2 2/2] second", frm="From lore Mon Sep 17 00:00:00 2001")
-        + msg("Re: [PATCH v2 1/2] first", "Looks good\n> " + DIFF.replace("\n", "\n> "), frm="From lore Mon Sep 17 00:00:00 2001")
+        + msg("Re: [PATCH v2 1/2] first", "Looks good\n> " + DIFF.replace("\n", "\n> "),
+              frm="From lore Mon Sep 17 00:00:00 2001")
         + msg("[PATCH v2 1/2] first", frm="From lore Mon Sep 17 00:00:00 2001"))
     series = parse_series([mbox])
     assert [p.subject for p in series] == ["first", "second"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from harness.drivers.nightly.plans import list_plans, load_plan, load_plan_file
-from harness.errors import DefinitionError
 from harness.drivers.nightly.units import (
     estimate_night,
     fio_units,
     planned_units,
     xfstests_units,
 )
+from harness.errors import DefinitionError
 
 GOOD = """
 kernels: [patched, baseline@main]
@@ -146,9 +146,9 @@ def test_nightly_plan_command_prints_the_estimate(capsys):
 
 
 def test_two_nights_never_overlap(tmp_path, monkeypatch):
-    from harness.errors import LockTimeout
     from harness.drivers.nightly.book import NightlyDB
     from harness.drivers.nightly.night import lock_path, run_night
+    from harness.errors import LockTimeout
     from harness.util import file_lock
     monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
     plan = load_plan_file(write(tmp_path, GOOD))

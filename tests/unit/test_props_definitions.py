@@ -17,7 +17,6 @@ from harness.config import images, kernels
 from harness.config.loader import load_yaml
 from harness.errors import HarnessError, PatchError
 from harness.kernel.patches import parse_series
-
 from tests.helpers.mutations import ROOT, examples, mutate, mutated, texts
 
 SETTINGS = settings(max_examples=examples(150), deadline=None)

@@ -10,10 +10,14 @@ from hypothesis import strategies as st
 
 from harness.errors import HarnessError, WorkloadError
 from harness.workloads.fio import parse_fio_json
-from harness.workloads.xfstests_results import (STATUSES, parse_check_log, parse_check_time,
-                                                parse_xunit, parse_xunit_properties,
-                                                watchdog_seconds)
-
+from harness.workloads.xfstests_results import (
+    STATUSES,
+    parse_check_log,
+    parse_check_time,
+    parse_xunit,
+    parse_xunit_properties,
+    watchdog_seconds,
+)
 from tests.helpers.mutations import FIO_FIELDS, examples, json_with_odd_values, mutated, texts
 
 FIO = texts("fio/*.json")

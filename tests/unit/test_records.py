@@ -5,13 +5,11 @@ import dataclasses
 import json
 from pathlib import Path
 
+from harness.drivers.matrix import MatrixRun, cells, make_profile
 from harness.results.rundir import new_run_dir
 from harness.results.store import Store
-from harness.drivers.matrix import MatrixRun, cells, make_profile
 from harness.run.spec_read import spec_from_json
-
 from tests.helpers.records import record
-
 from tests.helpers.specs import fio_spec
 
 
@@ -82,6 +80,7 @@ def test_adaptive_repeats_measure_only_open_cells_up_to_the_cap(tmp_path, monkey
     """A big effect is decided at the minimum; a noisy cell without an effect gets more runs,
     only it is booted again, never beyond the cap; each boot's cell order is shuffled and recorded."""
     import random as rnd
+
     from harness.drivers import matrix as mx
     profile = dataclasses.replace(make_profile("quick", filesystems=["ext4"]), max_runs=5)
     target, noisy = "ext4/nvme/unwritten-convert/libaio", "ext4/nvme/append-extend/libaio"
@@ -135,6 +134,7 @@ def test_a_boots_cells_are_shuffled_with_each_filesystem_together():
     """Random order (recorded per boot), but one mkfs per filesystem: a filesystem's cells are
     consecutive, and both the filesystems' order and the order within them vary between boots."""
     import random as rnd
+
     from harness.drivers.matrix import cells, shuffled
     cs = cells(make_profile("full", disks=["nvme"]))
     orders = set()
@@ -148,8 +148,8 @@ def test_a_boots_cells_are_shuffled_with_each_filesystem_together():
 
 
 def test_a_cell_with_a_settled_change_is_settled_whatever_its_other_metrics():
-    from harness.results.stats import compare
     from harness.drivers.matrix import cell_settled
+    from harness.results.stats import compare
     big = compare([1000.0, 1010.0, 990.0], [300.0, 310.0, 290.0], metric="IOPS", higher_is_better=True)
     noisy = compare([100.0, 180.0, 60.0], [90.0, 200.0, 70.0], metric="p99", higher_is_better=False)
     narrow = compare([100.0, 100.5, 99.5, 100.2, 99.8], [100.1, 100.4, 99.6, 100, 99.9], metric="IOPS",
@@ -163,7 +163,8 @@ def test_a_cell_with_a_settled_change_is_settled_whatever_its_other_metrics():
 def test_decide_adjusts_across_the_whole_matrix_and_keeps_each_cells_comparisons():
     """``decide`` (what MatrixRun.decided and benchmarks/replay_rule.py share): one cell's change
     is judged among every cell's, so the same p-value earns a larger q in a bigger matrix."""
-    from harness.results.verdict import CellValues, adjust_cells as decide, compare_cell
+    from harness.results.verdict import CellValues, compare_cell
+    from harness.results.verdict import adjust_cells as decide
     base = {"iops": [1000.0, 1010.0, 990.0, 1005.0], "clat_p99_us": [50.0, 51.0, 49.0, 50.5]}
     moved = {"iops": [900.0, 915.0, 890.0, 905.0], "clat_p99_us": [50.0, 51.0, 49.0, 50.5]}
     same = {"iops": [1002.0, 1008.0, 995.0, 1001.0], "clat_p99_us": [50.2, 50.8, 49.4, 50.1]}

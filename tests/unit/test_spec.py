@@ -6,15 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from harness.config.kernels import load_kernel
 from harness.errors import ReproduceError
 from harness.kernel.patches import parse_series
-from harness.config.kernels import load_kernel
 from harness.run.spec import SPEC_VERSION, HarnessSpec, PatchRef, SpecError
 from harness.run.spec_read import read_spec, spec_from_json
 from harness.run.testbed import kernel_changes, prepare_for_spec
-
 from tests.helpers.specs import fio_spec, kernel, xfs_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,7 +165,8 @@ def test_paths_recorded_by_another_checkout_are_project_relative(tmp_path, monke
     assert project_relative(elsewhere) == "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
     assert project_relative("/etc/passwd") == "/etc/passwd"
     recorded = dataclasses.replace(_recorded_patched(), patches=tuple(
-        dataclasses.replace(p, file=project_relative("/srv/other" + "/" + p.file)) for p in _recorded_patched().patches))
+        dataclasses.replace(p, file=project_relative("/srv/other" + "/" + p.file))
+        for p in _recorded_patched().patches))
     patch = proj / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
     patch.write_text(patch.read_text().replace("\n---\n", "\nEdited.\n---\n", 1))
     (change,) = kernel_changes(recorded)

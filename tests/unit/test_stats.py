@@ -143,13 +143,15 @@ def test_welch_log_p_edges():
 def test_format_unequal_runs_and_small_numbers():
     c = compare([52.1, 52.4, 52.3], [60.2, 60.5, 60.1, 60.4], metric="p50 clat us", higher_is_better=False)
     line = format_comparison("xfs/virtio append-extend io_uring", c)
-    assert line.startswith("xfs/virtio append-extend io_uring: p50 clat us +15% (60.3 vs 52.3 median, 4 vs 3 runs, p<0.001; ")
+    assert line.startswith("xfs/virtio append-extend io_uring: p50 clat us +15% "
+                           "(60.3 vs 52.3 median, 4 vs 3 runs, p<0.001; ")
     assert line.endswith(" regression")
 
 
 # -- effects: Hodges-Lehmann intervals, MDE, Benjamini-Hochberg -----------------------------
 def test_u_null_distribution_matches_enumeration():
     import itertools
+
     from harness.results.effects import _u_null_counts
     for m, n in [(3, 3), (4, 2), (5, 4)]:
         counts = [0] * (m * n + 1)
@@ -168,6 +170,7 @@ def test_interval_confidence_is_the_achievable_one():
 
 def test_interval_coverage_by_simulation():
     import numpy as np
+
     from harness.results.effects import shift
     rng = np.random.default_rng(7)
     hits, trials = 0, 600

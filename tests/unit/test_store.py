@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.results.store import (MIGRATIONS, SCHEMA_VERSION, Store, StoreError, default_store_path,
-                                   migrate)
-
+from harness.results.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, default_store_path, migrate
 from tests.helpers.records import make_record
 
 
@@ -42,7 +40,8 @@ def test_round_trip(tmp_path):
         assert [(m.run_index, m.iops, m.bw_kib_s, m.fio_json) for m in ms] == [
             (0, 8979.0, 8979.0 * 4, "fio/run0.json"), (1, 9010.5, 9010.5 * 4, "fio/run1.json")]
         assert {(m.cell, m.fs, m.disk, m.pattern, m.engine, m.kernel, m.role) for m in ms} == {
-            ("ext4/nvme/unwritten-convert/libaio", "ext4", "nvme", "unwritten-convert", "libaio", "v6.8-patched", "new")}
+            ("ext4/nvme/unwritten-convert/libaio", "ext4", "nvme", "unwritten-convert", "libaio", "v6.8-patched",
+             "new")}
         xs = store.xfstests([run.run_id])
         assert [(x.test, x.status, x.duration_s, x.artifacts) for x in xs] == [
             ("generic/001", "pass", 3.0, None), ("generic/475", "fail", 41.5, "tests/generic-475")]
@@ -153,7 +152,8 @@ def test_migration_from_version_1(tmp_path):
         assert (run.kernel, run.accel, run.spec, run.boot_seconds, run.reproduces) == (
             "v6.1", "tcg", {"kernel": {"name": "v6.1"}}, 4.5, None)
         [m] = store.measurements(["old-run-1"])
-        assert (m.cell, m.iops, m.clat_p99_us, m.kernel, m.role) == ("xfs/virtio/seq/psync", 123.5, None, "v6.1", "base")
+        assert (m.cell, m.iops, m.clat_p99_us, m.kernel, m.role) == (
+            "xfs/virtio/seq/psync", 123.5, None, "v6.1", "base")
         assert store.xfstests(["old-run-1"]) == []
         store.add_run({**old, "reproduces": "old-run-1", "run_id": "new-run"})
         assert store.run("new-run").reproduces == "old-run-1"
@@ -166,7 +166,8 @@ def test_migration_from_version_1(tmp_path):
 def test_migrate_step_by_step_and_newer_refused(tmp_path):
     conn = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
     assert migrate(conn, target=1) == 1
-    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"runs", "measurements"}
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {
+        "runs", "measurements"}
     assert migrate(conn) == 2 and migrate(conn) == 2
     conn.execute("PRAGMA user_version = 3")
     conn.close()

@@ -17,13 +17,21 @@ import pytest
 
 from harness.cli import sysrq as cli_sysrq
 from harness.errors import HarnessError
-from harness.evidence.console import (MAX_LINE, Frame, blocked_in, clean_console_line,
-                                      console_file_lines, console_lines, iter_console_lines,
-                                      parse_frame, rip_function, split_lines)
+from harness.evidence.console import (
+    MAX_LINE,
+    Frame,
+    blocked_in,
+    clean_console_line,
+    console_file_lines,
+    console_lines,
+    iter_console_lines,
+    parse_frame,
+    rip_function,
+    split_lines,
+)
 from harness.evidence.events import scan_console
 from harness.evidence.summary import summarize_dump, to_json
-from harness.evidence.sysrq import (SysrqDump, iter_dumps, iter_dumps_file, parse_dumps,
-                                    parse_dumps_file, wq_flag_names)
+from harness.evidence.sysrq import SysrqDump, iter_dumps, iter_dumps_file, parse_dumps, parse_dumps_file, wq_flag_names
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SYSRQ_FIXTURES = sorted((FIXTURES / "sysrq").glob("*.txt"))

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from harness.errors import BuildError, CommandError, HarnessError, LockTimeout
 from harness.kernel.build import _make_argv, _make_config, compiler_errors, reproducer
 from harness.util import atomic_dir, file_lock, run
-from harness.errors import BuildError, CommandError, HarnessError, LockTimeout
 
 
 def test_atomic_dir_publishes_only_on_success(tmp_path):
@@ -47,7 +47,8 @@ def test_file_lock_deadline(tmp_path):
     lock = tmp_path / "k.lock"
     with file_lock(lock):
         err = []
-        t = threading.Thread(target=lambda: err.append(pytest.raises(LockTimeout, file_lock(lock, timeout=0.5).__enter__)))
+        t = threading.Thread(target=lambda: err.append(
+            pytest.raises(LockTimeout, file_lock(lock, timeout=0.5).__enter__)))
         t.start()
         t.join()
     assert err

@@ -11,12 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from harness.config.fstests import (ExpungeEntry, Section, configs_dir, get_section, load_sections,
-                                    parse_version_condition)
+from harness.config.fstests import (
+    ExpungeEntry,
+    Section,
+    configs_dir,
+    get_section,
+    load_sections,
+    parse_version_condition,
+)
 from harness.errors import DefinitionError, HarnessError
-from harness.workloads.xfstests_config import (DiskMap, check_argv, expunge_file_text, expunged,
-                                               kernel_version, render_local_config,
-                                               version_matches)
+from harness.workloads.xfstests_config import (
+    DiskMap,
+    check_argv,
+    expunge_file_text,
+    expunged,
+    kernel_version,
+    render_local_config,
+    version_matches,
+)
 
 
 def config_sections(text: str) -> dict[str, dict[str, str]]:

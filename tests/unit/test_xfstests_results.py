@@ -15,10 +15,18 @@ import pytest
 
 from harness.config.fstests import TEST_NAME
 from harness.errors import HarnessError
-from harness.workloads.xfstests_results import (STATUSES, TestResult, attach_artifacts,
-                                                collect_artifacts, compare_runs, parse_check_log,
-                                                parse_check_time, parse_xunit,
-                                                parse_xunit_properties, watchdog_seconds)
+from harness.workloads.xfstests_results import (
+    STATUSES,
+    TestResult,
+    attach_artifacts,
+    collect_artifacts,
+    compare_runs,
+    parse_check_log,
+    parse_check_time,
+    parse_xunit,
+    parse_xunit_properties,
+    watchdog_seconds,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "xfstests"
 XUNIT_FIXTURES = sorted(FIXTURES.glob("*.xml"))

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import WorkloadError
 from harness.evidence.capture import capture_sysrq
 from harness.evidence.summary import summarize_dump
 from harness.evidence.sysrq import parse_dumps
-from harness.errors import WorkloadError
-from harness.results.rundir import new_run_dir
-from harness.run.boot import booted, run_boot
 from harness.executors.base import RunContext
 from harness.executors.local import execute
+from harness.results.rundir import new_run_dir
+from harness.run.boot import booted, run_boot
 from harness.run.fio import measure
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.records import BootRecord

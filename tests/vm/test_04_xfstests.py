@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.image.xfstests import HOW_TO, configured_source, resolve
+from harness.drivers.reproduce import reproduce
 from harness.executors.base import RunContext
 from harness.executors.local import execute
+from harness.image.xfstests import HOW_TO, configured_source, resolve
 from harness.run.plan import xfstests_spec
-from harness.drivers.reproduce import reproduce
 from harness.run.testbed import XFSTESTS_IMAGE, Testbed
 
 pytestmark = [pytest.mark.vm,

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched", "--quick", "--max-runs=3", "--fs=ext4",
-         f"--results-dir={tmp_path / 'results'}", f"--junitxml={junit}", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched", "--quick", "--max-runs=3",
+         "--fs=ext4", f"--results-dir={tmp_path / 'results'}", f"--junitxml={junit}", "-p", "no:cacheprovider"],
         cwd=ROOT, capture_output=True, text=True, timeout=2400,
         env={**os.environ, "KHARNESS_STORE": str(tmp_path / "store.sqlite")})
     out = proc.stdout

@@ -166,7 +166,8 @@ def test_two_nights_flag_the_moved_branch_and_resume_after_sigkill(tmp_path):
             labels = {r.run_id: r.label for r in runs_n2}
             after = {(m.run_id, m.cell, m.run_index) for m in rows}
             assert before <= after, f"measurements lost: {before - after}"
-            fio = Counter((labels[m.run_id], m.cell) for m in rows if not labels[m.run_id].startswith("nightly-evidence"))
+            fio = Counter((labels[m.run_id], m.cell) for m in rows
+                          if not labels[m.run_id].startswith("nightly-evidence"))
             assert all(n == 1 for n in fio.values()), f"duplicated: {[k for k, n in fio.items() if n > 1]}"
             # every planned measurement is there: 3 runs x (baseline, branch, control) of the one cell
             assert len(fio) == 3 * 3, sorted(fio)

@@ -1,7 +1,8 @@
 """The Ray executor with real VMs on a local three-node Ray cluster (a head and two worker nodes,
 each worker with ``vm: 1`` and a kharness cache of its own that starts empty).
 
-- a small baseline-vs-patched matrix (``MatrixRun(executor=RayExecutor)``) runs on the workers; the workers fetch the kernels and the image from the
+- a small baseline-vs-patched matrix (``MatrixRun(executor=RayExecutor)``) runs on the workers; \
+the workers fetch the kernels and the image from the
   driver by content and hold them afterwards with the driver's sha256; the records in the store
   are those of a local run in shape (same spec JSON, record keys, measurement fields, run files);
 - a worker node killed in the middle of a unit: Ray reruns the unit on the other node, and the
@@ -25,12 +26,12 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'khar
 
 from ray.cluster_utils import Cluster
 
-from harness.results.store import Store
+from harness.drivers.matrix import MatrixRun, Profile
 from harness.executors import artifacts
 from harness.executors.base import RunContext
 from harness.executors.choose import executor_for
 from harness.executors.local import LocalExecutor
-from harness.drivers.matrix import MatrixRun, Profile
+from harness.results.store import Store
 from harness.run.plan import fio_cell, fio_spec
 from harness.util import sha256_file
 
@@ -155,7 +156,8 @@ def test_matrix_on_ray_fetches_artifacts_and_matches_a_local_run(cluster, testbe
     assert loc.status == rr.status == "done"
     assert json.dumps(rr.spec.to_json(), sort_keys=True) == json.dumps(loc.spec.to_json(), sort_keys=True)
     assert shape(rr.to_json()) == shape(loc.to_json())
-    assert [shape(dataclasses.asdict(x)) for x in rr.measurements] == [shape(dataclasses.asdict(x)) for x in loc.measurements]
+    assert [shape(dataclasses.asdict(x)) for x in rr.measurements] == [
+        shape(dataclasses.asdict(x)) for x in loc.measurements]
     assert shape(dataclasses.asdict(ray_rows[rr.run_id])) == shape(dataclasses.asdict(lrow))
     assert shape(dataclasses.asdict(ray_ms[rr.run_id])) == shape(dataclasses.asdict(lm))
     assert Path(rr.run_dir).parent == tmp_path / "ray-runs" and Path(rr.run_dir).name == rr.run_id

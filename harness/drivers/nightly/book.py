@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ...results.history import FlakyRate
 from ...results.rows import StoreError
@@ -83,7 +83,8 @@ class NightlyDB:
 
     def start(self, night: str, plan: str, plan_sha256: str, commits: dict) -> NightRow:
         """Record a night as running (idempotent: a resumed night keeps its start and commits)."""
-        self.conn.execute(f"INSERT INTO nights ({self._COLS}) VALUES (?, ?, ?, ?, NULL, 'running', NULL, NULL, ?, NULL, 0) "
+        self.conn.execute(f"INSERT INTO nights ({self._COLS}) "
+                          "VALUES (?, ?, ?, ?, NULL, 'running', NULL, NULL, ?, NULL, 0) "
                           "ON CONFLICT(night) DO UPDATE SET status = 'running', finished = NULL",
                           (night, plan, plan_sha256, time.strftime("%Y-%m-%dT%H:%M:%S%z"), json.dumps(commits)))
         return self.night(night)  # type: ignore[return-value]

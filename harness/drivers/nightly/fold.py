@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from .plans import Plan
 from ...results.history import (
     Decision,
     PastNight,
@@ -24,10 +23,11 @@ from ...results.history import (
     attempts_from_rows,
     xfstests_diff,
 )
-from ...results.verdict import GATING, METRICS, cell_values, measured, night_vs_baseline, night_vs_history
-from .book import NightlyDB, NightRow
 from ...results.store import Store
+from ...results.verdict import GATING, METRICS, cell_values, measured, night_vs_baseline, night_vs_history
 from ...vocab import KernelRef
+from .book import NightlyDB, NightRow
+from .plans import Plan
 
 
 def group_of(night: str) -> str:
@@ -221,14 +221,14 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
         for mt in GATING:
             res.control.append((cell, mt.label, vs_base[(control, cell)][mt.key]))
     # The measured false-alarm rate: flagged control comparisons (3+ runs a side) over every night.
-    flagged = sum(d.flagged for _, _, d in res.control)
+    false_alarms = sum(d.flagged for _, _, d in res.control)
     compared = sum(d.n_then >= 3 and d.n_now >= 3 for _, _, d in res.control)
     for n, _, _ in past:
         vs = [v for v in store.verdicts(group_of(n.night))
               if v.new_kernel.startswith("control:") and (v.n_base or 0) >= 3 and (v.n_new or 0) >= 3]
-        flagged += sum(v.verdict in ("regression", "improvement") for v in vs)
+        false_alarms += sum(v.verdict in ("regression", "improvement") for v in vs)
         compared += len(vs)
-    res.control_history = (flagged, compared)
+    res.control_history = (false_alarms, compared)
     _fold_xfstests(res, store, db, plan, tonight, past)
     return res
 

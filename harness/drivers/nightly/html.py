@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jinja2
 from markupsafe import Markup
@@ -163,7 +164,8 @@ def write_reports(res: NightResult, night_dir: Path, store: Any, db: NightlyDB) 
     summary = {"night": res.night, "plan": res.plan, "verdict": res.verdict, "exit_code": res.exit_code,
                "commits": res.commits,
                "regressions": [{"kernel": r.kref, "cell": r.cell, "metric": r.metric, "bisect": r.bisect,
-                                "reproduce": r.reproduce, "baseline": r.baseline.__dict__, "history": r.history.__dict__}
+                                "reproduce": r.reproduce, "baseline": r.baseline.__dict__,
+                                "history": r.history.__dict__}
                                for r in res.regressions],
                "new_failures": [d.__dict__ for d in res.new_failures], "hangs": res.hangs,
                "not_run": res.not_run, "failures": res.failures,

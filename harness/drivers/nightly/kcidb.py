@@ -16,9 +16,9 @@ from typing import Any
 import jsonschema
 
 from ...errors import HarnessError
-from .fold import NightResult, kernel_name
 from ...results.store import Store
 from ...vocab import CellId
+from .fold import NightResult, kernel_name
 
 ORIGIN = "kharness"
 _PATH_PART = re.compile(r"[^A-Za-z0-9_-]+")
@@ -29,7 +29,7 @@ class KcidbError(HarnessError):
 
 
 def _schema():
-    from kcidb_io.schema import V5_3   # heavy (every KCIDB schema version): loaded only to export a night
+    from kcidb_io.schema import V5_3  # heavy (every KCIDB schema version): loaded only to export a night
     return V5_3
 
 
@@ -83,16 +83,18 @@ def night_kcidb(res: NightResult, store: Store) -> dict[str, Any]:
     for row in res.fio:
         run = specs.get(row.run_ids[0]) if row.run_ids else None
         status = "FAIL" if row.flagged else ("DONE" if row.values else "MISS")
-        test = {"id": _id(res.night, _part(row.kref), "fio", _part(row.cell), row.metric_key),
+        test: dict[str, Any] = {"id": _id(res.night, _part(row.kref), "fio", _part(row.cell), row.metric_key),
                 "origin": ORIGIN, "build_id": build_of[row.kref],
                 "path": ".".join(["kharness", "fio", *(_part(p) for p in _cell_parts(row.cell)), row.metric_key]),
                 "status": status, "start_time": _time(run.started) if run else None,
                 "log_url": Path(run.run_dir, "console.log").resolve().as_uri() if run else None,
-                "comment": f"{row.metric} {row.verdict}: baseline {row.baseline.verdict}, history {row.history.verdict}",
+                "comment": f"{row.metric} {row.verdict}: baseline {row.baseline.verdict}, "
+                           f"history {row.history.verdict}",
                 "misc": {"baseline": _decision(row.baseline), "history": _decision(row.history),
                          "values": row.values, "bisect": row.bisect, "reproduce": row.reproduce}}
-        if row.history.now is not None or row.baseline.now is not None:
-            test["number"] = {"value": float(row.baseline.now if row.baseline.now is not None else row.history.now),
+        value = row.baseline.now if row.baseline.now is not None else row.history.now
+        if value is not None:
+            test["number"] = {"value": float(value),
                               "unit": "IO/s" if row.metric_key == "iops" else "us"}
         tests.append(_drop_none(test))
     for kref, diff in res.xfstests.items():

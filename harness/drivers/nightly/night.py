@@ -19,23 +19,27 @@ import re
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ...config.kernels import load_kernel
-from .plans import Plan, load_plan_file
 from ...errors import HarnessError
-from ...kernel.build import resolve_commit
-from ...kernel.source import import_source
-from ...paths import cache_root
-from .book import NightlyDB
-from .fold import NightResult, fold_night, group_of, verdict_rows
-from ...results.store import Store
-from ...util import file_lock, run, write_json
 from ...executors.base import Executor, RunContext
 from ...executors.local import LocalExecutor
 from ...image.xfstests import configured_source, resolve
+from ...kernel.build import resolve_commit
+from ...kernel.source import import_source
+from ...paths import cache_root
+from ...results.store import Store
+from ...run.plan import fio_cell, fio_spec, xfstests_spec, xfstests_tests
+from ...run.spec import SysrqSampling
+from ...run.testbed import XFSTESTS_IMAGE, Testbed
+from ...util import file_lock, run, write_json
+from ...vocab import CellId, KernelRef, Say
+from .book import NightlyDB
+from .fold import NightResult, fold_night, group_of, verdict_rows
+from .plans import Plan, load_plan_file
 from .units import (
     Budget,
     Unit,
@@ -48,10 +52,6 @@ from .units import (
     runs_by_label,
     xfstests_units,
 )
-from ...run.plan import fio_cell, fio_spec, xfstests_spec, xfstests_tests
-from ...run.spec import SysrqSampling
-from ...run.testbed import XFSTESTS_IMAGE, Testbed
-from ...vocab import CellId, KernelRef, Say
 
 _NIGHT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RESUME_HOURS = 20
@@ -112,7 +112,8 @@ def commit_range(kref: str, old: str | None, new: str, limit: int = 200) -> dict
     out: dict = {"repo": str(repo), "old": old, "new": new, "log": []}
     if old and old != new:
         proc = run(["git", "-C", str(repo), "log", "--oneline", f"-{limit}", f"{old}..{new}"], check=False, timeout=120)
-        out["log"] = proc.stdout.splitlines() if proc.returncode == 0 else [f"(git log failed: {proc.stdout.strip()[:200]})"]
+        out["log"] = (proc.stdout.splitlines() if proc.returncode == 0
+                      else [f"(git log failed: {proc.stdout.strip()[:200]})"])
     return out
 
 

@@ -275,7 +275,8 @@ def load_plan_file(path: Path, name: str | None = None) -> Plan:
     for i, r in enumerate(data.get("priorities", [])):
         if not any(fnmatch.fnmatchcase(c, r["cells"]) for c in cells):
             raise DefinitionError(path, f"priorities[{i}].cells", f"{r['cells']!r} matches no cell of the "
-                                  f"fio matrix (cells look like {cells[0] if cells else 'ext4/nvme/unwritten-convert/libaio'})")
+                                  f"fio matrix (cells look like "
+                                  f"{cells[0] if cells else 'ext4/nvme/unwritten-convert/libaio'})")
         prios.append((r["cells"], r["priority"]))
     control = tuple(data.get("control", {}).get("cells", ()))
     for i, pat in enumerate(control):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
-from .plans import Plan
 from ...errors import HarnessError
 from ...evidence.events import scan_console
 from ...results.store import Store
@@ -28,6 +27,7 @@ from ...run.records import BootRecord, MeasurementRecord
 from ...run.spec_read import read_spec
 from ...util import read_bytes_capped, read_text_capped, write_json
 from ...vocab import CellId, Say
+from .plans import Plan
 
 INTERRUPTED = "interrupted: kharness was killed during this boot; what it finished is kept"
 DAMAGED = "damaged run directory"
