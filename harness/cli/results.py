@@ -20,8 +20,8 @@ from rich.table import Table
 
 from ..errors import HarnessError
 from ..results.export import export_json, export_junit
+from ..results.metrics import GATING, METRICS
 from ..results.store import StoreError
-from ..results.verdict import GATING, METRICS
 from . import common
 from .common import open_store
 
@@ -245,7 +245,7 @@ def _finite(x: float | None) -> float | None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..results.verdict import cell_values, decide_cells, metric
+    from ..results.verdict import cell_values, decide_cells, metric  # heavy: scipy, only for this verb
     shown = list(dict.fromkeys(args.metric or [m.key for m in GATING]))
     with open_store(args) as store:
         (a_label, a_runs), (b_label, b_runs) = _side(store, args.a), _side(store, args.b)

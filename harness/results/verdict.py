@@ -2,7 +2,7 @@
 `kharness results compare`, a bisect or `kharness check` step) decides through this module, so
 the same records give the same verdicts wherever they are read.
 
-* :data:`METRICS`: what is compared, with its unit and which way is better. The *gating* metrics
+* :data:`METRICS` (from :mod:`.metrics`): what is compared, with its unit and which way is better. The *gating* metrics
   (IOPS, p99 latency) decide a verdict; the others only explain one (asked for by name).
 * :func:`compare_cell`: one cell's comparisons, one per metric both sides measured
   (:func:`harness.results.stats.compare`: at least the minimum effect, Welch's t on the logs,
@@ -28,52 +28,11 @@ from typing import TypeVar
 
 from ..errors import HarnessError
 from .history import Decision, PastNight, vs_history
+from .metrics import GATING, METRICS, Metric, MetricError, by_label, metric, selected  # noqa: F401  (part of this module's face)
 from .stats import Comparison, adjust, compare
 
 K = TypeVar("K", bound=Hashable)
 FLAGS = ("regression", "improvement")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A fio number compared between kernels: its measurement field, how it is labelled, its
-    unit, which way is better, and whether it gates a verdict or only explains one."""
-
-    key: str
-    label: str
-    unit: str
-    higher_is_better: bool
-    gates: bool
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("iops", "IOPS", "I/O per second", True, True),
-    Metric("bw_kib_s", "bandwidth KiB/s", "KiB/s", True, False),
-    Metric("clat_p50_us", "p50 latency us", "us", False, False),
-    Metric("clat_p99_us", "p99 latency us", "us", False, True),
-    Metric("clat_p999_us", "p99.9 latency us", "us", False, False),
-)
-GATING: tuple[Metric, ...] = tuple(m for m in METRICS if m.gates)
-_BY_KEY = {m.key: m for m in METRICS}
-_BY_LABEL = {m.label: m for m in METRICS}
-
-
-class MetricError(HarnessError):
-    """A metric key kharness does not compare; names the known keys."""
-
-
-def metric(key: str) -> Metric:
-    """The metric of a measurement field (``iops``, ``clat_p99_us``, ...); MetricError otherwise."""
-    try:
-        return _BY_KEY[key]
-    except KeyError:
-        raise MetricError(f"unknown metric {key!r} (known: {', '.join(_BY_KEY)})") from None
-
-
-def selected(keys: Iterable[str] = ()) -> tuple[Metric, ...]:
-    """The gating metrics and the metrics ``keys`` names, in table order (each key checked)."""
-    want = {metric(k).key for k in keys}
-    return tuple(m for m in METRICS if m.gates or m.key in want)
 
 
 @dataclass(frozen=True)
@@ -116,7 +75,7 @@ def compare_cell(values: CellValues, metrics: Sequence[Metric] = GATING, *, min_
 
 
 def _gates(c: Comparison) -> bool:
-    m = _BY_LABEL.get(c.metric)
+    m = by_label(c.metric)
     return m is None or m.gates
 
 
