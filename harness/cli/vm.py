@@ -17,7 +17,7 @@ def _vm_boot(args: argparse.Namespace) -> int:
     from ..executors.local import LocalExecutor
     from ..results.rundir import new_run_dir
     from ..run.boot import open_vm
-    from ..run.plan import command_spec
+    from ..run.plan import check_command, command_spec
     from ..run.spec import VMSpec
     from ..run.testbed import Testbed
     from ..vm.disks import parse_disk
@@ -25,9 +25,11 @@ def _vm_boot(args: argparse.Namespace) -> int:
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
     for i, d in enumerate(args.disk):
         parse_disk(d, i)
+    vm_spec = VMSpec(memory_mb=args.memory, cpus=args.cpus)
+    check_command(args.timeout, vm_spec)   # before the build: the same limits a spec read back has
     bed = Testbed([args.kernel], image=args.image, accel=args.accel, say=say).prepare()
     spec = command_spec(bed, args.kernel, cmd, disks=args.disk, label=f"vm-{args.kernel}",
-                        timeout_s=args.timeout, vm=VMSpec(memory_mb=args.memory, cpus=args.cpus))
+                        timeout_s=args.timeout, vm=vm_spec)
     if cmd:
         with open_store(args) as store:
             ctx = RunContext(results_root_from_args(args), sink=store, say=say, max_boots_per_spec=1)

@@ -23,7 +23,10 @@ from ..run.spec import RunSpec
 from ..run.spec_checks import describe_spec
 from ..run.spec_read import read_spec, spec_from_json
 from ..run.testbed import prepare_for_spec
+from ..util import read_bytes_capped
 from ..vocab import Say
+
+MAX_RECORD_BYTES = 64 << 20   # a record.json is a few hundred KB at most
 
 FIGURES = (("iops", "IOPS"), ("bw_kib_s", "KiB/s"), ("clat_p50_us", "p50 us"), ("clat_p99_us", "p99 us"))
 
@@ -42,13 +45,26 @@ def load_recorded(ref: str, store: object | None = None) -> Recorded:
     p = Path(ref)
     if p.is_dir():
         spec = read_spec(p)
-        rec_path = p / "record.json"
-        record = json.loads(rec_path.read_text()) if rec_path.exists() else {}
-        return Recorded(p.name, spec, record)
+        return Recorded(p.name, spec, _recorded_record(p / "record.json"))
     if store is None:
         raise HarnessError(f"{ref}: not a run directory, and no results store to look it up in")
     row = store.run(ref)  # type: ignore[attr-defined]
     return Recorded(row.run_id, spec_from_json(row.spec, f"store run {row.run_id}"), row.record)
+
+
+def _recorded_record(path: Path) -> dict:
+    """A run directory's record.json for the side-by-side figures: {} when absent; HarnessError
+    naming the file when it is too large, unreadable or not a JSON object (a shared directory is
+    untrusted input)."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(read_bytes_capped(path, MAX_RECORD_BYTES, "run record"))
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"{path}: unreadable run record: {e}") from None
+    if not isinstance(record, dict):
+        raise HarnessError(f"{path}: want a JSON object, got {type(record).__name__}")
+    return record
 
 
 def narrowed(spec: RunSpec, cell: str | None) -> RunSpec:

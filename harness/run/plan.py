@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..config.fstests import TEST_NAME, get_section
 from ..errors import HarnessError
 from ..vm.disks import parse_disk
+from ..vm.machine import check_vm_size
 from ..vocab import ENGINES, PATTERNS
 from ..workloads.fio import FioJob, render_job
 from ..workloads.fs import get_filesystem
@@ -32,6 +34,7 @@ from .spec import (
     VMSpec,
     XfstestsWorkload,
 )
+from .spec_checks import MAX_DEADLINE_S, MAX_RUNS
 from .testbed import Testbed
 from .xfstests import disks_for, expand_tests, section_sha256
 
@@ -45,8 +48,8 @@ def fio_cell(fs: str, disk: str, pattern: str, engine: str, *, iodepth: int = 32
              bs: str = "4k", size: str = "64m", runtime: int = 10, ramp_time: int = 0,
              runs: int = 1) -> FioCell:
     """A validated cell; the job is rendered once here so a bad parameter fails now."""
-    if runs < 1:
-        raise HarnessError(f"runs {runs}: want at least 1")
+    if not 1 <= runs <= MAX_RUNS:
+        raise HarnessError(f"runs {runs}: want 1 to {MAX_RUNS}")
     parse_disk(disk)
     job = FioJob(pattern=pattern, directory=f"{MOUNTPOINT}/fio", engine=engine, iodepth=iodepth,
                  numjobs=numjobs, bs=bs, size=size, runtime=runtime, ramp_time=ramp_time, tag="r0")
@@ -117,7 +120,16 @@ def xfstests_spec(bed: Testbed, kernel: str, section: str, tests: Sequence[str],
 def command_spec(bed: Testbed, kernel: str, argv: Sequence[str], *, disks: Sequence[str] = (),
                  label: str, timeout_s: float = 600.0, vm: VMSpec = VMSpec()) -> RunSpec:
     """One boot running ``argv`` in the guest (an empty argv: an interactive session)."""
+    check_command(timeout_s, vm)
     ds = [parse_disk(d, i) for i, d in enumerate(disks)]
     return RunSpec(label=label, kernel=bed.kernel_spec(kernel), image=bed.image_spec(), accel=bed.accel_name,
                    disks=tuple(DiskSpec(d.kind, d.size, d.serial) for d in ds), vm=vm,
                    workload=CommandWorkload(argv=tuple(argv), timeout_s=timeout_s))
+
+
+def check_command(timeout_s: float, vm: VMSpec) -> None:
+    """A guest command's deadline and VM size within what a spec may ask (run.spec_checks), so
+    the command line refuses what a spec read back would; HarnessError naming the value."""
+    if not (math.isfinite(timeout_s) and 0 < timeout_s <= MAX_DEADLINE_S):
+        raise HarnessError(f"timeout {timeout_s!r} s: want more than 0 and at most {MAX_DEADLINE_S:.0f}")
+    check_vm_size(vm.memory_mb, vm.cpus)

@@ -271,3 +271,41 @@ def test_reproduce_refuses_a_bad_spec_before_showing_or_preparing(tmp_path, monk
     with pytest.raises(SpecError, match=r"disks\[0\]\.serial"):
         repro.reproduce(str(tmp_path), tmp_path / "out", say=seen.append)
     assert seen == []
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["vm", "boot", "--kernel", "baseline", "--timeout", "inf", "--", "true"], "timeout inf"),
+    (["vm", "boot", "--kernel", "baseline", "--timeout", "1e9", "--", "true"], "timeout 1000000000.0"),
+    (["vm", "boot", "--kernel", "baseline", "--memory", "1000000", "--", "true"], "memory"),
+    (["run", "fio", "--kernel", "baseline", "--fs", "ext4", "--disk", "nvme", "--runs", "101"], "runs 101"),
+])
+def test_the_command_line_refuses_what_a_spec_would_before_building(argv, words, capsys, tmp_path, monkeypatch):
+    """The CLI's limits are the spec reader's: a value a spec.json may not hold is refused by the
+    command line too, before any build (no Testbed is ever made)."""
+    import harness.run.testbed as testbed
+    from harness.cli import main
+
+    def no_build(*a, **k):
+        raise AssertionError("a build was started")
+    monkeypatch.setattr(testbed.Testbed, "prepare", no_build)
+    monkeypatch.setenv("KHARNESS_RESULTS", str(tmp_path))
+    assert main(argv + ["--results-dir", str(tmp_path)] if argv[0] == "run" else argv) == 2
+    assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, words", [("[1, 2]", "want a JSON object"), ("{trunc", "unreadable run record"),
+                                            (None, "larger than")])
+def test_a_shared_record_json_is_read_as_untrusted_input(tmp_path, monkeypatch, content, words):
+    """record.json of a run directory from elsewhere: capped, and refused naming the file when it
+    is no JSON object, instead of a traceback or an unbounded read."""
+    import harness.drivers.reproduce as repro
+    command().write(tmp_path)
+    rec = tmp_path / "record.json"
+    if content is None:
+        monkeypatch.setattr(repro, "MAX_RECORD_BYTES", 16)
+        rec.write_text(json.dumps({"padding": "x" * 64}))
+    else:
+        rec.write_text(content)
+    with pytest.raises(HarnessError, match=words) as e:
+        repro.load_recorded(str(tmp_path))
+    assert "record" in str(e.value)
