@@ -31,6 +31,8 @@ from ..kernel.build import resolve_commit
 from ..kernel.git import git
 from ..kernel.source import import_source
 from ..paths import cache_dir
+from ..results.verdict import paired_rule
+from ..run.records import BootRecord
 from ..run.spec import SysrqSampling
 from ..run.testbed import Testbed
 from ..util import file_lock, run, sha256_file, write_json
@@ -288,7 +290,10 @@ class Bisect:
 
     def _confirm(self, culprit: str) -> tuple[bool, dict[str, list[str]]]:
         parent = git(self.repo, "rev-parse", f"{culprit}^")
-        again, before = self._confirm_step(culprit), self._confirm_step(parent)
+        if self.check.kind == "fio":
+            again, before = self._confirm_interleaved(culprit, parent)
+        else:
+            again, before = self._confirm_step(culprit), self._confirm_step(parent)
         evidence: dict[str, list[str]] = {}
         if self.check.kind == "fio":  # what the workqueues look like on the culprit and its parent
             for name, commit in (("culprit", culprit), ("parent", parent)):
@@ -305,6 +310,55 @@ class Bisect:
             return step
         return self.evaluate(commit, "confirm", fresh=True)
 
+    def _confirm_interleaved(self, culprit: str, parent: str) -> tuple[Step, Step]:
+        """A performance culprit against its parent, measured in alternating boots (parent,
+        culprit, parent, ...) in the same minutes, not against the endpoint references measured
+        at the start: the host's speed can swing several-fold between the two. Confirmed when the
+        culprit is a regression of at least the minimum effect against its parent (the step rule,
+        alone); at least two boots a side, up to ``max_rounds`` until decided. Steps recorded
+        before an interruption stand."""
+        again, before = self._recorded("confirm", culprit), self._recorded("confirm", parent)
+        if again is not None and before is not None:
+            self.say(f"confirm {culprit[:12]} against its parent: {again.outcome}, recorded before the resume")
+            return again, before
+        t0 = time.monotonic()
+        side: dict[str, tuple[list[float], list[BootRecord]]] = {parent: ([], []), culprit: ([], [])}
+        rounds: list[tuple[list[float], list[float]]] = []
+        outcome, reason, pct, p = "skip", "not measured", None, None
+        for round_ in range(max(2, self.fio.min_rounds, self.fio.max_rounds)):
+            got = {}
+            for commit in (parent, culprit):
+                self.say(f"confirm {commit[:12]} round {round_ + 1} (alternating with its "
+                         f"{'child' if commit == parent else 'parent'})")
+                vals, recs = self.checker.measure(self._at(commit))
+                got[commit] = vals
+                side[commit][0].extend(vals)
+                side[commit][1].extend(recs)
+            if not got[parent] or not got[culprit]:
+                outcome, reason = "skip", "no measurement: " + "; ".join(
+                    f for r in side[parent][1] + side[culprit][1] for f in r.failures)[:300]
+                break
+            rounds.append((got[parent], got[culprit]))
+            if len(rounds) >= 2:
+                ps = paired_rule(rounds, min_effect_pct=self.check.min_effect_pct)
+                outcome, reason, pct, p = {"open": "skip"}.get(ps.outcome, ps.outcome), ps.line, ps.pct, ps.p_value
+                if ps.outcome != "open":
+                    break
+        steps = []
+        for commit in (culprit, parent):
+            build = self.bed.kernel(self._at(commit))
+            vals, recs = side[commit]
+            if commit == culprit:
+                mine, why = outcome, f"against its parent, measured alternately: {reason}"
+            else:
+                mine = "good" if outcome == "bad" else "skip"
+                why = f"the culprit's reference, measured alternately with it: {reason}"
+            s = Step("confirm", commit, self._subject(commit), mine, why, run_ids=[r.run_id for r in recs],
+                     values=list(vals), kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage),
+                     pct_change=pct, p_value=p)
+            steps.append(self._record(s, t0))
+        return steps[0], steps[1]
+
     def _result(self, culprit: str | None, candidates: list[str], confirmed: bool,
                 evidence: dict[str, list[str]]) -> BisectResult:
         steps = [Step(**s) for s in self.state["steps"]]
@@ -312,8 +366,13 @@ class Bisect:
         if culprit:
             show = git(self.repo, "show", "--stat", "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n    %s",
                        culprit)
-            lines += ["", ("culprit (confirmed: fails again, its parent passes):" if confirmed else
-                           "culprit (NOT confirmed on repeat; see the confirm steps):"), show]
+            if self.check.kind == "fio":
+                head = ("culprit (confirmed: a regression against its parent, measured alternately):" if confirmed
+                        else "culprit (NOT confirmed against its parent measured alternately; see the confirm steps):")
+            else:
+                head = ("culprit (confirmed: fails again, its parent passes):" if confirmed else
+                        "culprit (NOT confirmed on repeat; see the confirm steps):")
+            lines += ["", head, show]
         else:
             lines += ["", "no single culprit: only skipped commits are left; candidates:"]
             lines += [f"  {c[:12]} {self._subject(c)}" for c in candidates]

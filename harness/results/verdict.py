@@ -26,6 +26,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from scipy.stats import t as student_t
+
 from ..errors import HarnessError
 from .history import Decision, PastNight, vs_history
 from .metrics import GATING, METRICS, Metric, MetricError, by_label, metric, selected  # noqa: F401  (part of this module's face)
@@ -158,6 +160,51 @@ def step_rule(good: Sequence[float], new: Sequence[float], *, min_effect_pct: fl
         return Step("good" if vs_good.verdict in ("no change", "improvement") else "open", vs_good, None, eff)
     vs_bad = _one(new, bad, m, eff)
     return Step("good" if vs_bad.verdict == "regression" else "open", vs_good, vs_bad, eff)
+
+
+@dataclass(frozen=True)
+class PairedStep:
+    """A kernel against a reference measured in alternating boots: ``ratios`` are the per-round
+    ratios of the kernel's median to the reference's median (one pair of adjacent boots each),
+    ``pct`` their geometric mean as a change, ``p`` the paired t-test on their logarithms."""
+
+    outcome: str            # bad | good | open
+    pct: float
+    p_value: float | None
+    ratios: tuple[float, ...]
+    min_effect_pct: float
+
+    @property
+    def line(self) -> str:
+        p = "n/a" if self.p_value is None else f"{self.p_value:.2g}"
+        return (f"{self.pct:+.0f}% against the reference in {len(self.ratios)} alternating pairs of boots "
+                f"(ratios {', '.join(f'{r:.2f}' for r in self.ratios)}; paired p={p}) -> {self.outcome}")
+
+
+def paired_rule(rounds: Sequence[tuple[Sequence[float], Sequence[float]]], *, min_effect_pct: float,
+                alpha: float = 0.05) -> PairedStep:
+    """The rule for a kernel measured alternately with its reference (a bisect's confirmation:
+    the culprit against its parent), each round one boot of each, adjacent in time. A host
+    whose speed swings from minute to minute moves both boots of a round together, so the
+    round's ratio cancels it (the duet design of Bulej et al., 2020) where an unpaired
+    comparison of the two sides would not. Bad: the geometric-mean change is a regression of at
+    least ``min_effect_pct`` and the paired t-test on the log ratios gives p < alpha; good: the
+    change is smaller than the minimum effect, or an improvement; open otherwise (a change that
+    large but not yet certain: measure another round). Needs two rounds or more."""
+    logs = [math.log(statistics.median(new) / statistics.median(ref)) for ref, new in rounds
+            if ref and new and statistics.median(ref) > 0 and statistics.median(new) > 0]
+    ratios = tuple(math.exp(x) for x in logs)
+    if len(logs) < 2:
+        return PairedStep("open", (ratios[0] - 1) * 100 if ratios else 0.0, None, ratios, min_effect_pct)
+    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+    if sd == 0:
+        p = 0.0 if mean != 0 else 1.0
+    else:
+        tval = mean / (sd / math.sqrt(len(logs)))
+        p = float(2 * student_t.sf(abs(tval), len(logs) - 1))
+    pct = (math.exp(mean) - 1) * 100
+    outcome = "good" if pct > -min_effect_pct else "bad" if p < alpha else "open"
+    return PairedStep(outcome, pct, p, ratios, min_effect_pct)
 
 
 # -- a night's decisions -----------------------------------------------------------------------------

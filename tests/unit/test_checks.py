@@ -63,3 +63,52 @@ def test_decide_between_both_endpoints():
     # a good kernel measured 24% low on a slow stretch of the host (seen here in a 16-commit
     # bisect): beyond the 20% minimum effect, but nearer good than bad: good, not a false culprit
     assert decide([2071.0, 2014.0, 1990.0], [1540.0, 1460.0, 1796.0], check, [501.0, 478.0, 539.0]).outcome == "good"
+
+
+class _SwingingHost:
+    """A fake Checker whose host speed swings 6x from minute to minute (the swing that made a
+    culprit look good against references measured minutes before): two adjacent boots share
+    a speed, the next two may run three times faster or half as fast."""
+
+    def __init__(self, iops: dict[str, float]):
+        self.iops, self.boots = iops, []
+        self.speeds = [1.0, 1.0, 3.0, 3.0, 0.5, 0.5, 2.0, 2.0]
+
+    def measure(self, ref):
+        speed = self.speeds[len(self.boots) % len(self.speeds)]
+        self.boots.append(ref)
+        base = self.iops[ref.split("@", 1)[1]]
+        return [base * speed * f for f in (0.98, 1.0, 1.02)], []
+
+
+def _bisect_for_confirm(tmp_path, checker):
+    import types
+
+    from harness.drivers.bisect import Bisect
+    from harness.drivers.checks import FioSettings
+    b = Bisect.__new__(Bisect)
+    b.kernel, b.check, b.fio, b.say, b.sink = "baseline", parse_check("fio:ext4/nvme/unwritten-convert/libaio:20%"), \
+        FioSettings(), (lambda _m: None), None
+    b.dir, b.state, b.checker = tmp_path, {"steps": []}, checker
+    b.bed = types.SimpleNamespace(kernel=lambda ref: types.SimpleNamespace(key="k" * 24, bzimage=tmp_path / "bz"))
+    (tmp_path / "bz").write_bytes(b"kernel")
+    b._subject = lambda commit: f"subject of {commit}"
+    return b
+
+
+@pytest.mark.parametrize("culprit_iops, confirmed", [(500.0, True), (1000.0, False)])
+def test_a_performance_culprit_is_confirmed_against_its_parent_in_alternating_boots(
+        tmp_path, culprit_iops, confirmed):
+    """Parent and culprit alternate boot by boot, so a host that runs one boot three times faster
+    than the next cannot make a -50% culprit look good, nor an unchanged one look bad."""
+    parent, culprit = "a" * 40, "b" * 40
+    host = _SwingingHost({parent: 1000.0, culprit: culprit_iops})
+    b = _bisect_for_confirm(tmp_path, host)
+    again, before = b._confirm_interleaved(culprit, parent)
+    assert host.boots[:4] == [f"baseline@{parent}", f"baseline@{culprit}"] * 2   # alternating
+    assert (again.outcome == "bad" and before.outcome == "good") is confirmed
+    assert [s["phase"] for s in b.state["steps"]] == ["confirm", "confirm"]
+    assert "alternately" in again.reason
+    # recorded: a resumed bisect takes the two steps as they are, with no new boot
+    n = len(host.boots)
+    assert b._confirm_interleaved(culprit, parent)[0].outcome == again.outcome and len(host.boots) == n

@@ -195,3 +195,19 @@ def test_step_rule():
     s = step_rule(good, [1540.0, 1460.0, 1796.0], min_effect_pct=10, bad=bad)
     assert s.outcome == "good" and s.min_effect_pct > 45 and s.vs_bad is not None
     assert s.vs_good.q_value == s.vs_good.p_value
+
+
+def test_the_paired_rule_cancels_a_host_whose_speed_swings_between_rounds():
+    """Each round is one boot of the reference and one of the kernel, adjacent: a host 6x faster
+    in one round than another moves both, and the per-round ratio stays."""
+    from harness.results.verdict import paired_rule
+    speeds = (1.0, 3.0, 0.5)
+    halved = [([1000 * s], [500 * s * (1 + 0.03 * i)]) for i, s in enumerate(speeds)]
+    step = paired_rule(halved, min_effect_pct=20)
+    assert step.outcome == "bad" and -52 < step.pct < -47 and step.p_value < 0.01
+    same = [([1000 * s], [1000 * s * (1 + 0.02 * (-1) ** i)]) for i, s in enumerate(speeds)]
+    assert paired_rule(same, min_effect_pct=20).outcome == "good"
+    # one round is never enough, and a large change that is not yet certain stays open
+    assert paired_rule(halved[:1], min_effect_pct=20).outcome == "open"
+    shaky = [([1000], [500]), ([1000], [900])]
+    assert paired_rule(shaky, min_effect_pct=20).outcome == "open"
