@@ -42,6 +42,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import Terminated
+from .fstree import remove_tree
+
 GRACE = 5.0                  # SIGTERM -> SIGKILL, for a child group and for the watchdog
 TOKEN_PREFIX = "KHARNESS_SPAWN_"
 _PR_SET_PDEATHSIG = 1
@@ -349,7 +352,6 @@ def _watchdog(fd: int, grace: float) -> None:
     names = [TOKEN_PREFIX + t for t in tokens]
     if names:
         end_pids(lambda: processes_with_env(names), grace)
-    from .fstree import remove_tree
     for d in dirs:
         with contextlib.suppress(OSError):
             remove_tree(Path(d))
@@ -430,7 +432,6 @@ def install_signal_handlers() -> bool:
     install them; returns whether they were installed."""
     if threading.current_thread() is not threading.main_thread():
         return False
-    from .errors import Terminated
     _raise[:] = [Terminated]
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _on_signal)

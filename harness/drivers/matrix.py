@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import HarnessError
 from ..evidence.events import Event
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
@@ -36,6 +37,7 @@ from ..run.plan import fio_matrix, fio_spec, with_runtime
 from ..run.records import BootRecord
 from ..run.spec import FioCell, SysrqSampling
 from ..run.testbed import Testbed
+from ..util import write_json
 from ..vm.disks import parse_disk
 from ..vocab import ENGINES, FILESYSTEMS, PATTERNS, Say
 from ..workloads.fs import get_filesystem
@@ -87,7 +89,6 @@ def make_profile(name: str = "default", *, filesystems: list[str] | None = None,
                  disks: list[str] | None = None, runs: int | None = None,
                  max_runs: int | None = None) -> Profile:
     """A profile with the user's overrides applied, each checked by name."""
-    from ..errors import HarnessError
     if name not in PROFILES:
         raise HarnessError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})")
     p = PROFILES[name]
@@ -289,7 +290,6 @@ class MatrixRun:
         return self.kernel == self.baseline
 
     def _store_verdicts(self) -> None:
-        from ..util import write_json
         rows = self.rows()
         write_json(self.results / "comparison.json",
                    {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,

@@ -93,7 +93,7 @@ def noise_sigma(medians: Sequence[float] | np.ndarray) -> float:
 
 def change_points(medians: Sequence[float], penalty: float = PENALTY) -> list[int]:
     """Indices where a new segment starts (0 < i < n), by PELT over the relative series."""
-    import ruptures as rpt
+    import ruptures as rpt  # heavy (its own numba-free C core): loaded only when a series is long enough
     x = np.asarray(medians, dtype=float)
     if x.size < 3:
         return []

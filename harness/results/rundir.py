@@ -17,6 +17,7 @@ import platform
 import re
 import secrets
 import time
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,5 @@ class RunDir:
         self.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields)
 
     def write_events(self, events: list[Any]) -> None:
-        from dataclasses import asdict, is_dataclass
         rows = [asdict(e) if is_dataclass(e) and not isinstance(e, type) else e for e in events]
         write_json(self.path / "events.json", rows, indent=1, sort_keys=False)
