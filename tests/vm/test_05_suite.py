@@ -19,9 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_suite_flags_the_dio_workqueue_regression(tmp_path):
+    # --max-runs=5: the quick profile's 3 runs a side decide a -60% change on a quiet host; one boot
+    # slowed to half speed by a busy host leaves it open at 3 (seen on a loaded machine, p=0.08),
+    # and adaptive repeats measure the open cells again, as they do for a user
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched", "--quick", "--max-runs=3",
+        [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched", "--quick", "--max-runs=5",
          "--fs=ext4", f"--results-dir={tmp_path / 'results'}", f"--junitxml={junit}", "-p", "no:cacheprovider"],
         cwd=ROOT, capture_output=True, text=True, timeout=2400,
         env={**os.environ, "KHARNESS_STORE": str(tmp_path / "store.sqlite")})
@@ -52,7 +55,8 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     from harness.results.store import Store
     with Store(tmp_path / "store.sqlite") as store:
         runs = store.runs(front_end="pytest")
-        assert len(runs) == 3 * 2 + 1  # 3 runs a side, one boot each, plus the evidence boot
+        n = len(runs) - 1   # 3 to 5 runs a side, one boot each, plus the evidence boot
+        assert n % 2 == 0 and 3 <= n // 2 <= 5, len(runs)
         assert {r.kernel for r in runs} == {"baseline", "patched"}
         assert all(r.spec["kernel"]["key"] == r.kernel_key and (Path(r.run_dir) / "spec.json").exists()
                    for r in runs)
