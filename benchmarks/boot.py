@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark boot-to-SSH: N boots of a kernel with one NVMe and one virtio disk.
 
-    .venv/bin/python benchmarks/boot.py [--kernel baseline] [--image debian-bookworm] [--boots 5]
+    .venv/bin/python -m benchmarks.boot [--kernel baseline] [--image debian-bookworm] [--boots 5]
         [--accel tcg]
 
 Prints the median, the quartiles and every boot's seconds (the distribution), then the shutdown.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which AIO O_DIRECT write completions are cheap and which block, per filesystem, disk and job.
 
-    .venv/bin/python benchmarks/completion_paths.py [--runs 3] [--runtime 5] [--out DIR]
+    .venv/bin/python -m benchmarks.completion_paths [--runs 3] [--runtime 5] [--out DIR]
 
 One boot per kernel (baseline, then patched) with an NVMe and a virtio-blk scratch disk. For
 each disk, filesystem and job it runs fio (libaio, 4k, iodepth 32) ``--runs`` times and reads

@@ -7,7 +7,7 @@ values with a coefficient of variation drawn per cell from --cv).
 Each matrix: CELLS comparisons start with RUNS a side; while any is open (not settled) and the
 cap is not reached, every open one gets one more run a side; then the final verdicts.
 
-    .venv/bin/python benchmarks/decision_rule.py [--trials 40] [--cells 96] [--cv 0.05,0.09]
+    .venv/bin/python -m benchmarks.decision_rule [--trials 40] [--cells 96] [--cv 0.05,0.09]
         [--runs 3] [--cap 8]
 """
 

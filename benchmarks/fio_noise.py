@@ -8,7 +8,7 @@ median IOPS, the between-boot coefficient of variation (of the per-boot medians)
 CV (with --runs 2 or more), the seconds a boot took, and the minimum detectable effect with 3 and
 5 runs a side (harness.results.effects.mde_from_cv of the between-boot CV).
 
-    .venv/bin/python benchmarks/fio_noise.py [--cells ext4/nvme/randwrite-overwrite/libaio,...]
+    .venv/bin/python -m benchmarks.fio_noise [--cells ext4/nvme/randwrite-overwrite/libaio,...]
         [--runtimes 3,5,10] [--sizes 32m,256m] [--boots 4] [--runs 1]
 """
 

@@ -13,7 +13,7 @@ Reported:
               min_nights..history+2 nights of history (change-point regime) and with 1..4
               (tonight against the last good night)
 
-    .venv/bin/python benchmarks/history_detector.py [--trials 400] [--seed 1]
+    .venv/bin/python -m benchmarks.history_detector [--trials 400] [--seed 1]
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.results.history import PastNight
 from harness.results.verdict import metric, night_vs_history

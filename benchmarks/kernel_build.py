@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the kernel stage: cache hit, incremental rebuilds, and (with --cold) a cold build.
 
-    .venv/bin/python benchmarks/kernel_build.py [--cold]
+    .venv/bin/python -m benchmarks.kernel_build [--cold]
 
 --cold removes the build tree and ccache first (tens of minutes on 2 cores).
 Prints one line per measurement; numbers go into the README by hand.

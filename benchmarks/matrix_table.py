@@ -3,7 +3,7 @@
 change with its interval, q, minimum detectable effect, runs a side, verdict), then what the run
 spent: runs per cell, boots, boot seconds, and for an A/A run the false alarms.
 
-    .venv/bin/python benchmarks/matrix_table.py RESULTS_DIR [--metric IOPS]
+    .venv/bin/python -m benchmarks.matrix_table RESULTS_DIR [--metric IOPS]
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ nights with any control flag, under the unified rule and, on the same numbers, u
 nightly rule (each comparison alone: no adjustment); tested-kernel comparisons flagged where
 nothing changed; and in ``patch`` the share of the changed cells' IOPS found.
 
-    .venv/bin/python benchmarks/nightly_false_alarms.py [--nights 60] [--plans default,full]
+    .venv/bin/python -m benchmarks.nightly_false_alarms [--nights 60] [--plans default,full]
         [--scenarios aa,ab,patch] [--seed 1]
 """
 
@@ -37,15 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.drivers.nightly.book import NightlyDB  # noqa: E402
-from harness.drivers.nightly.fold import fold_night, group_of  # noqa: E402
-from harness.drivers.nightly.plans import Plan, load_plan  # noqa: E402
-from harness.drivers.nightly.units import fio_units  # noqa: E402
-from harness.results.stats import compare  # noqa: E402
-from harness.results.store import Store  # noqa: E402
-from harness.results.verdict import GATING, Metric  # noqa: E402
+from harness.drivers.nightly.book import NightlyDB
+from harness.drivers.nightly.fold import fold_night, group_of
+from harness.drivers.nightly.plans import Plan, load_plan
+from harness.drivers.nightly.units import fio_units
+from harness.results.stats import compare
+from harness.results.store import Store
+from harness.results.verdict import GATING, Metric
 
 FLAGS = ("regression", "improvement")
 CHANGED = ("ext4/*/unwritten-convert/*", "ext4/*/randwrite-osync/*", "xfs/*/randwrite-osync/*")

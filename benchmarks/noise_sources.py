@@ -5,7 +5,7 @@ or fast boot as a whole) and what is left within the boot; then the left-over by
 position in its filesystem's group (a warm-up after mkfs would show as a trend). Measures
 nothing: reads every boot's record.json under RESULTS_DIR (evidence boots are skipped).
 
-    .venv/bin/python benchmarks/noise_sources.py RESULTS_DIR
+    .venv/bin/python -m benchmarks.noise_sources RESULTS_DIR
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 """Harness overhead: the same fio job run by hand over SSH versus through the harness
 (harness.run.fio.measure: job file in, deadline, JSON over stdout, parse), in one VM.
 
-    .venv/bin/python benchmarks/overhead.py [--runs 5] [--kernel baseline]
+    .venv/bin/python -m benchmarks.overhead [--runs 5] [--kernel baseline]
 
 Reports wall time per measurement and fio's own IOPS for both ways, alternating them.
 """

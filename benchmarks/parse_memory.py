@@ -14,7 +14,7 @@ runs each way of parsing it in a fresh subprocess and reports that process's pea
 * with ``--baseline REV``, ``cli`` again on the harness as of git revision REV (``git archive``
   into a temporary directory), for a before/after comparison.
 
-    .venv/bin/python benchmarks/parse_memory.py [--size-mb 200] [--baseline HEAD] [--log PATH]
+    .venv/bin/python -m benchmarks.parse_memory [--size-mb 200] [--baseline HEAD] [--log PATH]
 """
 
 from __future__ import annotations

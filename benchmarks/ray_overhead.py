@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the Ray executor against local execution on this machine.
 
-    flock /tmp/kharness-real.lock .venv/bin/python benchmarks/ray_overhead.py [--kernel baseline] [--units 3]
+    flock /tmp/kharness-real.lock .venv/bin/python -m benchmarks.ray_overhead [--kernel baseline] [--units 3]
           [--batch 6] [--json out.json]
 
 The unit is the shortest real boot: a CommandWorkload running ``true`` in the guest (boot to SSH,

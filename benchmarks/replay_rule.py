@@ -4,7 +4,7 @@ as adaptive repeats would have: which round each cell would have been settled in
 boots-worth of cells that saves. Reads every boot's record.json under RESULTS_DIR (evidence
 boots are skipped); measures nothing.
 
-    .venv/bin/python benchmarks/replay_rule.py RESULTS_DIR
+    .venv/bin/python -m benchmarks.replay_rule RESULTS_DIR
 """
 
 from __future__ import annotations

@@ -352,7 +352,7 @@ class Bisect:
                 mine, why = outcome, f"against its parent, measured alternately: {reason}"
             else:
                 mine = "good" if outcome == "bad" else "skip"
-                why = f"the culprit's reference, measured alternately with it: {reason}"
+                why = f"the reference of the culprit's alternating boots; the culprit against it: {reason}"
             s = Step("confirm", commit, self._subject(commit), mine, why, run_ids=[r.run_id for r in recs],
                      values=list(vals), kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage),
                      pct_change=pct, p_value=p)
