@@ -233,11 +233,8 @@ def _fmt_value(x: float) -> str:
 
 
 def _fmt_p(p: float | None) -> str:
+    """A p- or q-value for the table."""
     return "n/a" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _fmt_q(q: float | None) -> str:
-    return "n/a" if q is None else "<0.001" if q < 0.001 else f"{q:.3f}"
 
 
 def _finite(x: float | None) -> float | None:
@@ -274,13 +271,11 @@ def _compare(args: argparse.Namespace) -> int:
         kernels = ", ".join(dict.fromkeys(r.kernel or "?" for r in runs))
         out.print(escape(f"{side}: {label}: {len(runs)} run{'s' * (len(runs) != 1)}, kernel {kernels}"))
     table = Table("cell", "metric", "A median", "B median", "change", "p", "q", "runs a/b", "verdict")
-    rows = 0
     for cell, key, c in found:
         pct = f"{c.pct_change:+.1f}%" if math.isfinite(c.pct_change) else "n/a"
         table.add_row(_e(cell), key, _fmt_value(c.base.median), _fmt_value(c.new.median), pct,
-                      _fmt_p(c.p_value), _fmt_q(c.q_value), f"{c.base.n}/{c.new.n}", _styled(c.verdict))
-        rows += 1
-    if rows:
+                      _fmt_p(c.p_value), _fmt_p(c.q_value), f"{c.base.n}/{c.new.n}", _styled(c.verdict))
+    if found:
         out.print(table)
     elif a_meas or b_meas:
         console.print("no fio cell has successful measurements on both sides")

@@ -313,49 +313,46 @@ class Bisect:
     def _confirm_interleaved(self, culprit: str, parent: str) -> tuple[Step, Step]:
         """A performance culprit against its parent, measured in alternating boots (parent,
         culprit, parent, ...) in the same minutes, not against the endpoint references measured
-        at the start: the host's speed can swing several-fold between the two. Confirmed when the
-        culprit is a regression of at least the minimum effect against its parent (the step rule,
-        alone); at least two boots a side, up to ``max_rounds`` until decided. Steps recorded
-        before an interruption stand."""
+        at the start: the host's speed can swing several-fold between the two. Decided by the
+        paired rule (``verdict.paired_rule``) on the per-round ratios, after at least two rounds
+        and up to ``max_rounds`` while it is open. Steps recorded before an interruption stand."""
         again, before = self._recorded("confirm", culprit), self._recorded("confirm", parent)
         if again is not None and before is not None:
             self.say(f"confirm {culprit[:12]} against its parent: {again.outcome}, recorded before the resume")
             return again, before
         t0 = time.monotonic()
-        side: dict[str, tuple[list[float], list[BootRecord]]] = {parent: ([], []), culprit: ([], [])}
-        rounds: list[tuple[list[float], list[float]]] = []
+        records: dict[str, list[BootRecord]] = {parent: [], culprit: []}
+        rounds: list[tuple[list[float], list[float]]] = []   # (parent's IOPS, culprit's IOPS) a round
+        least = max(2, self.fio.min_rounds)
         outcome, reason, pct, p = "skip", "not measured", None, None
-        for round_ in range(max(2, self.fio.min_rounds, self.fio.max_rounds)):
+        for round_ in range(max(least, self.fio.max_rounds)):
             got = {}
             for commit in (parent, culprit):
                 self.say(f"confirm {commit[:12]} round {round_ + 1} (alternating with its "
                          f"{'child' if commit == parent else 'parent'})")
-                vals, recs = self.checker.measure(self._at(commit))
-                got[commit] = vals
-                side[commit][0].extend(vals)
-                side[commit][1].extend(recs)
+                got[commit], recs = self.checker.measure(self._at(commit))
+                records[commit] += recs
             if not got[parent] or not got[culprit]:
-                outcome, reason = "skip", "no measurement: " + "; ".join(
-                    f for r in side[parent][1] + side[culprit][1] for f in r.failures)[:300]
+                failures = [f for recs in records.values() for r in recs for f in r.failures]
+                outcome, reason = "skip", "no measurement: " + "; ".join(failures)[:300]
                 break
             rounds.append((got[parent], got[culprit]))
-            if len(rounds) >= 2:
+            if len(rounds) >= least:
                 ps = paired_rule(rounds, min_effect_pct=self.check.min_effect_pct)
                 outcome, reason, pct, p = {"open": "skip"}.get(ps.outcome, ps.outcome), ps.line, ps.pct, ps.p_value
                 if ps.outcome != "open":
                     break
         steps = []
-        for commit in (culprit, parent):
+        for i, commit in ((1, culprit), (0, parent)):
             build = self.bed.kernel(self._at(commit))
-            vals, recs = side[commit]
             if commit == culprit:
                 mine, why = outcome, f"against its parent, measured alternately: {reason}"
             else:
                 mine = "good" if outcome == "bad" else "skip"
                 why = f"the reference of the culprit's alternating boots; the culprit against it: {reason}"
-            s = Step("confirm", commit, self._subject(commit), mine, why, run_ids=[r.run_id for r in recs],
-                     values=list(vals), kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage),
-                     pct_change=pct, p_value=p)
+            s = Step("confirm", commit, self._subject(commit), mine, why,
+                     run_ids=[r.run_id for r in records[commit]], values=[v for pair in rounds for v in pair[i]],
+                     kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage), pct_change=pct, p_value=p)
             steps.append(self._record(s, t0))
         return steps[0], steps[1]
 

@@ -19,7 +19,6 @@ from harness.run.spec import (
     FioWorkload,
     HarnessSpec,
     ImageSpec,
-    KernelSpec,
     RunSpec,
     SpecError,
     SysrqSampling,
@@ -28,14 +27,10 @@ from harness.run.spec import (
 )
 from harness.run.spec_read import read_spec, spec_from_json
 from harness.vm.disks import Disk, disk_args, parse_disk
+from tests.helpers.specs import kernel
 
-KERNEL_KEY = "0123456789abcdef01234567"   # 24 hex digits, as kernel/build.py keys the cache
+KERNEL_KEY = kernel().key                 # 24 hex digits, as kernel/build.py keys the cache
 IMAGE_KEY = "89abcdef0123456789ab"        # 20 hex digits, as image/build.py does
-
-
-def kernel() -> KernelSpec:
-    return KernelSpec(name="patched", key=KERNEL_KEY, source="tarball x", base_commit="a" * 40,
-                      commit="b" * 40, release="6.1.0", config_base="defconfig", config_sha256="c" * 64)
 
 
 def spec(workload=None, **kw) -> RunSpec:
