@@ -17,6 +17,7 @@ from pathlib import Path
 from .config.images import load_image
 from .config.kernels import TARBALL_HINT, load_kernel
 from .errors import DefinitionError, HarnessError
+from .image import userns
 from .image.build import BUILDER_VERSION
 from .image.xfstests import configured_source
 from .paths import cache_root, project_root, results_root
@@ -117,8 +118,20 @@ def check_qemu_img(where: Where) -> DoctorCheck:
     return _tool("qemu-img", "qemu-utils")
 
 
-def check_debootstrap(where: Where) -> DoctorCheck:
-    return _tool("debootstrap", "debootstrap", ["dpkg-query", "-W", "-f=${Version}", "debootstrap"])
+def check_mmdebstrap(where: Where) -> DoctorCheck:
+    return _tool("mmdebstrap", "mmdebstrap", ["dpkg-query", "-W", "-f=${Version}", "mmdebstrap"],
+                 why="builds guest images")
+
+
+def check_userns(where: Where) -> DoctorCheck:
+    """Can this user own an image's files (root, or root of a user namespace of its own)?"""
+    if userns.privileged():
+        return DoctorCheck("user namespace", OK, "running as root: images are built without one")
+    why = userns.problem()
+    if why:
+        return DoctorCheck("user namespace", FAIL, f"image builds as an ordinary user need one: {why}",
+                           f"apt-get install uidmap ({SETUP}); give the user subordinate ids")
+    return DoctorCheck("user namespace", OK, "image builds run as root of a user namespace (unshare --map-auto)")
 
 
 def check_mkfs_ext4(where: Where) -> DoctorCheck:
@@ -302,7 +315,7 @@ def check_store(where: Where) -> DoctorCheck:
 
 
 CHECKS: tuple[Callable[[Where], DoctorCheck], ...] = (
-    check_qemu, check_kvm, check_qemu_img, check_debootstrap, check_mkfs_ext4, check_make,
+    check_qemu, check_kvm, check_qemu_img, check_mmdebstrap, check_userns, check_mkfs_ext4, check_make,
     check_gcc, check_ccache, check_git, check_build_helpers, check_kernel_source,
     check_cache_disk, check_results_disk, check_image_fio, check_xfstests, check_store)
 

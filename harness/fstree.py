@@ -1,5 +1,5 @@
-"""Delete a directory tree without ever leaving it, even with mounts inside (a killed
-debootstrap leaves proc, sysfs and /dev binds in its target): shared by the cache's atomic
+"""Delete a directory tree without ever leaving it, even with mounts inside (a tree someone
+mounted proc, sysfs or /dev binds into): shared by the cache's atomic
 entries (harness.util) and the watchdog that cleans up after a killed harness (harness.procs)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def mounts_under(path: Path) -> list[str]:
 
 def remove_tree(path: Path) -> None:
     """Delete a directory tree without ever leaving it: first detach (lazily) whatever is
-    mounted below it (a killed debootstrap leaves proc, sysfs and /dev binds in its target),
+    mounted below it (proc, sysfs or /dev binds a killed build left in its target),
     then delete, never descending into a mount point that could not be detached."""
     try:
         st = os.lstat(path)

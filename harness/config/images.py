@@ -22,7 +22,7 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "description": {"type": "string"},
         "suite": {"type": "string", "pattern": "^[a-z]+$"},
-        "variant": {"enum": ["minbase", "buildd", "fakechroot", "-"]},
+        "variant": {"enum": ["minbase", "buildd", "-"]},   # mmdebstrap --variant
         "mirror": {"type": "string"},
         "packages": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9+.-]*$"},
                      "minItems": 1},

@@ -1,17 +1,20 @@
-"""Build a guest image recipe into a cached qcow2 base, without loop mounts.
+"""Build a guest image recipe into a cached qcow2 base, without root and without loop mounts.
 
-debootstrap fills a directory, the harness writes the first-boot settings into it, and
-``mkfs.ext4 -d`` turns the directory into a filesystem image, converted to qcow2. Every boot
-uses a throwaway overlay on top (see harness.vm), so the base never changes.
+mmdebstrap (in its unshare mode, as root or as an ordinary user) makes a tarball of the recipe's
+Debian; :mod:`.assemble`, run as the owner of the image's files (:mod:`.userns`), turns it into an
+ext4 image with the first-boot settings, SSH host keys and xfstests; qemu-img makes the qcow2.
+Every boot uses a throwaway overlay on top (see harness.vm), so the base never changes.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
 import shutil
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,15 +22,17 @@ from pathlib import Path
 
 from ..config.images import ImageDef, load_image
 from ..errors import CommandError, HarnessError
-from ..paths import cache_dir
-from ..util import atomic_dir, file_lock, remove_tree, run, sha256_json, write_json
+from ..paths import REPO_ROOT, cache_dir
+from ..util import atomic_dir, file_lock, run, sha256_json, write_json
 from ..vocab import NAME_RULE, valid_name
-from . import xfstests
+from . import userns, xfstests
+from .assemble import KHARNESS_INIT
 from .keys import generate_ed25519
 from .mirror import apt_mirror
 
-KHARNESS_INIT = "/usr/local/sbin/kharness-init"
-BUILDER_VERSION = 3   # 3: the guest's ed25519 host key is recorded (host_ed25519.pub)
+# 3: the guest's ed25519 host key is recorded (host_ed25519.pub); 4: mmdebstrap, /dev left to devtmpfs
+BUILDER_VERSION = 4
+BUILD_TIMEOUT_S = 5400     # the assemble step: unpack, xfstests build in a chroot, mkfs
 
 
 @dataclass(frozen=True)
@@ -107,55 +112,6 @@ def make_private(entry: Path) -> None:
             pass
 
 
-def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
-    p = root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)
-    os.chmod(p, mode)
-
-
-def configure_root(root: Path, idef: ImageDef, pubkey: str) -> None:
-    """First-boot settings: fstab, hostname, SSH, serial getty, sysctl, masked units, init."""
-    # This runs as root on the host: check before writing anything that every masked unit names a
-    # file directly in the image's etc/systemd/system (load_image checks the names too).
-    units_dir = root / "etc/systemd/system"
-    units_dir.mkdir(parents=True, exist_ok=True)
-    real_units_dir = units_dir.resolve()
-    for i, unit in enumerate(idef.mask_units):
-        link = units_dir / unit
-        if (not unit or "/" in unit or unit in (".", "..")
-                or not real_units_dir.is_relative_to(root.resolve())
-                or link.parent.resolve() != real_units_dir):
-            raise HarnessError(f"{idef.path}: mask_units[{i}]: refusing to mask {unit!r}: the link "
-                               f"would not be inside the image's {units_dir}")
-    _write(root, "etc/hostname", idef.hostname + "\n")
-    _write(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {idef.hostname}\n")
-    _write(root, "etc/fstab", "/dev/vda / ext4 rw,relatime 0 0\n")
-    _write(root, "root/.ssh/authorized_keys", pubkey + "\n", 0o600)
-    os.chmod(root / "root/.ssh", 0o700)
-    _write(root, "etc/ssh/sshd_config.d/kharness.conf",
-           "PermitRootLogin prohibit-password\nUseDNS no\nPasswordAuthentication no\n")
-    sysctl = "".join(f"{k} = {v}\n" for k, v in idef.sysctl.items())
-    _write(root, "etc/sysctl.d/99-kharness.conf", sysctl)
-    # Serial console: autologin root on ttyS0 for interactive debugging.
-    _write(root, "etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf",
-           "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --keep-baud "
-           "115200,57600,38400,9600 %I $TERM\n")
-    # Networking: the kernel configures eth0 by DHCP (ip=dhcp on the command line); DNS is not needed.
-    _write(root, "etc/systemd/journald.conf.d/kharness.conf", "[Journal]\nStorage=volatile\n")
-    for unit in idef.mask_units:
-        link = units_dir / unit
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to("/dev/null")
-    if idef.init == "kharness":
-        init = Path(__file__).with_name("guest") / "kharness-init"
-        _write(root, KHARNESS_INIT.lstrip("/"), init.read_text(), 0o755)
-    (root / "etc/machine-id").write_text("")
-    if not list((root / "etc/ssh").glob("ssh_host_*_key")):
-        run(["chroot", str(root), "ssh-keygen", "-A"], timeout=120)
-
-
 def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | None = None) -> Image:
     """Build (or find in the cache) the image recipe ``name``."""
     idef = load_image(name)
@@ -171,63 +127,89 @@ def build_image(name: str, *, force: bool = False, log: Callable[[str], None] | 
     entry = cache_dir("images") / f"{name}-{key}"
     if (entry / "metadata.json").exists() and not force:
         return Image(name, key, entry, cached=True)
-    for tool in ("debootstrap", "mkfs.ext4", "qemu-img"):
+    for tool in ("mmdebstrap", "tar", "mkfs.ext4", "qemu-img"):
         if shutil.which(tool) is None:
             raise HarnessError(f"{tool} is not installed; run scripts/setup")
+    why = userns.problem()
+    if why:
+        raise userns.UsernsError(f"image {name!r}: building as an ordinary user needs a user namespace: {why}")
     with file_lock(entry.with_suffix(".lock")):
         if (entry / "metadata.json").exists() and not force:
             return Image(name, key, entry, cached=True)
+        # a killed build's leftovers: files of the image, some owned by subordinate ids
+        for stale in entry.parent.glob(f".{glob.escape(entry.name)}.tmp-*"):
+            userns.remove_image_tree(stale)
         t0 = time.monotonic()
         with atomic_dir(entry) as out:
-            os.chmod(out, 0o700)   # private before anything secret is written into it
-            root = out / "root"
-            blog = out / "build.log"
-            if log:
-                log(f"debootstrap {idef.suite} from {mirror} ({len(idef.packages)} packages)")
-            debs = cache_dir("debootstrap-debs")
             try:
-                run(["debootstrap", f"--variant={idef.variant}", f"--cache-dir={debs}",
-                     f"--include={','.join(idef.packages)}", idef.suite, str(root), mirror],
-                    timeout=3600, log=blog)
-            except CommandError as e:
-                kept = cache_dir("failed") / f"image-{name}-{key}.log"  # out/ is deleted on failure
-                shutil.copy(blog, kept)
-                raise HarnessError(f"debootstrap of image {name!r} failed; see {kept}\n"
-                                   + "\n".join(e.output.splitlines()[-15:])) from None
-            t_boot = time.monotonic()
-            pub = generate_ed25519(out / "id_ed25519", comment=f"kharness-{name}-{key}")
-            configure_root(root, idef, pub)
-            # The guest's host keys are made here, once per image (ssh-keygen -A adds any missing
-            # type); the ed25519 public key is kept beside the image so SSH can pin it.
-            run(["chroot", str(root), "ssh-keygen", "-A"], timeout=120, log=blog)
-            host_pub = root / "etc/ssh/ssh_host_ed25519_key.pub"
-            if not host_pub.is_file():
-                raise HarnessError(f"image {name!r}: ssh-keygen -A made no {host_pub}")
-            host_key = host_pub.read_text().strip()
-            (out / "host_ed25519.pub").write_text(host_key + "\n")
-            if xsrc is not None:
-                if log:
-                    log(f"building xfstests {xsrc.ident[:12]} from {xsrc.origin} in the image root (chroot)")
-                xfstests.build_in_root(root, xsrc, out / "xfstests-build.log")
-            for d in ("var/cache/apt/archives", "var/lib/apt/lists"):
-                for f in (root / d).glob("*"):
-                    if f.is_file():
-                        f.unlink()
-            if log:
-                log("mkfs.ext4 -d (no loop mount) and qemu-img convert")
-            raw = out / "root.raw"
-            run(["mkfs.ext4", "-q", "-F", "-L", "kharness-root", "-E", "root_owner=0:0",
-                 "-d", str(root), str(raw), idef.size], timeout=1800, log=blog)
-            run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(out / "base.qcow2")],
-                timeout=1800, log=blog)
-            make_private(out)
-            raw.unlink()
-            remove_tree(root)  # never into a mount debootstrap might have left in it
+                _build_into(out, name, idef, key, mirror, xsrc, log)
+            except BaseException:
+                for d in ("mm", "root"):   # the user may own neither: the namespace removes them
+                    userns.remove_image_tree(out / d)
+                raise
             write_json(out / "metadata.json", {
                 "name": name, "key": key, "recipe": idef.as_dict(), "mirror": mirror,
-                "recipe_file": str(idef.path), "builder": BUILDER_VERSION, "host_key": host_key,
+                "recipe_file": str(idef.path), "builder": BUILDER_VERSION,
+                "host_key": (out / "host_ed25519.pub").read_text().strip(),
                 "xfstests": {"origin": xsrc.origin, "ident": xsrc.ident} if xsrc else None,
-                "durations_s": {"debootstrap": round(t_boot - t0, 1),
-                                "total": round(time.monotonic() - t0, 1)},
+                "built_by": "root" if userns.privileged() else "user",
+                "durations_s": json.loads((out / "durations.json").read_text()) | {
+                    "total": round(time.monotonic() - t0, 1)},
             })
     return Image(name, key, entry, cached=False)
+
+
+def _build_into(out: Path, name: str, idef: ImageDef, key: str, mirror: str,
+                xsrc: xfstests.XfstestsSource | None, log: Callable[[str], None] | None) -> None:
+    """mmdebstrap, assemble, qemu-img: the image's files in ``out``."""
+    t0 = time.monotonic()
+    # Traversable but not listable while mmdebstrap's namespace root (a subordinate id for an
+    # ordinary user) works in out/mm; every secret below is a 0600 file. 0700 again at the end.
+    os.chmod(out, 0o711)
+    blog, tar, mm = out / "build.log", out / "rootfs.tar", out / "mm"
+    mm.mkdir(mode=0o755)
+    os.chmod(mm, 0o755)
+    if log:
+        log(f"mmdebstrap {idef.suite} from {mirror} ({len(idef.packages)} packages)")
+    try:
+        # --mode=unshare also for root: its mounts live in a private mount namespace, so a
+        # killed build leaves none behind on the host.
+        run(["mmdebstrap", "--mode=unshare", f"--variant={idef.variant}",
+             f"--include={','.join(idef.packages)}", "--", idef.suite, str(tar), mirror],
+            timeout=3600, log=blog, env={"TMPDIR": str(mm)})
+    except CommandError as e:
+        raise HarnessError(f"mmdebstrap of image {name!r} failed; see {_keep(blog, name, key)}\n"
+                           + "\n".join(e.output.splitlines()[-15:])) from None
+    t_strap = time.monotonic()
+    pub = generate_ed25519(out / "id_ed25519", comment=f"kharness-{name}-{key}")
+    plan = out / "plan.json"
+    write_json(plan, {"recipe": name, "out": str(out), "tar": str(tar), "log": str(blog),
+                      "raw": str(out / "root.raw"), "host_key": str(out / "host_ed25519.pub"),
+                      "pubkey": pub, "xfstests": {"origin": xsrc.origin, "ident": xsrc.ident,
+                                                 "tree": str(xsrc.tree)} if xsrc else None})
+    if log:
+        log("assemble: settings, host keys" + (f", xfstests {xsrc.ident[:12]} (chroot)" if xsrc else "")
+            + ", mkfs.ext4 -d (no loop mount)" + ("" if userns.privileged() else ", in a user namespace"))
+    try:
+        run(userns.as_image_root([sys.executable, "-m", "harness.image.assemble", str(plan)]),
+            timeout=BUILD_TIMEOUT_S, log=blog, env={"PYTHONPATH": str(REPO_ROOT)})
+    except CommandError as e:
+        raise HarnessError(f"assembling image {name!r} failed; see {_keep(blog, name, key)}\n"
+                           + "\n".join(e.output.splitlines()[-25:])) from None
+    tar.unlink()
+    plan.unlink()
+    mm.rmdir()
+    raw = out / "root.raw"
+    run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(out / "base.qcow2")], timeout=1800, log=blog)
+    raw.unlink()
+    make_private(out)
+    os.chmod(out, 0o700)
+    write_json(out / "durations.json", {"mmdebstrap": round(t_strap - t0, 1),
+                                        "assemble": round(time.monotonic() - t_strap, 1)})
+
+
+def _keep(blog: Path, name: str, key: str) -> Path:
+    """Copy a failed build's log where it outlives the build directory."""
+    kept = cache_dir("failed") / f"image-{name}-{key}.log"
+    shutil.copy(blog, kept)
+    return kept

@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import procs
 from ..config.kernels import KernelDef, load_kernel
 from ..errors import BuildError, CommandError, ConfigError, HarnessError, SourceError
-from ..paths import REPO_ROOT, cache_dir, project_relative
+from ..paths import REPO_ROOT, cache_dir, cache_root, project_relative
 from ..util import atomic_dir, file_lock, run, sha256_file, sha256_json, write_json
 from ..vocab import NAME_RULE, valid_name
 from . import kconfig
@@ -297,8 +297,11 @@ def build_kernel(name: str, *, jobs: int | None = None, force: bool = False,
 
         with atomic_dir(entry) as out:
             log = out / "build.log"
+            # CCACHE_BASEDIR: kbuild passes the source tree's absolute path (-I, -include,
+            # -fmacro-prefix-map); ccache hashes it relative to the O= tree instead, so a cache
+            # at another path (another user's) hits the same entries.
             env = {**KBUILD_ENV, "CCACHE_DIR": str(cache_dir("ccache")), "CCACHE_MAXSIZE": "10G",
-                   "CCACHE_NOHASHDIR": "1"}
+                   "CCACHE_NOHASHDIR": "1", "CCACHE_BASEDIR": str(cache_root().resolve())}
             build_dir.mkdir(parents=True, exist_ok=True)
             # 1. base config, 2. merge fragments over it, 3. olddefconfig, 4. check what stuck.
             _make_config(kdef.config_base, build_dir, src.repo, env, log, name, key)

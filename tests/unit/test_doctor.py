@@ -13,7 +13,7 @@ from harness import doctor
 from harness.cli import main
 from harness.doctor import FAIL, OK, WARN, Where, run_checks
 
-NAMES = ["qemu", "kvm", "qemu-img", "debootstrap", "mkfs.ext4", "make", "gcc", "ccache", "git",
+NAMES = ["qemu", "kvm", "qemu-img", "mmdebstrap", "user namespace", "mkfs.ext4", "make", "gcc", "ccache", "git",
          "kernel build helpers", "kernel source", "cache disk", "results disk", "image fio",
          "xfstests source", "results store"]
 
@@ -54,7 +54,7 @@ def _path_without(tmp_path: Path, *missing: str) -> str:
     """A PATH with every tool the checks look for except ``missing`` (symlinks to the real ones)."""
     d = tmp_path / "bin"
     d.mkdir()
-    for tool in ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "make", "gcc", "ccache",
+    for tool in ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "make", "gcc", "ccache",
                  "git", "flex", "bison", "bc", "cpio", "perl", "dpkg-query"):
         real = shutil.which(tool)
         if real and tool not in missing:

@@ -16,7 +16,7 @@ import pytest
 from harness.config.images import ImageDef, load_image
 from harness.config.kernels import Source, load_kernel
 from harness.errors import DefinitionError, HarnessError, SourceError
-from harness.image.build import configure_root
+from harness.image.assemble import configure_root
 from harness.kernel.git import rev_parse
 from harness.kernel.source import import_source, tarball_digest
 
