@@ -31,6 +31,7 @@ from ..errors import HarnessError
 from ..evidence.events import Event
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
+from ..results.metrics import COUNTED
 from ..results.stats import Comparison, format_comparison
 from ..results.verdict import GATING, CellValues, cell_settled, cell_values, compare_cell, decide_cells
 from ..run.plan import fio_matrix, fio_spec, with_runtime
@@ -166,6 +167,7 @@ class MatrixRun:
         self.ctx = RunContext(results, sink=sink, say=say, group=self.group, front_end=front_end)
         self.outcomes: dict[str, CellOutcome] = {c.id: CellOutcome(c) for c in cells(profile)}
         self.records: list[BootRecord] = []
+        self.lost: list[str] = []          # boots lost to the host and replaced, reported apart
         self.events: dict[str, list[Event]] = {baseline: [], kernel: []}
         self.consoles: dict[str, list[str]] = {baseline: [], kernel: []}
         self.done = False
@@ -221,8 +223,12 @@ class MatrixRun:
         return self
 
     def fold(self, r: BootRecord) -> None:
-        """Add one boot's record to the cells' outcomes."""
+        """Add one boot's record to the cells' outcomes (a boot the host lost counts for none:
+        the executor replaced it; it is listed in ``lost`` with its console)."""
         self.records.append(r)
+        if r.lost:
+            self.lost.append(f"{r.run_id} ({r.spec.kernel.name}): {r.lost}; console {Path(r.run_dir) / 'console.log'}")
+            return
         k = self.baseline if r.spec.role == "base" else self.kernel
         self.events[k] += list(r.events)
         self.consoles[k].append(str(Path(r.run_dir) / "console.log"))
@@ -263,9 +269,12 @@ class MatrixRun:
         out.evidence_paths += [str(Path(rec.run_dir) / e.path) for e in rec.evidence]
         return out.evidence
 
-    def decided(self) -> dict[str, list[Comparison]]:
-        """Every cell's comparisons, decided together (``verdict.decide_cells``)."""
-        return decide_cells({cid: o.cell_values() for cid, o in self.outcomes.items()})
+    def decided(self, explain: bool = False) -> dict[str, list[Comparison]]:
+        """Every cell's comparisons, decided together (``verdict.decide_cells``); with ``explain``
+        (the suite's table) also the counted metrics both sides measured, adjusted in their own
+        family, so the gating verdicts are the same either way."""
+        keys = [m.key for m in COUNTED] if explain else []
+        return decide_cells({cid: o.cell_values() for cid, o in self.outcomes.items()}, keys)
 
     def rows(self) -> list[dict]:
         """The verdict rows: one per cell and metric."""
@@ -296,7 +305,7 @@ class MatrixRun:
                     "profile": self.profile.__dict__, "rows": rows, "seed": self.seed,
                     "rounds": self.rounds, "aa": self.is_aa,
                     "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
-                    "boot_seconds": self.boot_seconds}, indent=1, sort_keys=False)
+                    "lost_boots": self.lost, "boot_seconds": self.boot_seconds}, indent=1, sort_keys=False)
         if self.sink is not None and hasattr(self.sink, "add_verdicts"):
             keep = ("line", "q_value", "hl_pct", "ci_low", "ci_high", "ci_confidence", "mde_pct", "settled")
             self.sink.add_verdicts(self.group, [{**r, "detail": {k: r[k] for k in keep}} for r in rows])

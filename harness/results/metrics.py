@@ -1,5 +1,6 @@
-"""The metrics kharness compares between kernels: each fio number with its label, unit, which way
-is better, and whether it gates a verdict or only explains one. Light on purpose (no scipy), so
+"""The metrics kharness compares between kernels: each fio number and each counted mechanism
+metric with its label, unit, which way is better, and whether it gates a verdict or only explains
+one. Light on purpose (no scipy), so
 front ends can list and check metric names without loading the statistics; the rules that use
 them are in :mod:`.verdict`."""
 
@@ -13,8 +14,9 @@ from ..errors import HarnessError
 
 @dataclass(frozen=True)
 class Metric:
-    """A fio number compared between kernels: its measurement field, how it is labelled, its
-    unit, which way is better, and whether it gates a verdict or only explains one."""
+    """A number compared between kernels (fio's, or one counted in the guest around the job):
+    its measurement field, how it is labelled, its unit, which way is better, and whether it
+    gates a verdict or only explains one."""
 
     key: str
     label: str
@@ -29,8 +31,20 @@ METRICS: tuple[Metric, ...] = (
     Metric("clat_p50_us", "p50 latency us", "us", False, False),
     Metric("clat_p99_us", "p99 latency us", "us", False, True),
     Metric("clat_p999_us", "p99.9 latency us", "us", False, False),
+    # Counted in the guest around the measured job (harness.workloads.counters): they say what
+    # the kernel did, and only explain a verdict (docs/workloads.md#counted-metrics).
+    Metric("dev_writes_per_kwrite", "device writes/kwrite", "write requests per 1000 writes", False, False),
+    Metric("flushes_per_kwrite", "flushes/kwrite", "flush requests per 1000 writes", False, False),
+    Metric("jbd2_commits_per_kwrite", "jbd2 commits/kwrite", "journal transactions per 1000 writes", False, False),
+    Metric("xfs_log_writes_per_kwrite", "xfs log writes/kwrite", "log writes per 1000 writes", False, False),
+    Metric("xfs_log_forces_per_kwrite", "xfs log forces/kwrite", "log forces per 1000 writes", False, False),
+    Metric("ctxsw_per_kwrite", "context switches/kwrite", "context switches per 1000 writes", False, False),
+    Metric("dio_wq_items_per_kwrite", "dio wq items/kwrite", "work items per 1000 writes", False, False),
+    Metric("dio_wq_peak_concurrency", "dio wq peak concurrency", "work items executing at once", True, False),
+    Metric("dio_wq_mean_us", "dio wq item us", "us from start to end of a work item", False, False),
 )
 GATING: tuple[Metric, ...] = tuple(m for m in METRICS if m.gates)
+COUNTED: tuple[Metric, ...] = METRICS[5:]
 _BY_KEY = {m.key: m for m in METRICS}
 _BY_LABEL = {m.label: m for m in METRICS}
 

@@ -72,7 +72,10 @@ def _loads(text: str | None) -> dict:
 # Column orders of the store's tables, as the tuples built here and the rows read back use them.
 _RUN_COLS = ("id, run_dir, grp, front_end, label, role, status, started, finished, kernel, kernel_key, "
              "kernel_commit, image_key, accel, workload, boot_seconds, reproduces, spec_json, record_json")
-_M_COLS = [f.name for f in fields(MeasurementRow)][:14]
+_M_NUMS = ("iops", "bw_kib_s", "clat_p50_us", "clat_p99_us", "clat_p999_us")
+# the counted metrics' columns (schema 3), in MeasurementRow's order; ``counters_json`` after them
+_M_COUNTED = tuple(f.name for f in fields(MeasurementRow)[14:23])
+_M_COLS = [f.name for f in fields(MeasurementRow)][:23] + ["counters_json"]
 _X_COLS = [f.name for f in fields(XfstestRow)]
 _V_COLS = [f.name for f in fields(VerdictRow)][1:12]
 
@@ -104,8 +107,18 @@ def _measurement_values(run_id: str, i: int, m: Mapping) -> tuple:
     w = f"record key measurements[{i}]."
     return (run_id, _str(m, "cell", w, True), *(_str(m, k, w) for k in ("fs", "disk", "pattern", "engine")),
             _int(m, "run_index", w, True), _str(m, "status", w),
-            *(_num(m, k, w) for k in ("iops", "bw_kib_s", "clat_p50_us", "clat_p99_us", "clat_p999_us")),
-            _str(m, "fio_json", w))
+            *(_num(m, k, w) for k in _M_NUMS), _str(m, "fio_json", w), *(_num(m, k, w) for k in _M_COUNTED),
+            _counters(m, w))
+
+
+def _counters(m: Mapping, where: str) -> str | None:
+    """The raw counters of a measurement as stored JSON: a mapping of names to numbers, or null."""
+    v = m.get("counters")
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        raise StoreError(f"{where}counters: expected an object or null, got {type(v).__name__}")
+    return _dumps({str(k): _num(v, k, f"{where}counters.") for k in v}, f"{where}counters")
 
 
 def _xfstest_values(run_id: str, i: int, x: Mapping) -> tuple:

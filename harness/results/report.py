@@ -10,10 +10,11 @@ from rich.table import Table
 
 
 def comparison_table(matrix: object, width: int = 160) -> str:
-    """A table: one row per cell and metric: medians, change with its Hodges-Lehmann interval,
+    """A table: one row per cell and metric (the gating ones, then the counted ones measured on
+    both sides, which explain): medians, change with its Hodges-Lehmann interval,
     p and Benjamini-Hochberg q, the minimum detectable effect, runs and verdict."""
     table = Table("cell", "metric", "baseline", "kernel", "change", "interval", "p", "q", "MDE", "runs", "verdict")
-    decided = matrix.decided()  # type: ignore[attr-defined]
+    decided = matrix.decided(explain=True)  # type: ignore[attr-defined]
     for cell_id, o in matrix.outcomes.items():  # type: ignore[attr-defined]
         for c in decided.get(cell_id, []):
             style = {"regression": "red", "improvement": "green"}.get(c.verdict, "")

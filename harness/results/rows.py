@@ -38,7 +38,7 @@ class RunRow:
 
 @dataclass(frozen=True)
 class MeasurementRow:
-    """One fio measurement of a cell, with the run's kernel and role joined in."""
+    """One fio measurement of a cell with its counted metrics, the run's kernel and role joined in."""
 
     run_id: str
     cell: str
@@ -54,6 +54,16 @@ class MeasurementRow:
     clat_p99_us: float | None
     clat_p999_us: float | None
     fio_json: str | None
+    dev_writes_per_kwrite: float | None
+    flushes_per_kwrite: float | None
+    jbd2_commits_per_kwrite: float | None
+    xfs_log_writes_per_kwrite: float | None
+    xfs_log_forces_per_kwrite: float | None
+    ctxsw_per_kwrite: float | None
+    dio_wq_items_per_kwrite: float | None
+    dio_wq_peak_concurrency: float | None
+    dio_wq_mean_us: float | None
+    counters: dict                  # the raw counts over the job ({} before counters were kept)
     kernel: str | None
     role: str | None
 

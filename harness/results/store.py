@@ -38,7 +38,7 @@ from .rows import EventRow, EvidenceRow, MeasurementRow, RunRow, StoreError, Ver
 
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "Store", "StoreError", "default_store_path", "migrate"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 
 MIGRATIONS: list[str] = [
@@ -85,6 +85,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_reproduces ON runs(reproduces);
     CREATE INDEX measurements_cell ON measurements(cell);
     CREATE INDEX xfstests_test ON xfstests(test, status);
+    """,
+    # 3: the counted metrics of each measurement (harness.workloads.counters) and its raw counts.
+    """
+    ALTER TABLE measurements ADD COLUMN dev_writes_per_kwrite REAL;
+    ALTER TABLE measurements ADD COLUMN flushes_per_kwrite REAL;
+    ALTER TABLE measurements ADD COLUMN jbd2_commits_per_kwrite REAL;
+    ALTER TABLE measurements ADD COLUMN xfs_log_writes_per_kwrite REAL;
+    ALTER TABLE measurements ADD COLUMN xfs_log_forces_per_kwrite REAL;
+    ALTER TABLE measurements ADD COLUMN ctxsw_per_kwrite REAL;
+    ALTER TABLE measurements ADD COLUMN dio_wq_items_per_kwrite REAL;
+    ALTER TABLE measurements ADD COLUMN dio_wq_peak_concurrency REAL;
+    ALTER TABLE measurements ADD COLUMN dio_wq_mean_us REAL;
+    ALTER TABLE measurements ADD COLUMN counters_json TEXT;
     """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -313,7 +326,8 @@ class Store:
         """The fio measurements of these runs, by run, cell and run index."""
         sql = (f"SELECT {', '.join('t.' + c for c in _M_COLS)}, r.kernel, r.role "
                "FROM measurements t JOIN runs r ON r.id = t.run_id")
-        return [MeasurementRow(*r) for r in self._by_runs(sql, run_ids, "t.run_id, t.cell, t.run_index")]
+        return [MeasurementRow(*r[:23], _loads(r[23]), *r[24:])  # type: ignore[call-arg]
+                for r in self._by_runs(sql, run_ids, "t.run_id, t.cell, t.run_index")]
 
     def xfstests(self, run_ids: Iterable[str]) -> list[XfstestRow]:
         """The xfstests results of these runs, by run, section and test."""

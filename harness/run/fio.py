@@ -1,8 +1,10 @@
 """One fio measurement in a booted guest.
 
-Render the job, send it in (one SSH round trip, which also creates the job directory on the
-scratch filesystem and so is under the deadline too), run fio with JSON+ on stdout, keep the
-JSON in the run directory, parse it. Past the deadline the hang handler takes over.
+Render the job, send it in with the counters script (one SSH round trip, which also creates the
+job directory on the scratch filesystem, readies tracefs, and so is under the deadline too), run
+fio with JSON+ on stdout (the measured job snapshots the guest's counters as it starts and after
+its last I/O: :mod:`harness.workloads.counters`), keep the JSON in the run directory, parse it,
+then fetch the counters in one more round trip. Past the deadline the hang handler takes over.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from ..errors import WorkloadError
 from ..evidence.capture import Capture, capture_sysrq
 from ..vm.machine import VM
 from ..vm.ssh import GuestCommandError
-from ..workloads.fio import FioJob, fio_argv, parse_fio_json, render_job
+from ..workloads.counters import deltas, guest_script, kept, parse_capture, per_kwrite
+from ..workloads.fio import FioJob, FioResult, fio_argv, parse_fio_json, render_job
 from .hang import console_offset, handle_hang
 from .records import EvidenceRef, MeasurementRecord
 from .spec import FioCell, FioJobSpec, SysrqSampling
@@ -79,10 +82,34 @@ class Sampler:
         self._thread.join(60)
 
 
+def _device(vm: VM, cell: FioCell) -> str:
+    """The block device name (``nvme0n1``) of the cell's disk."""
+    disk = next((d for d in vm.cfg.disks if d.kind == cell.disk), None)
+    if disk is None:
+        raise WorkloadError(f"cell {cell.id}: the VM has no {cell.disk} disk")
+    return vm.device_for(disk).removeprefix("/dev/")
+
+
+def counted(vm: VM, script: str, out: Path, fio: FioResult) -> dict[str, Any]:
+    """The counted metrics of a finished job (fields of MeasurementRecord), from the snapshots
+    its hooks took and the trace; the text is kept in ``out`` (the trace's head only). Best
+    effort: a guest that cannot say gives no counters, and the reason in ``out``."""
+    try:
+        text = vm.run(["sh", script, "collect"], timeout=300).stdout
+        out.write_text(kept(text))
+        capture = parse_capture(text)
+    except (GuestCommandError, WorkloadError) as e:
+        out.write_text(f"kharness: no counters: {e}\n")
+        return {}
+    raw = {**deltas(capture), "fio_writes": float(fio.total_ios)}
+    return {**per_kwrite(raw, fio.total_ios), "counters": raw}
+
+
 def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
-            sampling: SysrqSampling | None = None, deadline: float | None = None
+            sampling: SysrqSampling | None = None, deadline: float | None = None, trace: bool = True
             ) -> tuple[MeasurementRecord, list[EvidenceRef], list[str]]:
-    """Run ``cell`` once; return its record, evidence files and sysrq summary lines.
+    """Run ``cell`` once; return its record (with the counted metrics), evidence files and
+    sysrq summary lines. ``trace``: record the dio workqueue's items through tracefs.
 
     A fio that exits non-zero gives a record with status ``error`` (its output kept); a fio
     past its deadline raises HangError from the hang handler (the VM is then dead)."""
@@ -90,7 +117,9 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     fio_dir = run_dir / "fio"
     fio_dir.mkdir(parents=True, exist_ok=True)
     marker = f"{GUEST_DIR}/{label}.started" if sampling else ""
-    job = dataclasses.replace(fio_job(cell.job, tag=f"r{run_index}"), marker=marker)
+    script = f"{GUEST_DIR}/{label}.counters.sh"
+    job = dataclasses.replace(fio_job(cell.job, tag=f"r{run_index}"), marker=marker, counters=script)
+    script_text = guest_script(_device(vm, cell), f"{GUEST_DIR}/{label}", trace, cell.fs.fstype)
     jobfile = fio_dir / f"{label}.fio"
     jobfile.write_text(render_job(job))
     local_json = fio_dir / f"{label}.json"
@@ -102,8 +131,8 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
                 engine=cell.job.engine, run_index=run_index, fio_json=f"fio/{local_json.name}")
     sampler = Sampler(vm, sampling, run_dir / "sysrq", label, marker) if sampling else None
     try:
-        vm.run(["sh", "-c", 'mkdir -p "$1" "$2" && rm -f "$4" && cat > "$3"', "sh", GUEST_DIR, job.directory,
-                guest_job, marker or f"{GUEST_DIR}/.none"],
+        vm.run(["sh", "-c", 'mkdir -p "$1" "$2" && rm -f "$4" && cat > "$3" && printf %s "$6" > "$5" && sh "$5" setup',
+                "sh", GUEST_DIR, job.directory, guest_job, marker or f"{GUEST_DIR}/.none", script, script_text],
                stdin=jobfile.read_text(), timeout=min(60.0, limit))
         if sampler:
             sampler.__enter__()
@@ -127,9 +156,11 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     for cap in (sampler.captures if sampler else []):
         evidence += [EvidenceRef(str(p.relative_to(run_dir)), "sysrq") for p in (cap.raw_path, cap.json_path) if p]
         summary += cap.summary()
+    (run_dir / "counters").mkdir(exist_ok=True)
+    extra = counted(vm, script, run_dir / "counters" / f"{label}.txt", r)
     rec = MeasurementRecord(status="ok" if not r.error else "error", iops=r.iops, bw_kib_s=r.bw_kib_s,
                             clat_p50_us=r.clat_p50_us, clat_p99_us=r.clat_p99_us,
                             clat_p999_us=r.clat_p999_us, error=f"fio errno {r.error}" if r.error else None,
-                            **base)
+                            **base, **extra)
     return rec, evidence, summary
 

@@ -34,6 +34,18 @@ class MeasurementRecord:
     clat_p999_us: float | None = None
     fio_json: str | None = None
     error: str | None = None
+    # counted metrics (harness.workloads.counters; None in records made before them or where
+    # the counter is absent): per 1000 of the job's writes, and the dio workqueue's figures
+    dev_writes_per_kwrite: float | None = None
+    flushes_per_kwrite: float | None = None
+    jbd2_commits_per_kwrite: float | None = None
+    xfs_log_writes_per_kwrite: float | None = None
+    xfs_log_forces_per_kwrite: float | None = None
+    ctxsw_per_kwrite: float | None = None
+    dio_wq_items_per_kwrite: float | None = None
+    dio_wq_peak_concurrency: float | None = None
+    dio_wq_mean_us: float | None = None
+    counters: dict[str, float] | None = None    # the raw changes over the job, and fio's writes
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,9 @@ class BootRecord:
     group: str | None = None
     front_end: str = "cli"
     reproduces: str | None = None
+    # why the boot was lost to the host (harness.evidence.infra), set by the executor that
+    # replaced it with a fresh boot; "" for a boot that counts
+    lost: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the results store and ``record.json`` take."""

@@ -22,8 +22,10 @@ when it starts (after the
 ``stonewall``) rather than fio laying out every job's files before the first job runs.
 
 Job-name convention: the measured job is ``measure.<pattern>.<engine>`` and set-up jobs are
-``prep.<pattern>``. ``group_reporting=1`` is set, so fio reports one entry per job section with
-its ``numjobs`` clones aggregated (IOPS and bandwidth summed, latency percentiles merged).
+``prep.<pattern>``. Only the measured job has hooks (``exec_prerun``/``exec_postrun``, see
+:func:`hooks`): the counters script around it and the sysrq sampler's marker.
+``group_reporting=1`` is set, so fio reports one entry per job section with its ``numjobs``
+clones aggregated (IOPS and bandwidth summed, latency percentiles merged).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class FioJob:
     in ``directory``); use a fresh directory or a distinct tag per run so no stale file is reused
     (measured jobs unlink their files at the end). ``marker``, if set, is a guest path the measured
     job touches as it starts (fio ``exec_prerun``): a sampler waits for it before capturing.
+    ``counters``, if set, is the guest path of a :func:`harness.workloads.counters.guest_script`
+    the measured job runs as it starts (``before``) and after its last I/O (``after``).
     """
 
     pattern: str
@@ -74,6 +78,7 @@ class FioJob:
     ramp_time: int = 0
     tag: str = "0"
     marker: str = ""
+    counters: str = ""
 
     @property
     def name(self) -> str:
@@ -143,8 +148,10 @@ def validate_job(job: FioJob) -> None:
         value = getattr(job, key)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise HarnessError(f"fio {key} {value!r}: want an integer from {low} to {high}")
-    if job.marker and (not _MARKER.match(job.marker) or ".." in job.marker):
-        raise HarnessError(f"fio marker {job.marker!r}: want an absolute path of [A-Za-z0-9_./-]")
+    for key in ("marker", "counters"):
+        value = getattr(job, key)
+        if value and (not _MARKER.match(value) or ".." in value):
+            raise HarnessError(f"fio {key} {value!r}: want an absolute path of [A-Za-z0-9_./-]")
     if not _TAG.match(job.tag):
         raise HarnessError(f"fio tag {job.tag!r}: want 1-64 characters of [A-Za-z0-9_-]")
 
@@ -155,14 +162,24 @@ def _environment() -> jinja2.Environment:
                               autoescape=False)
 
 
+def hooks(job: FioJob) -> tuple[str, str]:
+    """The measured job's ``exec_prerun`` and ``exec_postrun`` commands ('' for none): the
+    counters script's ``before``/``after`` steps, and the sampler's marker touched as it starts.
+    fio runs each with system() and keeps its output in ``<job>.prerun.txt``/``.postrun.txt``."""
+    if job.counters:
+        return f"sh {job.counters} before {job.marker}".rstrip(), f"sh {job.counters} after"
+    return (f"touch {job.marker}" if job.marker else ""), ""
+
+
 def render_job(job: FioJob) -> str:
     """The fio job file text for ``job``; HarnessError if the pattern, engine or a value is invalid."""
     validate_job(job)
     template = _environment().get_template(f"{job.pattern}.fio.j2")
+    prerun, postrun = hooks(job)
     return template.render(name=job.name, pattern=job.pattern, engine=job.engine,
                            directory=job.directory, iodepth=job.iodepth, numjobs=job.numjobs,
                            bs=str(job.bs).lower(), size=str(job.size).lower(), runtime=job.runtime,
-                           ramp_time=job.ramp_time, tag=job.tag, marker=job.marker)
+                           ramp_time=job.ramp_time, tag=job.tag, prerun=prerun, postrun=postrun)
 
 
 def fio_argv(jobfile_path_in_guest: str, output_path: str | None = None) -> list[str]:

@@ -147,7 +147,7 @@ def test_migration_from_version_1(tmp_path):
     conn.commit()
     conn.close()
     with Store(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         run = store.run("old-run-1")
         assert (run.kernel, run.accel, run.spec, run.boot_seconds, run.reproduces) == (
             "v6.1", "tcg", {"kernel": {"name": "v6.1"}}, 4.5, None)
@@ -168,10 +168,10 @@ def test_migrate_step_by_step_and_newer_refused(tmp_path):
     assert migrate(conn, target=1) == 1
     assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {
         "runs", "measurements"}
-    assert migrate(conn) == 2 and migrate(conn) == 2
-    conn.execute("PRAGMA user_version = 3")
+    assert migrate(conn, target=2) == 2 and migrate(conn) == 3 and migrate(conn) == 3
+    conn.execute("PRAGMA user_version = 4")
     conn.close()
-    with pytest.raises(StoreError, match=r"m\.sqlite.*version 3.*newer.*\(2\)"):
+    with pytest.raises(StoreError, match=r"m\.sqlite.*version 4.*newer.*\(3\)"):
         Store(tmp_path / "m.sqlite")
 
 
