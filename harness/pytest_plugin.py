@@ -206,6 +206,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"A/A run ({m.kernel} against itself): {len(flagged)} of {len(rows)} "
                                     f"comparisons flagged: the false-alarm rate measured here is "
                                     f"{len(flagged) / max(1, len(rows)):.0%}")
+    if m.lost:
+        terminalreporter.write_line(f"boots lost to the host and replaced ({len(m.lost)}; not kernel failures):")
+        for line in m.lost:
+            terminalreporter.write_line(f"  {line}")
     terminalreporter.write_line(f"results: {m.results} (group {m.group} in {session.store.path})")
 
 

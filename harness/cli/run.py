@@ -55,14 +55,19 @@ def _run_fio(args: argparse.Namespace) -> int:
                         deadline_s=args.deadline)
         ctx = RunContext(results_root_from_args(args), sink=store, say=say, front_end="cli", max_boots_per_spec=1)
         records = LocalExecutor().execute([spec], ctx)
+    lost = [r for r in records if r.lost]
+    records = [r for r in records if not r.lost]
     out.print(_fio_table(records))
+    for rec in lost:
+        console.print(escape(f"run {rec.run_id}: lost to the host, replaced: {rec.lost}; results: {rec.run_dir}"))
     for rec in records:
         for f in rec.failures:
             console.print(f"[red]{escape(rec.status)}:[/red] {escape(f)}")
         out.print(escape(f"run {rec.run_id}: {rec.status}; results: {rec.run_dir}"))
     if any(r.status == "hang" for r in records):
         return 3
-    return 0 if all(r.status == "done" and all(m.status == "ok" for m in r.measurements) for r in records) else 1
+    return 0 if records and all(r.status == "done" and all(m.status == "ok" for m in r.measurements)
+                                for r in records) else 1
 
 
 def _run_xfstests(args: argparse.Namespace) -> int:

@@ -142,8 +142,10 @@ _HEADERS: list[tuple[re.Pattern[str], str, str, str]] = [
     (re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)$"), "panic", "panic", "now"),
     (re.compile(r"^BUG: (?P<what>[^:!]+)"), "bug", "generic", "now"),
 ]
-# __die_header(): "%s: %04lx [#%d]..." — folded into the BUG line that precedes it, if any.
-_DIE = re.compile(r"^(?P<what>Oops|invalid opcode|divide error|stack segment|int3|double fault|"
+# __die_header() (arch/x86/kernel/dumpstack.c): "%s: %04lx [#%d]..." on 6.1, "Oops: %s: %04lx
+# [#%d]..." on 6.12 ("Oops: int3: 0000 [#1]", "Oops: Oops: 0000 [#1]") — folded into the BUG line
+# that precedes it, if any.
+_DIE = re.compile(r"^(?:Oops: )?(?P<what>Oops|invalid opcode|divide error|stack segment|int3|double fault|"
                   r"stack guard page|Bad pagetable): [0-9a-f]{4} \[#\d+\]")
 _LOCK_TRIGGER = re.compile(r"is trying to acquire|just changed the state of lock| takes:$")
 _LOCK_AT = re.compile(r", at: (?P<func>[A-Za-z_.$][\w.$]*)\+0x")

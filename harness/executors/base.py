@@ -50,6 +50,7 @@ class RunContext:
     reproduces: str | None = None
     tests_source: Path | None = None
     max_boots_per_spec: int = 10
+    max_replacements: int = 2       # fresh boots for boots lost to the host, per spec
 
     def but(self, **changes: Any) -> RunContext:
         """This context with ``changes`` (e.g. ``max_boots_per_spec=1`` for an evidence boot)."""

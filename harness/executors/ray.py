@@ -51,7 +51,7 @@ from ..util import write_json
 from ..vocab import Say
 from . import artifacts
 from .base import RunContext
-from .local import progressed
+from .local import lost_to_host, progressed
 from .ray_unit import Tracker, import_ray, record_from_json, resources_for, run_unit, unit_deadline, unpack_run_dir
 
 
@@ -186,11 +186,19 @@ class RayExecutor:
             say(f"boot {run_dir.name}: {spec.kernel.name}, {', '.join(d.kind for d in spec.disks)} "
                 f"(ray task, deadline {dl:.0f}s)")
 
+        replaced: dict[int, int] = {}
+
         def record(unit: _Unit, rec: BootRecord) -> None:
+            if replaced.get(unit.index, 0) < ctx.max_replacements:
+                rec = lost_to_host(rec)
             results[unit.index].append(rec)
             if sink is not None:
                 sink.add_run(rec.to_json())
-            if rec.remaining and progressed(rec, unit.spec) and unit.boots < max_boots_per_spec:
+            if rec.lost:
+                replaced[unit.index] = replaced.get(unit.index, 0) + 1
+                say(f"boot {rec.run_id} lost to the host ({rec.lost}): a fresh boot replaces it")
+                submit(unit.index, unit.spec, unit.boots)
+            elif rec.remaining and progressed(rec, unit.spec) and unit.boots < max_boots_per_spec:
                 submit(unit.index, unit.spec.narrowed(rec.remaining), unit.boots + 1)
 
         try:

@@ -177,3 +177,18 @@ def test_decide_adjusts_across_the_whole_matrix_and_keeps_each_cells_comparisons
     assert set(among) == {"a", *(f"n{i}" for i in range(20))} and all(len(v) == 2 for v in among.values())
     p = alone["a"][0].p_value
     assert alone["a"][0].q_value < among["a"][0].q_value and among["a"][0].p_value == p
+
+
+def test_a_boot_lost_to_the_host_counts_for_no_cell_and_is_listed_apart(tmp_path):
+    profile = make_profile("quick", filesystems=["ext4"])
+    m = MatrixRun.__new__(MatrixRun)
+    m.kernel, m.baseline, m.profile, m.results = "patched", "baseline", profile, tmp_path
+    from harness.drivers.matrix import CellOutcome
+    m.outcomes = {c.id: CellOutcome(c) for c in cells(profile)}
+    m.records, m.events, m.consoles, m.lost = [], {"baseline": [], "patched": []}, {"baseline": [], "patched": []}, []
+    rec = dataclasses.replace(record(fio_spec(), "n0", "new", ()), status="boot-failed",
+                              failures=("QEMU exited during boot (exit -9)",), remaining=tuple(m.outcomes),
+                              lost="QEMU ended by signal 9 before the guest answered")
+    m.fold(rec)
+    assert not any(o.failures for o in m.outcomes.values())
+    assert m.events["patched"] == [] and len(m.lost) == 1 and "signal 9" in m.lost[0]

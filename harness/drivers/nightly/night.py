@@ -247,8 +247,10 @@ class Night:
         self._save(spent_s=self.budget.spent)
         krefs = {s.label: u.kref for s, (u, _, _) in zip(specs, batch)}
         for r in recs:
-            if r.status in ("boot-failed", "error"):
-                kref = krefs.get(r.spec.label, r.spec.kernel.name)
+            kref = krefs.get(r.spec.label, r.spec.kernel.name)
+            if r.lost:   # replaced by a fresh boot: the host's failure, listed apart from the kernel's
+                self.failures.append(f"{r.run_id} ({kref}): lost to the host, replaced: {r.lost}")
+            elif r.status in ("boot-failed", "error"):
                 self.failures += [f"{r.run_id} ({kref}): {r.status}: {f.splitlines()[0]}" for f in r.failures[:3]]
 
     def retry_units(self) -> list[Unit]:
