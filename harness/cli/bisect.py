@@ -14,7 +14,8 @@ from .common import console, open_store, out, results_root_from_args, say
 
 def _settings(args: argparse.Namespace):
     from ..drivers.checks import FioSettings  # heavy (checks, testbed, executors, scipy): loaded only for this verb
-    return FioSettings(runtime=args.runtime, size=args.size, runs=args.runs, max_rounds=args.max_rounds)
+    return FioSettings(runtime=args.runtime, size=args.size, runs=args.runs, max_rounds=args.max_rounds,
+                       interleave=not getattr(args, "no_interleave", False))
 
 
 def _tests_source(check):
@@ -29,13 +30,17 @@ def _tests_source(check):
 def _bisect(args: argparse.Namespace) -> int:
     # heavy (checks, testbed, executors, scipy): loaded only for this verb
     from ..drivers.bisect import Bisect
+    from ..drivers.bisect_flaky import FlakyBisect
     from ..drivers.checks import parse_check
     from ..executors.choose import executor_for
     check = parse_check(args.check)
     with open_store(args) as store, executor_for(args.ray) as executor:
-        b = Bisect(args.kernel, args.good, args.bad, check, results_root_from_args(args), repeat=args.repeat,
-                   sink=store, say=say, fio=_settings(args), accel=args.accel, tests_source=_tests_source(check),
-                   executor=executor)
+        common = dict(repeat=args.repeat, sink=store, say=say, fio=_settings(args), accel=args.accel,
+                      tests_source=_tests_source(check), executor=executor)
+        root = results_root_from_args(args)
+        b = (Bisect(args.kernel, args.good, args.bad, check, root, **common) if args.confidence is None else
+             FlakyBisect(args.kernel, args.good, args.bad, check, root, confidence=args.confidence,
+                         budget=args.max_boots, **common))
         result = b.run()
     out.print(escape(result.report))
     return 0 if result.culprit and result.confirmed else 1
@@ -94,6 +99,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--kernel", required=True, help="a kernel definition (its source holds the history)")
     b.add_argument("--good", required=True, help="a commit, tag or branch that passes the check")
     b.add_argument("--bad", required=True, help="a descendant of --good that fails it")
+    b.add_argument("--confidence", type=float, metavar="P",
+                   help="a flaky boot, guest: or xfstests: check: bisect probabilistically until one commit is the "
+                        "first bad one with probability P (e.g. 0.95), spending runs where they tell most")
+    b.add_argument("--no-interleave", action="store_true",
+                   help="fio check: judge each step against the endpoints' values from the start, not in "
+                        "alternating boots with the last good commit (half the boots; see docs/bisect.md)")
+    b.add_argument("--max-boots", type=int, default=60, metavar="N",
+                   help="with --confidence: stop after N boots in all, sure or not (default 60)")
     _common(b)
     b.set_defaults(func=_bisect)
     c = sub.add_parser("check", help="judge one kernel: exit 0 good, 1 bad, 125 cannot test (git bisect run)")

@@ -8,8 +8,11 @@ commit (an incremental build in the shared ``O=`` tree) and checked:
 * both endpoints first; a good endpoint that is not good, or a bad one that is not bad, stops;
 * a step that cannot be tested (build error, patches that do not apply, a boot failure under a
   non-boot check, a harness error, flaky repeats, open statistics) is a ``git bisect skip``;
+* a performance step is measured in alternating boots with the last good commit before it
+  (``interleave.py``), not against references from the start;
 * a step whose kernel is byte-identical to one already tested reuses that verdict;
-* the culprit is confirmed (checked again, fresh: bad) and so is its parent (good);
+* the culprit is confirmed (checked again, fresh: bad) and so is its parent (good); the report
+  states how sure it is (``bayes.explain``; a flaky check: ``bisect_flaky.py``, ``--confidence``);
 * every step goes to ``state.json`` (resume: run the same command again), to the results store
   (its boots, and the step as a verdict row), and to ``bisect-replay.log`` (``git bisect log``
   output, which ``git bisect replay`` accepts).
@@ -21,7 +24,6 @@ import dataclasses
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config.kernels import load_kernel
@@ -31,60 +33,29 @@ from ..kernel.build import resolve_commit
 from ..kernel.git import git
 from ..kernel.source import import_source
 from ..paths import cache_dir
-from ..results.verdict import paired_rule
-from ..run.records import BootRecord
+from ..results.verdict import half_gap_pct
 from ..run.spec import SysrqSampling
 from ..run.testbed import Testbed
 from ..util import file_lock, run, sha256_file, write_json
 from ..vocab import KernelRef, Say
+from . import bayes
+from .bisect_steps import BisectResult, Step, median, slug, step_lines
 from .checks import Check, Checker, FioSettings, Verdict, decide
+from .interleave import alternate
 
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.M)
 _SKIPPED_ONLY = "There are only 'skip'ped commits left to test"
+CONFIRM_ROUNDS = 6   # a confirmation may take this many alternating rounds while open (docs/bisect.md)
 
 
 class BisectError(HarnessError):
     """A bisect that cannot go on: endpoints that do not behave, or no commits between them."""
 
 
-@dataclass
-class Step:
-    """One tested commit."""
-
-    phase: str                      # endpoint | step | confirm
-    commit: str
-    subject: str
-    outcome: str                    # good | bad | skip
-    reason: str
-    kernel_key: str | None = None
-    bzimage_sha256: str | None = None
-    run_ids: list[str] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    p_value: float | None = None
-    pct_change: float | None = None
-    reused_from: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class BisectResult:
-    """How a bisect ended: the culprit (or the candidates when skips hid it) and every step."""
-
-    culprit: str | None
-    candidates: list[str]
-    confirmed: bool
-    steps: list[Step]
-    report: str
-    directory: Path
-    evidence: dict[str, list[str]] = field(default_factory=dict)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60]
-
-
 class Bisect:
     """A bisect of ``kernel`` between ``good`` and ``bad`` with ``check``; resumable."""
+
+    suffix = ""     # of the bisect's id (a probabilistic bisect keeps its own state)
 
     def __init__(self, kernel: str, good: str, bad: str, check: Check, root: Path, *, repeat: int = 1,
                  sink: RecordSink | None = None, say: Say = print, fio: FioSettings = FioSettings(),
@@ -107,7 +78,7 @@ class Bisect:
         if self._rc(["merge-base", "--is-ancestor", self.good, self.bad]) != 0:
             raise BisectError(f"good {self.good_ref} ({self.good[:12]}) is not an ancestor of bad "
                               f"{self.bad_ref} ({self.bad[:12]})")
-        self.id = f"bisect-{self.kernel}-{self.good[:12]}-{self.bad[:12]}-{slug(self.check.text)}"
+        self.id = f"bisect-{self.kernel}-{self.good[:12]}-{self.bad[:12]}-{slug(self.check.text)}{self.suffix}"
         self.dir = self.root / self.id
         self.dir.mkdir(parents=True, exist_ok=True)
         self.worktree = cache_dir("bisect") / self.id
@@ -186,16 +157,46 @@ class Bisect:
             step.outcome, step.reused_from = earlier[0]["outcome"], earlier[0]["commit"]
             step.reason = f"kernel byte-identical to {earlier[0]['commit'][:12]}'s: {earlier[0]['reason']}"
             return self._record(step, t0)
-        if self.check.kind == "fio":
-            refs = self.state["refs"]
-            v = self.checker.performance(refs["good"], ref, bad_reference=refs.get("bad"))
+        if self.check.kind == "fio" and self.fio.interleave:
+            self._performance_step(step)
+        elif self.check.kind == "fio":   # against the endpoints' values from the start (--no-interleave)
+            self._fill(step, self.checker.performance(self.state["refs"]["good"], ref,
+                                                      bad_reference=self.state["refs"]["bad"]))
         else:
-            v = self.checker.repeated(ref, self.repeat)
-        self._fill(step, v)
+            self._fill(step, self._judge(ref))
         return self._record(step, t0)
+
+    def _judge(self, ref: str) -> Verdict:
+        """A functional check on one kernel: ``--repeat`` runs, a skip when they disagree."""
+        return self.checker.repeated(ref, self.repeat)
+
+    def _performance_step(self, step: Step) -> None:
+        """A performance step measured in alternating boots with the last good commit before it
+        and decided by the paired rule, needing at least the minimum effect and half the
+        endpoints' gap on the ratio scale (``verdict.half_gap_pct``)."""
+        refs = self.state["refs"]
+        eff = max(self.check.min_effect_pct, half_gap_pct(refs["good"], refs["bad"]))
+        last = self._last_good(step.commit)
+        a = alternate(self.checker.measure, self._at(last), self._at(step.commit), min_effect_pct=eff,
+                      least=self.fio.min_rounds, most=self.fio.max_rounds, say=self.say)
+        step.outcome, step.reference, step.values = a.outcome, last, a.values(1)
+        step.reason = f"against {last[:12]} (last good), alternately: {a.reason}"
+        step.run_ids = [r.run_id for recs in a.records.values() for r in recs]
+        if a.paired is not None:
+            step.pct_change, step.p_value = a.paired.pct, a.paired.p_value
+
+    def _last_good(self, commit: str) -> str:
+        """The commit most recently found good that is an ancestor of ``commit`` (in a bisect,
+        the lower end of what is left); the good endpoint at first."""
+        for s in reversed(self.state["steps"]):
+            if s["outcome"] == "good" and s["phase"] in ("endpoint", "step") and s["commit"] != commit \
+                    and self._rc(["merge-base", "--is-ancestor", s["commit"], commit]) == 0:
+                return s["commit"]
+        return self.good
 
     def _fill(self, step: Step, v: Verdict) -> None:
         step.outcome, step.reason, step.run_ids, step.values = v.outcome, v.reason, v.run_ids, list(v.values)
+        step.runs, step.failures = v.runs, v.failures
         if v.comparison is not None:
             step.p_value, step.pct_change = v.comparison.p_value, v.comparison.pct_change
 
@@ -208,7 +209,7 @@ class Bisect:
             self.sink.add_verdicts(self.id, [{
                 "cell": self.check.text, "metric": f"{step.phase}:{step.commit}", "base_kernel": self.good,
                 "new_kernel": step.commit, "verdict": step.outcome, "pct_change": step.pct_change,
-                "p_value": step.p_value, "new_median": _median(step.values),
+                "p_value": step.p_value, "new_median": median(step.values),
                 "detail_json": {k: v for k, v in dataclasses.asdict(step).items() if k != "values"}}])
         return step
 
@@ -266,13 +267,17 @@ class Bisect:
                                    front_end="bisect", say=self.say, fio=self.fio, tests_source=self.tests_source,
                                    executor=self.executor)
             self._endpoints()
-            out = self._start_git()
-            try:
-                culprit, candidates = self._loop(out)
-            finally:
-                self._finish_git()
+            culprit, candidates = self._search()
             confirmed, evidence = self._confirm(culprit) if culprit else (False, {})
         return self._result(culprit, candidates, confirmed, evidence)
+
+    def _search(self) -> tuple[str | None, list[str]]:
+        """The culprit (or the candidates skips left) by git bisect."""
+        out = self._start_git()
+        try:
+            return self._loop(out)
+        finally:
+            self._finish_git()
 
     def _loop(self, out: str) -> tuple[str | None, list[str]]:
         """Test BISECT_HEAD and tell git, until git names the first bad commit (or gives up)."""
@@ -311,50 +316,65 @@ class Bisect:
         return self.evaluate(commit, "confirm", fresh=True)
 
     def _confirm_interleaved(self, culprit: str, parent: str) -> tuple[Step, Step]:
-        """A performance culprit against its parent, measured in alternating boots (parent,
-        culprit, parent, ...) in the same minutes, not against the endpoint references measured
-        at the start: the host's speed can swing several-fold between the two. Decided by the
-        paired rule (``verdict.paired_rule``) on the per-round ratios, after at least two rounds
-        and up to ``max_rounds`` while it is open. Steps recorded before an interruption stand."""
+        """A performance culprit against its parent in alternating boots (``interleave.alternate``:
+        parent, culprit, parent, ...), at least two rounds and up to ``CONFIRM_ROUNDS`` (or
+        ``max_rounds`` if more) while the paired rule is open. Steps recorded before an
+        interruption stand."""
         again, before = self._recorded("confirm", culprit), self._recorded("confirm", parent)
         if again is not None and before is not None:
             self.say(f"confirm {culprit[:12]} against its parent: {again.outcome}, recorded before the resume")
             return again, before
         t0 = time.monotonic()
-        records: dict[str, list[BootRecord]] = {parent: [], culprit: []}
-        rounds: list[tuple[list[float], list[float]]] = []   # (parent's IOPS, culprit's IOPS) a round
-        least = max(2, self.fio.min_rounds)
-        outcome, reason, pct, p = "skip", "not measured", None, None
-        for round_ in range(max(least, self.fio.max_rounds)):
-            got = {}
-            for commit in (parent, culprit):
-                self.say(f"confirm {commit[:12]} round {round_ + 1} (alternating with its "
-                         f"{'child' if commit == parent else 'parent'})")
-                got[commit], recs = self.checker.measure(self._at(commit))
-                records[commit] += recs
-            if not got[parent] or not got[culprit]:
-                failures = [f for recs in records.values() for r in recs for f in r.failures]
-                outcome, reason = "skip", "no measurement: " + "; ".join(failures)[:300]
-                break
-            rounds.append((got[parent], got[culprit]))
-            if len(rounds) >= least:
-                ps = paired_rule(rounds, min_effect_pct=self.check.min_effect_pct)
-                outcome, reason, pct, p = {"open": "skip"}.get(ps.outcome, ps.outcome), ps.line, ps.pct, ps.p_value
-                if ps.outcome != "open":
-                    break
+        self.say(f"confirm {culprit[:12]} against its parent {parent[:12]}, alternating boots")
+        a = alternate(self.checker.measure, self._at(parent), self._at(culprit),
+                      min_effect_pct=self.check.min_effect_pct, least=self.fio.min_rounds,
+                      most=max(CONFIRM_ROUNDS, self.fio.max_rounds), say=self.say)
+        pct, p = (a.paired.pct, a.paired.p_value) if a.paired else (None, None)
         steps = []
-        for i, commit in ((1, culprit), (0, parent)):
+        for side, commit in ((1, culprit), (0, parent)):
             build = self.bed.kernel(self._at(commit))
             if commit == culprit:
-                mine, why = outcome, f"against its parent, measured alternately: {reason}"
+                mine, why = a.outcome, f"against its parent, measured alternately: {a.reason}"
             else:
-                mine = "good" if outcome == "bad" else "skip"
-                why = f"the reference of the culprit's alternating boots; the culprit against it: {reason}"
+                mine = "good" if a.outcome == "bad" else "skip"
+                why = f"the reference of the culprit's alternating boots; the culprit against it: {a.reason}"
             s = Step("confirm", commit, self._subject(commit), mine, why,
-                     run_ids=[r.run_id for r in records[commit]], values=[v for pair in rounds for v in pair[i]],
-                     kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage), pct_change=pct, p_value=p)
+                     run_ids=[r.run_id for r in a.records[self._at(commit)]], values=a.values(side),
+                     kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage), pct_change=pct, p_value=p,
+                     reference=parent if commit == culprit else None)
             steps.append(self._record(s, t0))
         return steps[0], steps[1]
+
+    def _confidence(self, culprit: str | None, confirmed: bool) -> dict:
+        """How sure the bisect is, for result.json and the report (``lines``). A performance
+        culprit: its paired comparison with its parent. A functional one: the posterior of
+        :mod:`.bayes` over the first-parent chain from the steps' runs, as if the check might be
+        flaky (bad kernels failing at an unknown rate, good ones 1 run in 100)."""
+        if culprit is None:
+            return {"lines": ["confidence: no single culprit"]}
+        if self.check.kind == "fio":
+            c = self._recorded("confirm", culprit)
+            line = (f"confidence: the culprit against its parent, paired p={c.p_value:.2g}, {c.pct_change:+.0f}%; "
+                    "more alternating rounds (--max-rounds) would narrow it") if c and c.p_value is not None \
+                else "confidence: the culprit was not measured against its parent"
+            return {"p_value": c.p_value if c else None, "pct_change": c.pct_change if c else None, "lines": [line]}
+        commits = self._chain()
+        if not commits or culprit not in commits:
+            return {"lines": ["confidence: not computed (the history between good and bad is not one chain)"]}
+        return bayes.explain(commits, self.state["steps"], culprit, 0.95, note="if the check might be flaky; "
+                             "a probabilistic bisect (--confidence) runs until it is sure")
+
+    def _chain(self) -> list[str]:
+        """The first-parent chain after good up to bad, oldest first; empty when good is not on it."""
+        out = git(self.repo, "rev-list", "--first-parent", self.bad, f"^{self.good}").split()[::-1]
+        return out if out and git(self.repo, "rev-parse", f"{out[0]}^") == self.good else []
+
+    def _head(self, confirmed: bool) -> str:
+        if self.check.kind == "fio":
+            return ("culprit (confirmed: a regression against its parent, measured alternately):" if confirmed
+                    else "culprit (NOT confirmed against its parent measured alternately; see the confirm steps):")
+        return ("culprit (confirmed: fails again, its parent passes):" if confirmed else
+                "culprit (NOT confirmed on repeat; see the confirm steps):")
 
     def _result(self, culprit: str | None, candidates: list[str], confirmed: bool,
                 evidence: dict[str, list[str]]) -> BisectResult:
@@ -363,33 +383,21 @@ class Bisect:
         if culprit:
             show = git(self.repo, "show", "--stat", "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n    %s",
                        culprit)
-            if self.check.kind == "fio":
-                head = ("culprit (confirmed: a regression against its parent, measured alternately):" if confirmed
-                        else "culprit (NOT confirmed against its parent measured alternately; see the confirm steps):")
-            else:
-                head = ("culprit (confirmed: fails again, its parent passes):" if confirmed else
-                        "culprit (NOT confirmed on repeat; see the confirm steps):")
-            lines += ["", head, show]
+            lines += ["", self._head(confirmed), show]
         else:
             lines += ["", "no single culprit: only skipped commits are left; candidates:"]
             lines += [f"  {c[:12]} {self._subject(c)}" for c in candidates]
+        confidence = self._confidence(culprit, confirmed)
+        lines += [""] + confidence["lines"]
         for name, summary in evidence.items():
             lines += ["", f"sysrq evidence on the {name}:"] + [f"  {s}" for s in summary or ["(nothing blocked)"]]
-        lines += ["", "steps:"]
-        for s in steps:
-            lines.append(f"  {s.phase:8} {s.commit[:12]} {s.outcome:4} {s.seconds:6.0f}s  {s.subject[:50]}  "
-                         f"{s.reason[:100]}")
-        builds = len({s.kernel_key for s in steps if s.kernel_key})
-        boots = sum(len(s.run_ids) for s in steps)
-        lines.append(f"{len(steps)} checks, {builds} kernels, {boots} boots, "
-                     f"{time.monotonic() - self.t0:.0f}s wall time this session")
-        lines.append(f"replay with: git bisect replay {self.dir / 'bisect-replay.log'}")
+        lines += ["", "steps:", *step_lines(steps, time.monotonic() - self.t0)]
+        if (self.dir / "bisect-replay.log").exists():
+            lines.append(f"replay with: git bisect replay {self.dir / 'bisect-replay.log'}")
         report = "\n".join(lines)
         (self.dir / "report.txt").write_text(report + "\n")
         write_json(self.dir / "result.json", {"culprit": culprit, "candidates": candidates, "confirmed": confirmed,
-                                              "evidence": evidence, "steps": self.state["steps"]})
-        return BisectResult(culprit, candidates, confirmed, steps, report, self.dir, evidence)
+                                              "confidence": confidence, "evidence": evidence,
+                                              "steps": self.state["steps"]})
+        return BisectResult(culprit, candidates, confirmed, steps, report, self.dir, evidence, confidence)
 
-
-def _median(values: list[float]) -> float | None:
-    return sorted(values)[len(values) // 2] if values else None

@@ -98,6 +98,8 @@ class Verdict:
     records: list[BootRecord] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     comparison: Comparison | None = None
+    runs: int = 0                         # functional runs that gave a verdict (skips not counted)
+    failures: int = 0                     # of those, the runs that failed
 
     @property
     def run_ids(self) -> list[str]:
@@ -115,6 +117,7 @@ class FioSettings:
     min_rounds: int = 1
     max_rounds: int = 3
     disk_size: str = "2G"
+    interleave: bool = True         # a bisect step: alternate boots with the last good commit
 
 
 class Checker:
@@ -143,6 +146,9 @@ class Checker:
 
     def _functional_verdict(self, recs: list[BootRecord]) -> Verdict:
         c = self.check
+        # a boot the host lost (harness.evidence.infra) was replaced by the executor: it says
+        # nothing about the kernel, so only the replacement is judged
+        recs = [r for r in recs if not r.lost] or recs
         if c.kind in ("boot", "guest"):
             rec = recs[0]
             if rec.status == "boot-failed":
@@ -194,13 +200,28 @@ class Checker:
         verdicts = self.functional_runs(ref, max(1, repeats))
         outcomes = {v.outcome for v in verdicts}
         records = [r for v in verdicts for r in v.records]
+        runs, failures = _counts(verdicts)
         if len(outcomes) == 1:
             return Verdict(verdicts[0].outcome, verdicts[0].reason + (f" ({repeats}x)" if repeats > 1 else ""),
-                           records)
+                           records, runs=runs, failures=failures)
         if "skip" in outcomes:
-            return Verdict("skip", "; ".join(v.reason for v in verdicts if v.outcome == "skip"), records)
-        n_bad = sum(v.outcome == "bad" for v in verdicts)
-        return Verdict("skip", f"flaky: bad {n_bad}/{len(verdicts)}", records)
+            return Verdict("skip", "; ".join(v.reason for v in verdicts if v.outcome == "skip"), records,
+                           runs=runs, failures=failures)
+        return Verdict("skip", f"flaky: bad {failures}/{len(verdicts)}", records, runs=runs, failures=failures)
+
+    def tallied(self, ref: str, n: int = 1) -> Verdict:
+        """``n`` runs on ``ref`` counted, for a probabilistic bisect: bad if any run failed (a good
+        kernel is assumed not to fail), good if every run that gave a verdict passed, skip if
+        none did; ``runs`` and ``failures`` carry the counts."""
+        verdicts = self.functional_runs(ref, max(1, n))
+        records = [r for v in verdicts for r in v.records]
+        runs, failures = _counts(verdicts)
+        if not runs:
+            return Verdict("skip", "; ".join(v.reason for v in verdicts), records)
+        told = [v for v in verdicts if v.outcome != "skip"]
+        first = next(v for v in told if v.outcome == ("bad" if failures else "good"))
+        return Verdict("bad" if failures else "good", first.reason, records,
+                       runs=runs, failures=failures)
 
     def measure(self, ref: str, sampling: SysrqSampling | None = None) -> tuple[list[float], list[BootRecord]]:
         """One round of the fio cell on ``ref``: IOPS of each run (empty if the boot failed). A
@@ -253,6 +274,11 @@ def decide(good: list[float], new: list[float], check: Check, bad: list[float] |
     if step.vs_bad is not None:
         line += f"; the bad endpoint is {step.vs_bad.pct_change:+.0f}% from here"
     return Verdict(step.outcome, line, comparison=step.vs_good)
+
+
+def _counts(verdicts: Sequence[Verdict]) -> tuple[int, int]:
+    """(runs that gave a verdict, runs that failed) of single runs."""
+    return sum(v.outcome != "skip" for v in verdicts), sum(v.outcome == "bad" for v in verdicts)
 
 
 def _first(lines: Sequence[str]) -> str:

@@ -92,9 +92,15 @@ class Testbed:
 
     def add(self, ref: str) -> KernelBuild:
         """Add (and build) one more kernel reference, e.g. a bisect step's ``NAME@COMMIT``."""
-        if ref not in self.names:
+        new = ref not in self.names
+        if new:
             self._check(ref)
-        self.prepare()
+        try:
+            self.prepare()
+        except HarnessError:
+            if new and ref not in self.builds:  # not kept: every later add() would build it again
+                self.names.remove(ref)
+            raise
         return self.builds[ref]
 
     def kernel(self, name: str) -> KernelBuild:

@@ -112,3 +112,54 @@ def test_a_performance_culprit_is_confirmed_against_its_parent_in_alternating_bo
     # recorded: a resumed bisect takes the two steps as they are, with no new boot
     n = len(host.boots)
     assert b._confirm_interleaved(culprit, parent)[0].outcome == again.outcome and len(host.boots) == n
+
+
+@pytest.mark.parametrize("step_iops, outcome", [(500.0, "bad"), (1000.0, "good")])
+def test_a_performance_step_is_measured_alternately_with_the_last_good_commit(tmp_path, step_iops, outcome):
+    """Each step alternates boots with the last commit found good (not the endpoints' values
+    from the start), so a host three times faster now than at the start judges it right."""
+    from harness.drivers.bisect import Step
+    good, last_good, step_commit = "0" * 40, "a" * 40, "b" * 40
+    host = _SwingingHost({last_good: 1000.0, step_commit: step_iops})
+    b = _bisect_for_confirm(tmp_path, host)
+    b.good = good
+    b._rc = lambda args: 0                                         # every commit is an ancestor
+    b.state = {"steps": [{"phase": "step", "commit": last_good, "outcome": "good"}],
+               "refs": {"good": [330.0, 340.0, 335.0], "bad": [110.0, 112.0, 108.0]}}   # a slow start
+    step = Step("step", step_commit, "s", "skip", "")
+    b._performance_step(step)
+    assert host.boots[:4] == [f"baseline@{last_good}", f"baseline@{step_commit}"] * 2
+    assert step.outcome == outcome and step.reference == last_good and "alternately" in step.reason
+    assert len(step.run_ids) == 0 and step.values and step.pct_change is not None
+
+
+def test_alternating_with_both_references_needs_evidence_each_way():
+    from harness.drivers.interleave import alternate
+    levels = {"good": 1000.0, "bad": 300.0, "same": 1000.0, "down": 320.0, "half": 550.0}
+    speeds = iter([1.0, 1.0, 1.0, 2.5, 2.5, 2.5, 0.6, 0.6, 0.6] * 10)
+
+    def measure(ref):
+        s = next(speeds)
+        return [levels[ref] * s * f for f in (0.98, 1.0, 1.02)], []
+    assert alternate(measure, "good", "same", min_effect_pct=45, bad="bad").outcome == "good"
+    assert alternate(measure, "good", "down", min_effect_pct=45, bad="bad").outcome == "bad"
+    # alone, a change smaller than the minimum effect is good on its point estimate
+    assert alternate(measure, "good", "same", min_effect_pct=45).outcome == "good"
+    half = alternate(measure, "good", "half", min_effect_pct=45, bad="bad", most=3)
+    assert half.outcome in ("good", "skip") and len(half.rounds) >= 2 and len(half.rounds[0]) == 3
+
+
+def test_tallied_runs_count_failures_and_leave_skips_out():
+    from harness.drivers.checks import Checker, Verdict
+    c = Checker.__new__(Checker)
+    runs = [Verdict("good", "exited 0"), Verdict("skip", "harness: lost"), Verdict("bad", "exited 1")]
+    c.functional_runs = lambda ref, n=1: runs[:n]
+    v = c.tallied("baseline@x", 3)
+    assert (v.outcome, v.runs, v.failures, v.reason) == ("bad", 2, 1, "exited 1")
+    assert (c.tallied("baseline@x", 1).outcome, c.tallied("baseline@x", 1).runs) == ("good", 1)
+    c.functional_runs = lambda ref, n=1: [Verdict("skip", "boot failed: panic")]
+    assert (c.tallied("baseline@x").outcome, c.tallied("baseline@x").runs) == ("skip", 0)
+    # --repeat counts too, and disagreeing repeats stay a skip
+    c.functional_runs = lambda ref, n=1: [Verdict("good", "exited 0"), Verdict("bad", "exited 1")]
+    r = c.repeated("baseline@x", 2)
+    assert (r.outcome, r.runs, r.failures) == ("skip", 2, 1)

@@ -125,3 +125,32 @@ def test_git_bisect_run_with_kharness_check(history, tmp_path):
     out = subprocess.run(g + ["bisect", "run", str(script)], capture_output=True, text=True, timeout=1800)
     print(out.stdout[-3000:], out.stderr[-3000:])
     assert f"{c[6]} is the first bad commit" in out.stdout
+
+
+# Fails one run in two on a kernel that refuses a 10th hard link (c6 of the history on, ext4 root),
+# never on one that does not: 12 links on the guest's ext4 root, then a coin from /dev/urandom.
+FLAKY_LINKS = ("guest:sh -c 'd=/var/tmp/kh-links; rm -rf $d; mkdir -p $d; : > $d/f; refused=0; "
+               "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do ln $d/f $d/l$i 2>/dev/null || refused=1; done; rm -rf $d; "
+               "coin=$(od -An -N1 -tu1 /dev/urandom); test $refused = 0 || test $((coin % 2)) = 0'")
+
+
+def test_flaky_guest_check_bisect_finds_the_culprit_with_its_probability(history, tmp_path):
+    """A guest check that fails one run in two on bad kernels: `--confidence` bisects it
+    probabilistically, across the commit that does not build (c4, untestable: a skip), and names
+    the hard-link change (c6) with P(first bad) at the confidence, stated in the report."""
+    repo, base, c = history
+    res = kharness("bisect", "--kernel", "baseline", "--good", c[0], "--bad", c[5], "--check", FLAKY_LINKS,
+                   "--confidence", "0.99", "--max-boots", "60", "--results-dir", tmp_path, store=tmp_path / "s.sqlite")
+    out = result_of(tmp_path)
+    conf = out["confidence"]
+    assert res.returncode == 0, res.stdout
+    assert out["culprit"] == c[5] and out["confirmed"] and conf["stopped"] == "confident"
+    assert conf["p_first_bad"] >= 0.99 and conf["credible"] == [c[5]]
+    assert f"P(first bad commit = {c[5][:12]}) = " in res.stdout
+    runs = [s for s in out["steps"] if s["outcome"] != "skip"]
+    assert sum(s["failures"] for s in runs if s["commit"] == c[5]) >= 1
+    assert all(s["failures"] == 0 for s in runs if s["commit"] in c[:5]), "a good kernel failed the check"
+    assert all(s["posterior"] and 0 <= s["posterior"]["p_bad"] <= 1 for s in runs if s["commit"] != c[0])
+    assert all("build failed" in s["reason"] for s in out["steps"] if s["commit"] == c[3])
+    assert len([s for s in out["steps"] if s["commit"] == c[3]]) <= 1     # untestable after one try
+    assert sum(len(s["run_ids"]) for s in out["steps"]) <= 61

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""How often a bisect names the right culprit under noise: a SIMULATION, not real VMs. It drives
+the harness's own decision code with synthetic boots:
+
+* performance: 16-commit histories, the culprit at a random position, a change of -70%, -30% or
+  -15%; each boot's IOPS are log-normal with a between-boot CV drawn from 12-19% (measured here:
+  docs/benchmarks.md) and 5% within a boot (3 runs a boot), on a host whose speed drifts from boot
+  to boot and now and then jumps 3x up or down for a stretch (seen in a real bisect: issue 23).
+  The endpoints as ``Bisect._endpoints`` measures them (rounds of both, ``checks.decide``); git's
+  walk (halving what is left; a skip takes the middle of the rest); each step measured
+  alternately with the last good commit (``interleave.alternate``, the paired rule, the effect
+  at least half the endpoints' gap); the culprit confirmed against its parent the same way. The
+  old design (each step against the endpoints' values from the start, ``checks.decide``) beside it.
+* flaky: a check that fails 1 run in 2 or 1 in 4 on bad kernels, never on good ones: the
+  probabilistic bisection (``bayes.plan_endpoint``, ``bayes.choose``: the driver's calls) at
+  ``--confidence``, and the old deterministic bisect with one run a step and the culprit
+  confirmed by one more run of it and of its parent.
+
+Correct: a confirmed (or confident) culprit that is the real one; wrong: a confirmed culprit that
+is not; cannot say: no confirmed culprit.
+
+    .venv/bin/python -m benchmarks.bisect_accuracy [--trials 200] [--seed 1] [--budget 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.drivers import bayes
+from harness.drivers.checks import decide, parse_check
+from harness.drivers.interleave import alternate
+from harness.results.verdict import half_gap_pct
+
+N = 16                                   # candidates after the good endpoint; the last is the bad endpoint
+CHECK = parse_check("fio:ext4/nvme/unwritten-convert/libaio:10%")
+SECONDS_A_BOOT = 70                      # the 16-commit performance bisect: 10 boots in 11.6 min (benchmarks.md)
+STEP_ROUNDS, CONFIRM_ROUNDS = 3, 6       # FioSettings.max_rounds; Bisect's confirmation: at least 6
+SECONDS_A_RUN = 15                       # a guest command check: boot to SSH 4.7 s, command, shutdown, host work
+
+
+@dataclass
+class Outcome:
+    verdict: str                         # correct | wrong | cannot say
+    boots: int
+
+
+class Host:
+    """Synthetic boots of a 16-commit history: kernel ``i`` (``-1`` the good endpoint) measures
+    ``1000 * (1 + effect if i >= culprit)`` IOPS, times the host's speed, a boot effect and run noise."""
+
+    def __init__(self, rng: random.Random, culprit: int, effect: float, cv: float):
+        self.rng, self.culprit, self.effect, self.cv = rng, culprit, effect, cv
+        self.log_speed, self.boots = 0.0, 0
+
+    def measure(self, ref: str) -> tuple[list[float], list]:
+        i = int(ref)
+        self.boots += 1
+        self.log_speed += self.rng.gauss(0.0, 0.03)
+        if self.rng.random() < 0.01:              # a stretch 3x faster or slower (issue 23)
+            self.log_speed += self.rng.choice((1, -1)) * math.log(3)
+        level = 1000.0 * (1 + self.effect if i >= self.culprit else 1.0) * math.exp(self.log_speed)
+        boot = level * math.exp(self.rng.gauss(0.0, self.cv))
+        return [boot * math.exp(self.rng.gauss(0.0, 0.05)) for _ in range(3)], []
+
+
+def endpoints(host: Host, max_rounds: int = 3) -> tuple[list[float], list[float]] | None:
+    """``Bisect._endpoints`` for a fio check: rounds of (good, bad) until they differ."""
+    good: list[float] = []
+    bad: list[float] = []
+    for _ in range(max_rounds):
+        good += host.measure("-1")[0]
+        bad += host.measure(str(N - 1))[0]
+        if decide(good, bad, CHECK).outcome == "bad":
+            return good, bad
+    return None
+
+
+def walk(judge: Callable[[int, int, int], str]) -> int | None:
+    """git bisect on a linear history: test the middle of what is left, ``judge(commit,
+    last_good, first_bad)``; a skip tries the middle of the rest. The first bad commit, or None."""
+    lo, hi, skipped = -1, N - 1, set()
+    while hi - lo > 1:
+        left = [c for c in range(lo + 1, hi) if c not in skipped]
+        if not left:
+            return None
+        mid = min(left, key=lambda c: (abs(c - (lo + hi) / 2), c))
+        out = judge(mid, lo, hi)
+        if out == "bad":
+            hi = mid
+        elif out == "good":
+            lo = mid
+        else:
+            skipped.add(mid)
+    return hi
+
+
+def perf_bisect(rng: random.Random, effect: float, cv: float, design: str) -> Outcome:
+    """One performance bisect; ``design``: ``last-good`` (the driver's: each step alternately
+    with the last good commit), ``both`` (with the last good and the first bad, 3 boots a round)
+    or ``old`` (each step against the endpoints' values from the start)."""
+    culprit = rng.randrange(N)
+    host = Host(rng, culprit, effect, cv)
+    refs = endpoints(host)
+    if refs is None:
+        return Outcome("cannot say", host.boots)
+    eff = max(CHECK.min_effect_pct, half_gap_pct(*refs))
+
+    def judge(commit: int, last_good: int, first_bad: int) -> str:
+        if design != "old":
+            return alternate(host.measure, str(last_good), str(commit), min_effect_pct=eff, least=2,
+                             most=STEP_ROUNDS, bad=str(first_bad) if design == "both" else None).outcome
+        values: list[float] = []
+        for _ in range(3):                       # Checker.performance: rounds while open
+            values += host.measure(str(commit))[0]
+            v = decide(refs[0], values, CHECK, refs[1])
+            if v.outcome != "skip":
+                return v.outcome
+        return "skip"
+
+    found = walk(judge)
+    if found is None:
+        return Outcome("cannot say", host.boots)
+    confirm = alternate(host.measure, str(found - 1), str(found), min_effect_pct=CHECK.min_effect_pct, least=2,
+                        most=CONFIRM_ROUNDS)
+    if confirm.outcome != "bad":
+        return Outcome("cannot say", host.boots)
+    return Outcome("correct" if found == culprit else "wrong", host.boots)
+
+
+def flaky_bisect(rng: random.Random, q: float, confidence: float, budget: int) -> Outcome:
+    """The probabilistic bisection, decision by decision as ``FlakyBisect`` makes them."""
+    culprit = rng.randrange(N)
+    t: dict[int, bayes.Tally] = {}
+    boots = 2                                     # the good endpoint's runs: always pass
+    while bayes.plan_endpoint(t.get(N - 1, bayes.Tally())):
+        t[N - 1] = t.get(N - 1, bayes.Tally()).plus(rng.random() < q)
+        boots += 1
+    if not t[N - 1].failures:
+        return Outcome("cannot say", boots)
+    while not isinstance(d := bayes.choose(N, t, (), boots=boots, budget=budget, confidence=confidence),
+                         bayes.Stop):
+        t[d] = t.get(d, bayes.Tally()).plus(d >= culprit and rng.random() < q)
+        boots += 1
+    if d.why != "confident":
+        return Outcome("cannot say", boots)
+    return Outcome("correct" if d.best == culprit else "wrong", boots)
+
+
+def old_flaky_bisect(rng: random.Random, q: float) -> Outcome:
+    """The deterministic bisect: one run a step; the culprit confirmed by a failing run of it and
+    a passing run of its parent."""
+    culprit = rng.randrange(N)
+    boots = 0
+
+    def run(commit: int) -> str:
+        nonlocal boots
+        boots += 1
+        return "bad" if commit >= culprit and rng.random() < q else "good"
+    if run(-1) != "good" or run(N - 1) != "bad":
+        return Outcome("cannot say", boots)
+    found = walk(lambda c, _lg, _fb: run(c))
+    if found is None or run(found) != "bad" or (found > 0 and run(found - 1) != "good"):
+        return Outcome("cannot say", boots)
+    return Outcome("correct" if found == culprit else "wrong", boots)
+
+
+def row(name: str, outs: list[Outcome], seconds: float) -> str:
+    n = len(outs)
+    share = {k: sum(o.verdict == k for o in outs) / n for k in ("correct", "wrong", "cannot say")}
+    boots = [o.boots for o in outs]
+    return (f"| {name} | {n} | {share['correct']:.1%} | {share['wrong']:.1%} | {share['cannot say']:.1%} | "
+            f"{statistics.mean(boots):.1f} ({min(boots)}-{max(boots)}) | {statistics.mean(boots) * seconds / 60:.0f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=200, help="simulated bisects per case")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--budget", type=int, default=60, help="boots a probabilistic bisect may spend")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    print(f"SIMULATION (synthetic boots through the harness's decision code), {N}-commit histories, "
+          f"{args.trials} bisects a case, seed {args.seed}")
+    print("| case | bisects | correct | wrong | cannot say | boots a bisect, mean (range) | minutes (est.) |")
+    print("|---|---|---|---|---|---|---|")
+    for effect in (-0.70, -0.30, -0.15):
+        for design, how in (("last-good", "each step alternately with the last good (the driver)"),
+                            ("both", "each step alternately with the last good and the first bad"),
+                            ("old", "old: each step against the endpoints' values from the start")):
+            outs = [perf_bisect(rng, effect, rng.uniform(0.12, 0.19), design) for _ in range(args.trials)]
+            print(row(f"performance {effect:+.0%}, {how}", outs, SECONDS_A_BOOT))
+    for q, label in ((0.5, "1 in 2"), (0.25, "1 in 4")):
+        for confidence in (0.95, 0.99):
+            outs = [flaky_bisect(rng, q, confidence, args.budget) for _ in range(args.trials)]
+            print(row(f"flaky, fails {label}: --confidence {confidence} --max-boots {args.budget}", outs,
+                      SECONDS_A_RUN))
+        outs = [old_flaky_bisect(rng, q) for _ in range(args.trials)]
+        print(row(f"flaky, fails {label}: old, one run a step, confirmed by one more", outs, SECONDS_A_RUN))
+
+
+if __name__ == "__main__":
+    main()
