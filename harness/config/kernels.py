@@ -47,7 +47,7 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-TARBALL_HINT = "install it with scripts/setup, which runs apt-get install linux-source-6.1"
+TARBALL_HINT = "install it with scripts/setup, which runs apt-get install linux-source-6.1 linux-source-6.12"
 
 
 @dataclass(frozen=True)

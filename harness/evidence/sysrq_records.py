@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .console import blocked_in
+from .console import base_name, blocked_in, parse_frame
+
+# '?' frames never taken as where a task waits: thread and work-item entry points (kthread,
+# worker_thread) that every stack ends in, and stale return addresses of entry code.
+GUESS_SKIPS = frozenset({"ret_from_fork", "ret_from_fork_asm", "kthread", "worker_thread", "process_one_work",
+                         "entry_SYSCALL_64_after_hwframe", "do_syscall_64"})
 
 # --------------------------------------------------------------------------------------------
 # Records
@@ -35,8 +40,16 @@ class Task:
 
     @property
     def blocked_in(self) -> str | None:
-        """First non-wait-primitive frame of the stack."""
-        return blocked_in(self.stack)
+        """First non-wait-primitive frame of the stack. When every reliable frame is a wait
+        primitive, the first such frame printed with '?', marked "(?)": 6.12's unwinder prints
+        a jbd2 thread waiting for its commit I/O as reliable only down to io_schedule /
+        bit_wait_io, then jbd2_journal_commit_transaction and kjournald2 with '?'."""
+        where = blocked_in(self.stack)
+        if where or not self.stack:   # no reliable frame at all (a task caught running): no guess
+            return where
+        unreliable = [f.function for f in map(parse_frame, self.raw_stack) if f is not None and not f.reliable]
+        guess = blocked_in([f for f in unreliable if base_name(f) not in GUESS_SKIPS])
+        return f"{guess} (?)" if guess else None
 
 
 @dataclass
