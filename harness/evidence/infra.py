@@ -47,13 +47,28 @@ KNOWN_EMULATOR_FAULTS: tuple[EmulatorFault, ...] = (
 KERNEL_REPORTS = ("oops", "bug", "panic", "kasan", "ubsan", "lockdep", "warning")
 
 
-def infrastructure_loss(status: str, failures: Sequence[str], events: Sequence[Event], accel: str) -> str | None:
-    """Why a boot with this outcome was lost to the host, or None when it is the kernel's."""
+def emulator_fault(event: Event, accel: str) -> EmulatorFault | None:
+    """The known emulator fault ``event`` reports under ``accel``, if it is one."""
+    for fault in KNOWN_EMULATOR_FAULTS:
+        if accel == fault.accel and fault.report.search(event.line):
+            return fault
+    return None
+
+
+def infrastructure_loss(status: str, failures: Sequence[str], events: Sequence[Event], accel: str,
+                        did_work: bool = False) -> str | None:
+    """Why a boot with this outcome was lost to the host, or None when it is the kernel's. A
+    boot that came up but died in a known emulator fault before finishing any work (enabling
+    trace events patches kernel text: harness.workloads.counters) is lost too; one that had
+    done some work is not, its executor boots again for what remains."""
+    if status not in ("boot-failed", "error", "hang") or (status != "boot-failed" and did_work):
+        return None
+    for e in events:
+        fault = emulator_fault(e, accel)
+        if fault:
+            return f"emulator fault {fault.name}: {fault.why}"
     if status != "boot-failed":
         return None
-    for fault in KNOWN_EMULATOR_FAULTS:
-        if accel == fault.accel and any(fault.report.search(e.line) for e in events):
-            return f"emulator fault {fault.name}: {fault.why}"
     first = failures[0].splitlines()[0] if failures else ""
     m = _QEMU_SIGNALLED.match(first)
     if m and not any(e.kind in KERNEL_REPORTS for e in events) and "panic" not in first:

@@ -31,7 +31,8 @@ def progressed(rec: BootRecord, spec: RunSpec) -> bool:
 def lost_to_host(rec: BootRecord) -> BootRecord:
     """``rec`` with ``lost`` set, and its record.json rewritten, when the host lost the boot
     (harness.evidence.infra: QEMU killed, a known emulator fault); else ``rec`` unchanged."""
-    why = infrastructure_loss(rec.status, rec.failures, rec.events, rec.spec.accel)
+    why = infrastructure_loss(rec.status, rec.failures, rec.events, rec.spec.accel,
+                              did_work=bool(rec.measurements or rec.xfstests))
     if not why:
         return rec
     rec = dataclasses.replace(rec, lost=why)

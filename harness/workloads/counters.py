@@ -128,11 +128,19 @@ def guest_script(dev: str, stem: str, trace: bool, fstype: str = "") -> str:
         '  if [ ! -w "$T/events/workqueue/workqueue_execute_start/enable" ]; then',
         f'    echo "{NO_TRACEFS}" > "$STEM.notrace"; exit 0',
         "  fi",
-        '  echo 0 > "$T/tracing_on"; echo 0 > "$T/events/enable"',
-        '  echo global > "$T/trace_clock"',
-        f'  echo {TRACE_BUFFER_KB} > "$T/buffer_size_kb"',
-        f"  echo 'workqueue ~ \"{DIO_WQ_PREFIX}*\"' > \"$T/events/workqueue/workqueue_queue_work/filter\" 2>/dev/null",
-        f'  for e in {events}; do echo 1 > "$e"; done',
+        '  echo 0 > "$T/tracing_on"',
+        # Enabling an event flips a static key, which patches kernel text through an int3
+        # (arch/x86/kernel/alternative.c text_poke_bp_batch); under multi-threaded TCG another
+        # vCPU can take that int3 as a stray breakpoint and oops (harness/evidence/infra.py).
+        # So the events are enabled once per boot and left on; tracing_on, which patches
+        # nothing, gates the buffer around each job.
+        '  if [ "$(cat "$T/events/workqueue/workqueue_execute_end/enable")" != 1 ]; then',
+        '    echo global > "$T/trace_clock"',
+        f'    echo {TRACE_BUFFER_KB} > "$T/buffer_size_kb"',
+        f"    echo 'workqueue ~ \"{DIO_WQ_PREFIX}*\"' "
+        '> "$T/events/workqueue/workqueue_queue_work/filter" 2>/dev/null',
+        f'    for e in {events}; do echo 1 > "$e"; done',
+        "  fi",
         '  : > "$T/trace" ;;',
         "before)",
         '  [ -e "$STEM.before" ] || snap > "$STEM.before"',
@@ -146,7 +154,7 @@ def guest_script(dev: str, stem: str, trace: bool, fstype: str = "") -> str:
         '  [ "$TRACE" = 1 ] || exit 0',
         '  if [ -e "$STEM.notrace" ]; then echo "@@ notrace"; cat "$STEM.notrace"; exit 0; fi',
         '  echo 0 > "$T/tracing_on"; echo "@@ trace"; cat "$T/trace"',
-        '  echo 0 > "$T/events/enable"; : > "$T/trace" ;;',
+        '  : > "$T/trace" ;;',
         "esac",
     ]
     return "\n".join(lines) + "\n"

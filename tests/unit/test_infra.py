@@ -55,3 +55,20 @@ def test_lost_to_host_marks_the_record_and_rewrites_record_json(tmp_path):
     assert json.loads((tmp_path / "record.json").read_text())["lost"] == lost.lost
     kept = dataclasses.replace(rec, failures=("guest did not answer SSH within 300s",))
     assert lost_to_host(kept) is kept
+
+
+# 6.1.192 under TCG with event tracing: the oops the enabling of trace events caused in a booted
+# guest (tests/vm/test_08_nightly.py, 2026-12-06), in 6.1's __die_header format.
+INT3_61 = """\
+[    5.093257] int3: 0000 [#1] PREEMPT SMP NOPTI
+[    5.093257] CPU: 1 PID: 13 Comm: rcu_preempt Not tainted 6.1.192+ #1
+[    5.093257] RIP: 0010:__schedule+0x145/0x720
+"""
+DROPPED = "SSH connection dropped while running: sh -c 'mkdir -p ...'"
+
+
+def test_a_run_that_died_in_an_emulator_fault_before_any_work_is_lost_but_not_after():
+    events = scan_console(INT3_61)
+    assert "tcg-int3-text-patching" in (infrastructure_loss("error", [DROPPED], events, "tcg") or "")
+    assert infrastructure_loss("error", [DROPPED], events, "tcg", did_work=True) is None
+    assert infrastructure_loss("error", [DROPPED], [], "tcg") is None
