@@ -30,8 +30,15 @@ from .qemu_opts import qemu_path
 from .ssh import SSH, STALL_SECONDS, TRANSFER_SECONDS, Result
 
 PANIC = re.compile(r"(Kernel panic - not syncing:.*|end Kernel panic.*)")
+# trace_event=: the dio workqueue counters' events (harness.workloads.counters), enabled while
+# only the boot CPU runs (early_enable_events() in kernel/trace/trace_events.c, before
+# smp_init()). Enabling them later flips static keys by patching text through an int3, which
+# another vCPU under multi-threaded TCG can take as a stray breakpoint and oops. A kernel
+# without event tracing ignores it.
+TRACE_EVENTS = ("workqueue:workqueue_queue_work,workqueue:workqueue_execute_start,"
+                "workqueue:workqueue_execute_end")
 BASE_CMDLINE = ("root=/dev/vda rw console=ttyS0,115200 panic=-1 ip=dhcp net.ifnames=0 "
-                "mitigations=off systemd.show_status=false")
+                f"mitigations=off systemd.show_status=false trace_event={TRACE_EVENTS}")
 # What one guest may take from the host (a spec from elsewhere asks for these; see
 # docs/threat-model.md): MiB of memory and virtual CPUs.
 MEMORY_MB = (128, 16384)

@@ -129,16 +129,16 @@ def guest_script(dev: str, stem: str, trace: bool, fstype: str = "") -> str:
         f'    echo "{NO_TRACEFS}" > "$STEM.notrace"; exit 0',
         "  fi",
         '  echo 0 > "$T/tracing_on"',
-        # Enabling an event flips a static key, which patches kernel text through an int3
-        # (arch/x86/kernel/alternative.c text_poke_bp_batch); under multi-threaded TCG another
-        # vCPU can take that int3 as a stray breakpoint and oops (harness/evidence/infra.py).
-        # So the events are enabled once per boot and left on; tracing_on, which patches
-        # nothing, gates the buffer around each job.
-        '  if [ "$(cat "$T/events/workqueue/workqueue_execute_end/enable")" != 1 ]; then',
-        '    echo global > "$T/trace_clock"',
-        f'    echo {TRACE_BUFFER_KB} > "$T/buffer_size_kb"',
-        f"    echo 'workqueue ~ \"{DIO_WQ_PREFIX}*\"' "
+        '  echo global > "$T/trace_clock"',
+        f'  echo {TRACE_BUFFER_KB} > "$T/buffer_size_kb"',
+        f"  echo 'workqueue ~ \"{DIO_WQ_PREFIX}*\"' "
         '> "$T/events/workqueue/workqueue_queue_work/filter" 2>/dev/null',
+        # The events are enabled on the kernel command line, before the other CPUs start
+        # (harness/vm/machine.py TRACE_EVENTS): enabling one flips a static key, patching text
+        # through an int3 that another vCPU under multi-threaded TCG can take as a stray
+        # breakpoint (harness/evidence/infra.py). Only a guest booted without them enables them
+        # here, once; they stay on, and tracing_on (which patches nothing) gates the buffer.
+        '  if [ "$(cat "$T/events/workqueue/workqueue_execute_end/enable")" != 1 ]; then',
         f'    for e in {events}; do echo 1 > "$e"; done',
         "  fi",
         '  : > "$T/trace" ;;',
