@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.paths import cache_dir
+from tests.helpers.proc import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "kharness-ci"
@@ -115,15 +116,7 @@ def seed_ccache(home: Path, uid: int, gid: int) -> None:
 
 def processes_of(uid: int) -> list[str]:
     """Command lines of the user's processes still alive."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if d.stat().st_uid == uid:
-                    out.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            except OSError:
-                pass
-    return out
+    return [b" ".join(argv).decode(errors="replace") for _, owner, argv in processes() if owner == uid]
 
 
 def owned_by(path: Path, uid: int) -> bool:

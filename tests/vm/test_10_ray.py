@@ -34,6 +34,7 @@ from harness.executors.local import LocalExecutor
 from harness.results.store import Store
 from harness.run.plan import fio_cell, fio_spec
 from harness.util import sha256_file
+from tests.helpers import proc
 
 pytestmark = pytest.mark.vm
 CELL = {"fs": "ext4", "disk": "nvme", "pattern": "unwritten-convert", "engine": "libaio", "size": "16m", "runtime": 3}
@@ -41,17 +42,7 @@ CELL = {"fs": "ext4", "disk": "nvme", "pattern": "unwritten-convert", "engine": 
 
 def qemus_under(path: Path) -> list[int]:
     """PIDs of QEMU processes whose command line names something under ``path``."""
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and b"qemu-system" in argv[0] and any(str(path).encode() in a for a in argv):
-            pids.append(int(p.name))
-    return pids
+    return [pid for pid, _ in proc.qemus_under(path)]
 
 
 def wait_gone(path: Path, timeout: float) -> list[int]:

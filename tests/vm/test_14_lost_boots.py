@@ -15,25 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.proc import qemus_under
+
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def qemu_of(run_root: Path) -> tuple[int, Path] | None:
     """The PID of a QEMU whose command line names a run directory under ``run_root``, and it."""
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            argv = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"qemu-system-x86_64"):
-            for a in argv:
-                s = a.decode(errors="replace")
-                if str(run_root) in s:
-                    rest = s[s.index(str(run_root)) + len(str(run_root)) + 1:]
-                    return int(d.name), run_root / rest.split("/")[0]
+    root = str(run_root)
+    for pid, argv in qemus_under(run_root):
+        for s in (a.decode(errors="replace") for a in argv):
+            if root + "/" in s:
+                return pid, run_root / s[s.index(root) + len(root) + 1:].split("/")[0]
     return None
 
 
