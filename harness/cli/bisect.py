@@ -80,7 +80,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", required=True,
-                   help="boot | guest:COMMAND | xfstests:TEST[,TEST][@SECTION] | fio:FS/DISK/PATTERN/ENGINE[:MIN%%]")
+                   help="boot | guest:COMMAND | xfstests:TEST[,TEST][@SECTION] | fio:FS/DISK/PATTERN/ENGINE[:MIN%%]"
+                        " | counter:FS/DISK/PATTERN/ENGINE:METRIC[:MIN%%]")
     p.add_argument("--repeat", type=int, default=1, help="repeat functional checks; disagreement is a skip")
     p.add_argument("--runtime", type=int, default=5, help="fio check: seconds per run")
     p.add_argument("--size", default="32m", help="fio check: file size")

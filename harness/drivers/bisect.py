@@ -175,10 +175,10 @@ class Bisect:
         and decided by the paired rule, needing at least the minimum effect and half the
         endpoints' gap on the ratio scale (``verdict.half_gap_pct``)."""
         refs = self.state["refs"]
-        eff = max(self.check.min_effect_pct, half_gap_pct(refs["good"], refs["bad"]))
+        eff = max(self.check.min_effect_pct, half_gap_pct(refs["good"], refs["bad"], self.check.metric))
         last = self._last_good(step.commit)
         a = alternate(self.checker.measure, self._at(last), self._at(step.commit), min_effect_pct=eff,
-                      least=self.fio.min_rounds, most=self.fio.max_rounds, say=self.say)
+                      least=self.fio.min_rounds, most=self.fio.max_rounds, say=self.say, key=self.check.metric)
         step.outcome, step.reference, step.values = a.outcome, last, a.values(1)
         step.reason = f"against {last[:12]} (last good), alternately: {a.reason}"
         step.run_ids = [r.run_id for recs in a.records.values() for r in recs]
@@ -328,7 +328,7 @@ class Bisect:
         self.say(f"confirm {culprit[:12]} against its parent {parent[:12]}, alternating boots")
         a = alternate(self.checker.measure, self._at(parent), self._at(culprit),
                       min_effect_pct=self.check.min_effect_pct, least=self.fio.min_rounds,
-                      most=max(CONFIRM_ROUNDS, self.fio.max_rounds), say=self.say)
+                      most=max(CONFIRM_ROUNDS, self.fio.max_rounds), say=self.say, key=self.check.metric)
         pct, p = (a.paired.pct, a.paired.p_value) if a.paired else (None, None)
         steps = []
         for side, commit in ((1, culprit), (0, parent)):

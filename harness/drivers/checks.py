@@ -6,6 +6,10 @@ every bisect step.
     xfstests:TEST[,TEST][@SECTION]   the tests pass (section default ext4_4k)
     fio:CELL[:MIN_EFFECT%]       no IOPS regression of at least MIN_EFFECT% (default 10) in CELL
                                  (fs/disk/pattern/engine) against a reference kernel
+    counter:CELL:METRIC[:MIN_EFFECT%]
+                                 the same for a counted metric of CELL (jbd2_commits_per_kwrite,
+                                 dio_wq_peak_concurrency, ...): a change of MIN_EFFECT% the worse
+                                 way (a rise in commits, a fall in concurrency) is bad
 
 A check gives ``good``, ``bad`` or ``skip`` (cannot tell: the build failed, a boot failed under a
 non-boot check, the harness failed, a test did not run, repeats disagreed, or the statistics
@@ -25,8 +29,9 @@ from ..config.fstests import TEST_NAME, get_section
 from ..errors import HarnessError
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
+from ..results.metrics import COUNTED, metric
 from ..results.stats import Comparison, format_comparison
-from ..results.verdict import step_rule
+from ..results.verdict import measured, step_rule
 from ..run.plan import command_spec, fio_cell, fio_spec, xfstests_spec
 from ..run.records import BootRecord
 from ..run.spec import SysrqSampling
@@ -37,6 +42,8 @@ OUTCOMES = ("good", "bad", "skip")
 EXIT_CODES = {"good": 0, "bad": 1, "skip": 125}
 _XFS = re.compile(r"^xfstests:(?P<tests>[A-Za-z0-9_./,-]+?)(?:@(?P<section>[A-Za-z0-9_]+))?$")
 _FIO = re.compile(r"^fio:(?P<cell>[a-z0-9]+/[a-z]+/[a-z-]+/[a-z_]+)(?::(?P<effect>\d+(?:\.\d+)?)%?)?$")
+_COUNTER = re.compile(r"^counter:(?P<cell>[a-z0-9]+/[a-z]+/[a-z-]+/[a-z_]+):(?P<metric>[a-z0-9_]+)"
+                      r"(?::(?P<effect>\d+(?:\.\d+)?)%?)?$")
 
 
 class CheckError(HarnessError):
@@ -48,12 +55,13 @@ class Check:
     """A parsed check: its kind and parameters, and the string it came from."""
 
     text: str
-    kind: str                       # boot | guest | xfstests | fio
+    kind: str                       # boot | guest | xfstests | fio (a counter check is a fio check)
     argv: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
     section: str = "ext4_4k"
     cell: CellId | None = None
     min_effect_pct: float = 10.0
+    metric: str = "iops"            # a fio check's metric: IOPS, or a counted one (counter:)
 
     @property
     def image(self) -> str:
@@ -62,7 +70,8 @@ class Check:
 
 def parse_check(text: str) -> Check:
     """Parse a check string; CheckError names the forms on a mistake."""
-    forms = "boot, guest:COMMAND, xfstests:TEST[,TEST][@SECTION], fio:FS/DISK/PATTERN/ENGINE[:MIN_EFFECT%]"
+    forms = ("boot, guest:COMMAND, xfstests:TEST[,TEST][@SECTION], fio:FS/DISK/PATTERN/ENGINE[:MIN_EFFECT%], "
+             "counter:FS/DISK/PATTERN/ENGINE:METRIC[:MIN_EFFECT%]")
     if text == "boot":
         return Check(text, "boot", argv=("true",))
     if text.startswith("guest:"):
@@ -86,6 +95,17 @@ def parse_check(text: str) -> Check:
         except VocabError as e:
             raise CheckError(f"check {text!r}: {e}") from None
         return Check(text, "fio", cell=cell, min_effect_pct=float(m.group("effect") or 10))
+    m = _COUNTER.match(text)
+    if m:
+        counted = {mt.key for mt in COUNTED}
+        if m.group("metric") not in counted:
+            raise CheckError(f"check {text!r}: {m.group('metric')!r} is not a counted metric "
+                             f"(known: {', '.join(sorted(counted))})")
+        try:
+            cell = CellId.parse(m.group("cell"))
+        except VocabError as e:
+            raise CheckError(f"check {text!r}: {e}") from None
+        return Check(text, "fio", cell=cell, min_effect_pct=float(m.group("effect") or 10), metric=m.group("metric"))
     raise CheckError(f"check {text!r}: want one of {forms}")
 
 
@@ -224,7 +244,8 @@ class Checker:
                        runs=runs, failures=failures)
 
     def measure(self, ref: str, sampling: SysrqSampling | None = None) -> tuple[list[float], list[BootRecord]]:
-        """One round of the fio cell on ``ref``: IOPS of each run (empty if the boot failed). A
+        """One round of the fio cell on ``ref``: the check's metric (IOPS, or a counted one) of each
+        run (empty if the boot failed). A
         round is one boot, or one per executor slot at once (each a fresh boot: more between-boot
         noise sampled per round)."""
         assert self.check.cell is not None, "a fio check has a cell"
@@ -237,7 +258,9 @@ class Checker:
         spec = fio_spec(self.bed, ref, [cell], disk_size=s.disk_size, label=f"check-{ref}", sampling=sampling)
         width = 1 if sampling else max(1, self.executor.slots())
         recs = self._execute([dataclasses.replace(spec, run_index=i) for i in range(width)])
-        return [m.iops for r in recs for m in r.measurements if m.status == "ok" and m.iops], recs
+        key = self.check.metric
+        vals = [v for r in recs for v in measured(r.measurements, [metric(key)]).get(key, [])]
+        return ([v for v in vals if v] if key == "iops" else vals), recs
 
     def performance(self, reference: list[float], ref: str, *,
                     bad_reference: list[float] | None = None) -> Verdict:
@@ -267,8 +290,9 @@ class Checker:
 def decide(good: list[float], new: list[float], check: Check, bad: list[float] | None = None) -> Verdict:
     """The performance verdict for IOPS values ``new`` against the good (and bad) reference: the
     step rule of :func:`harness.results.verdict.step_rule` (open is a skip), rendered."""
-    step = step_rule(good, new, min_effect_pct=check.min_effect_pct, bad=bad)
-    line = format_comparison(str(check.cell), step.vs_good)
+    step = step_rule(good, new, min_effect_pct=check.min_effect_pct, bad=bad, key=check.metric)
+    cell = str(check.cell) if check.metric == "iops" else f"{check.cell} {check.metric}"
+    line = format_comparison(cell, step.vs_good)
     if step.outcome == "open":
         return Verdict("skip", f"open: {line}", comparison=step.vs_good)
     if step.vs_bad is not None:

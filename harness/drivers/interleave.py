@@ -42,7 +42,7 @@ class Alternation:
 
 
 def alternate(measure: Measure, reference: str, kernel: str, *, min_effect_pct: float, least: int = 2,
-              most: int = 3, say: Say = lambda _m: None, bad: str | None = None) -> Alternation:
+              most: int = 3, say: Say = lambda _m: None, bad: str | None = None, key: str = "iops") -> Alternation:
     """Measure ``reference`` (a good kernel), ``kernel`` (and ``bad``, a bad kernel, if given) in
     alternating boots, one each a round, at least ``least`` rounds (2 or more: the paired rule
     needs two ratios) and while the verdict is open up to ``most``.
@@ -52,7 +52,8 @@ def alternate(measure: Measure, reference: str, kernel: str, *, min_effect_pct: 
     change smaller than that. With a bad reference too (a bisect step), each side needs the
     evidence, as the step rule of ``verdict.step_rule`` asks of unpaired values: bad when the
     kernel is that regression from the good reference, good when the bad reference is that
-    regression from the kernel, open otherwise (and when both say so: a kernel half-way)."""
+    regression from the kernel, open otherwise (and when both say so: a kernel half-way).
+    ``key`` is the measured metric (its direction decides which way is a regression)."""
     least = max(2, least)
     order = [reference, kernel] + ([bad] if bad else [])
     records: dict[str, list[BootRecord]] = {ref: [] for ref in order}
@@ -72,11 +73,11 @@ def alternate(measure: Measure, reference: str, kernel: str, *, min_effect_pct: 
         rounds.append(tuple(tuple(v) for v in got))
         if len(rounds) < least:
             continue
-        ps = paired_rule([(r[0], r[1]) for r in rounds], min_effect_pct=min_effect_pct)
+        ps = paired_rule([(r[0], r[1]) for r in rounds], min_effect_pct=min_effect_pct, key=key)
         if bad is None:
             outcome = {"open": "skip"}.get(ps.outcome, ps.outcome)
         else:
-            pb = paired_rule([(r[1], r[2]) for r in rounds], min_effect_pct=min_effect_pct)
+            pb = paired_rule([(r[1], r[2]) for r in rounds], min_effect_pct=min_effect_pct, key=key)
             says_bad, says_good = ps.outcome == "bad", pb.outcome == "bad"
             outcome = "bad" if says_bad and not says_good else "good" if says_good and not says_bad else "skip"
         if outcome != "skip":

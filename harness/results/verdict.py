@@ -130,15 +130,20 @@ class Step:
     min_effect_pct: float
 
 
-def half_gap_pct(good: Sequence[float], bad: Sequence[float]) -> float:
-    """Half the endpoints' change on the ratio scale, in percent (bad = 25% of good -> 50%)."""
+def half_gap_pct(good: Sequence[float], bad: Sequence[float], key: str = "iops") -> float:
+    """Half the endpoints' change on the ratio scale, in percent of good as the comparisons
+    measure it (bad = 25% of good -> a 50% drop; for a metric where lower is better, bad = 4
+    times good -> a 100% rise)."""
     g, b = statistics.median(good), statistics.median(bad)
+    if not metric(key).higher_is_better:
+        return (math.sqrt(b / g) - 1) * 100 if 0 < g < b else 0.0
     return (1 - math.sqrt(b / g)) * 100 if 0 < b < g else 0.0
 
 
 def _one(base: Sequence[float], new: Sequence[float], m: Metric, min_effect_pct: float) -> Comparison:
     """A family of one comparison, decided by :func:`decide_cells` (its q equals its p)."""
-    (c,) = decide_cells({0: CellValues({m.key: base}, {m.key: new})}, min_effect_pct=min_effect_pct)[0]
+    (c,) = decide_cells({0: CellValues({m.key: base}, {m.key: new})}, (m.key,),
+                        min_effect_pct=min_effect_pct)[0]
     return c
 
 
@@ -152,7 +157,7 @@ def step_rule(good: Sequence[float], new: Sequence[float], *, min_effect_pct: fl
     m = metric(key)
     if not good or not new:
         raise HarnessError("a performance step needs measurements of the reference and of the kernel")
-    eff = min_effect_pct if bad is None else max(min_effect_pct, half_gap_pct(good, bad))
+    eff = min_effect_pct if bad is None else max(min_effect_pct, half_gap_pct(good, bad, key))
     vs_good = _one(good, new, m, eff)
     if vs_good.verdict == "regression":
         return Step("bad", vs_good, None, eff)
@@ -182,7 +187,7 @@ class PairedStep:
 
 
 def paired_rule(rounds: Sequence[tuple[Sequence[float], Sequence[float]]], *, min_effect_pct: float,
-                alpha: float = 0.05) -> PairedStep:
+                alpha: float = 0.05, key: str = "iops") -> PairedStep:
     """The rule for a kernel measured alternately with its reference (a bisect's confirmation:
     the culprit against its parent), each round one boot of each, adjacent in time. A host
     whose speed swings from minute to minute moves both boots of a round together, so the
@@ -190,7 +195,10 @@ def paired_rule(rounds: Sequence[tuple[Sequence[float], Sequence[float]]], *, mi
     comparison of the two sides would not. Bad: the geometric-mean change is a regression of at
     least ``min_effect_pct`` and the paired t-test on the log ratios gives p < alpha; good: the
     change is smaller than the minimum effect, or an improvement; open otherwise (a change that
-    large but not yet certain: measure another round). Needs two rounds or more."""
+    large but not yet certain: measure another round). Needs two rounds or more. ``key`` names
+    the metric: for one where lower is better (journal commits per 1000 writes) a regression is
+    a rise, judged on the inverse ratio."""
+    worse = -1.0 if metric(key).higher_is_better else 1.0   # sign of a log ratio that is worse
     logs = [math.log(statistics.median(new) / statistics.median(ref)) for ref, new in rounds
             if ref and new and statistics.median(ref) > 0 and statistics.median(new) > 0]
     ratios = tuple(math.exp(x) for x in logs)
@@ -203,7 +211,8 @@ def paired_rule(rounds: Sequence[tuple[Sequence[float], Sequence[float]]], *, mi
         tval = mean / (sd / math.sqrt(len(logs)))
         p = float(2 * student_t.sf(abs(tval), len(logs) - 1))
     pct = (math.exp(mean) - 1) * 100
-    outcome = "good" if pct > -min_effect_pct else "bad" if p < alpha else "open"
+    loss_pct = (1 - math.exp(-worse * mean)) * 100    # the change as a loss on the ratio scale
+    outcome = "good" if loss_pct < min_effect_pct else "bad" if p < alpha else "open"
     return PairedStep(outcome, pct, p, ratios, min_effect_pct)
 
 

@@ -163,3 +163,45 @@ def test_tallied_runs_count_failures_and_leave_skips_out():
     c.functional_runs = lambda ref, n=1: [Verdict("good", "exited 0"), Verdict("bad", "exited 1")]
     r = c.repeated("baseline@x", 2)
     assert (r.outcome, r.runs, r.failures) == ("skip", 2, 1)
+
+
+def test_counter_checks_name_a_counted_metric():
+    c = parse_check("counter:ext4/nvme/unwritten-convert/libaio:jbd2_commits_per_kwrite:15%")
+    assert (c.kind, str(c.cell), c.metric, c.min_effect_pct) == (
+        "fio", "ext4/nvme/unwritten-convert/libaio", "jbd2_commits_per_kwrite", 15.0)
+    assert parse_check("counter:xfs/nvme/randwrite-osync/libaio:dio_wq_peak_concurrency").min_effect_pct == 10.0
+    assert parse_check("fio:ext4/nvme/unwritten-convert/libaio").metric == "iops"
+    with pytest.raises(CheckError, match="'iops' is not a counted metric.*jbd2_commits_per_kwrite"):
+        parse_check("counter:ext4/nvme/unwritten-convert/libaio:iops")
+    with pytest.raises(CheckError, match="want one of"):
+        parse_check("counter:ext4/nvme/unwritten-convert/libaio")
+    with pytest.raises((CheckError, DefinitionError), match="floppy"):
+        parse_check("counter:ext4/floppy/unwritten-convert/libaio:flushes_per_kwrite")
+
+
+def test_a_counter_where_lower_is_better_regresses_when_it_rises():
+    commits = parse_check("counter:ext4/nvme/unwritten-convert/libaio:jbd2_commits_per_kwrite:10%")
+    base = [186.0, 190.0, 183.0, 188.0]
+    v = decide(base, [333.0, 330.0, 338.0, 329.0], commits)
+    assert v.outcome == "bad" and "jbd2_commits_per_kwrite" in v.reason
+    assert decide(base, [120.0, 118.0, 125.0, 121.0], commits).outcome == "good"   # fewer commits
+    assert decide(base, [187.0, 185.0, 189.0, 186.0], commits).outcome == "good"
+    # between endpoints: half the gap on the ratio scale (+33% here), the rising way
+    bad = [333.0, 330.0, 338.0, 329.0]
+    assert decide(base, [240.0, 238.0, 236.0, 241.0], commits, bad).outcome == "good"   # +28%: nearer good
+    assert decide(base, [300.0, 296.0, 305.0, 299.0], commits, bad).outcome == "bad"    # +60%
+
+
+def test_paired_rule_follows_the_metric_direction():
+    from harness.drivers.interleave import alternate
+    levels = {"parent": 186.0, "culprit": 333.0, "same": 187.0}
+    speeds = iter([1.0, 1.0, 1.6, 1.6, 0.7, 0.7] * 5)
+
+    def measure(ref):
+        s = next(speeds)   # counts per 1000 writes barely move with the host's speed; still paired
+        return [levels[ref] * s * f for f in (0.99, 1.0, 1.01)], []
+    a = alternate(measure, "parent", "culprit", min_effect_pct=10, key="jbd2_commits_per_kwrite")
+    assert a.outcome == "bad" and a.paired is not None and a.paired.pct > 50
+    assert alternate(measure, "parent", "same", min_effect_pct=10, key="jbd2_commits_per_kwrite").outcome == "good"
+    # the same numbers read as IOPS: a rise is no regression
+    assert alternate(measure, "parent", "culprit", min_effect_pct=10).outcome == "good"
