@@ -200,7 +200,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.section(f"kharness: {m.kernel} vs {m.baseline} ({m.profile.name} profile, {runs})")
     for line in comparison_table(m).splitlines():
         terminalreporter.write_line(line)
-    rows = m.rows()
+    rows = [r for r in m.rows() if r["gates"]]
     if m.is_aa:
         flagged = [r for r in rows if r["verdict"] in ("regression", "improvement")]
         terminalreporter.write_line(f"A/A run ({m.kernel} against itself): {len(flagged)} of {len(rows)} "

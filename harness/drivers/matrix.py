@@ -32,7 +32,7 @@ from ..evidence.events import Event
 from ..evidence.infra import emulator_fault
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
-from ..results.metrics import COUNTED
+from ..results.metrics import COUNTED, by_label
 from ..results.stats import Comparison, format_comparison
 from ..results.verdict import GATING, CellValues, cell_settled, cell_values, compare_cell, decide_cells
 from ..run.plan import fio_matrix, fio_spec, with_runtime
@@ -281,12 +281,14 @@ class MatrixRun:
         return decide_cells({cid: o.cell_values() for cid, o in self.outcomes.items()}, keys)
 
     def rows(self) -> list[dict]:
-        """The verdict rows: one per cell and metric."""
+        """The verdict rows: one per cell and metric, the counted (explaining) metrics included,
+        each row saying whether its metric gates a verdict (``gates``)."""
         rows = []
-        for cid, comps in self.decided().items():
+        for cid, comps in self.decided(explain=True).items():
             for c in comps:
                 s = c.shift
-                rows.append({"cell": cid, "metric": c.metric, "verdict": c.verdict,
+                mt = by_label(c.metric)
+                rows.append({"cell": cid, "metric": c.metric, "gates": mt is None or mt.gates, "verdict": c.verdict,
                              "base_kernel": self.baseline, "new_kernel": self.kernel,
                              "base_median": c.base.median, "new_median": c.new.median,
                              "pct_change": c.pct_change, "p_value": c.p_value, "q_value": c.q_value,
@@ -311,5 +313,5 @@ class MatrixRun:
                     "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
                     "lost_boots": self.lost, "boot_seconds": self.boot_seconds}, indent=1, sort_keys=False)
         if self.sink is not None and hasattr(self.sink, "add_verdicts"):
-            keep = ("line", "q_value", "hl_pct", "ci_low", "ci_high", "ci_confidence", "mde_pct", "settled")
+            keep = ("line", "gates", "q_value", "hl_pct", "ci_low", "ci_high", "ci_confidence", "mde_pct", "settled")
             self.sink.add_verdicts(self.group, [{**r, "detail": {k: r[k] for k in keep}} for r in rows])

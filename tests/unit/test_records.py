@@ -57,7 +57,8 @@ def test_matrix_folds_records_into_comparisons(tmp_path):
     assert iops.verdict == "regression" and iops.pct_change < -60
     assert p99.verdict == "regression"
     rows = m.rows()
-    assert any(r["cell"] == target and r["metric"] == "IOPS" and r["verdict"] == "regression" for r in rows)
+    assert any(r["cell"] == target and r["metric"] == "IOPS" and r["verdict"] == "regression" and r["gates"]
+               for r in rows)
     assert len(m.events["patched"]) == 5 and m.consoles["baseline"][0] == str(Path("/tmp/b0/console.log"))
 
 

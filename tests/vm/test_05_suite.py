@@ -63,3 +63,6 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
         (group,) = {r.group for r in runs}
         verdicts = {(v.cell, v.metric): v.verdict for v in store.verdicts(group)}
         assert verdicts[("ext4/nvme/unwritten-convert/libaio", "IOPS")] == "regression"
+        # the counted metrics are decided and stored too, apart from the gating family: they name
+        # the mechanism (completions one at a time on dio-sync)
+        assert verdicts[("ext4/nvme/unwritten-convert/libaio", "dio wq peak concurrency")] == "regression"
