@@ -14,6 +14,7 @@ from harness.config.kernels import load_kernel
 from harness.errors import BuildError, PatchError
 from harness.kernel.build import apply_definition, build_kernel
 from harness.kernel.git import git
+from harness.kernel.kconfig import parse_config
 from harness.kernel.source import import_source
 
 pytestmark = pytest.mark.build
@@ -89,6 +90,9 @@ def test_build_baseline_then_patched_incrementally_and_cache_hit():
     for opt in ("CONFIG_BLK_DEV_NVME=y", "CONFIG_XFS_FS=y", "CONFIG_OCFS2_FS=y", "CONFIG_KEYBOARD_ATKBD=y",
                 "CONFIG_MAGIC_SYSRQ=y", "CONFIG_VIRTIO_BLK=y"):
         assert opt in cfg
+    # trim.config is valid for this base: every option it asks for stuck (test_16 checks 6.12)
+    trim = set(parse_config((ROOT / "kernels/fragments/trim.config").read_text()))
+    assert not trim & set(meta["options_not_applied"]), meta["options_not_applied"]
 
     patched = build_kernel("patched")
     assert patched.key != base.key
