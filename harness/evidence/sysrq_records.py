@@ -9,12 +9,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .console import base_name, blocked_in, parse_frame
+from .console import base_name, blocked_in, is_wait_primitive, parse_frame
 
 # '?' frames never taken as where a task waits: thread and work-item entry points (kthread,
-# worker_thread) that every stack ends in, and stale return addresses of entry code.
+# worker_thread) that every stack ends in, stale return addresses of entry code, and what the
+# scheduler and wake-ups leave on a stack (6.12 guests, tests/fixtures/sysrq/captured-6.12.*:
+# "? update_load_avg", "? __dequeue_entity" under a kworker's reliable "schedule"; "? __wake_up",
+# "? autoremove_wake_function" in a jbd2 thread's). "__pfx_*" symbols are the padding in front of
+# every function of a kernel built with CONFIG_CALL_PADDING (6.2 and later), never a caller.
 GUESS_SKIPS = frozenset({"ret_from_fork", "ret_from_fork_asm", "kthread", "worker_thread", "process_one_work",
-                         "entry_SYSCALL_64_after_hwframe", "do_syscall_64"})
+                         "entry_SYSCALL_64_after_hwframe", "do_syscall_64",
+                         "update_load_avg", "update_curr", "__dequeue_entity", "dequeue_entity",
+                         "dequeue_task_fair", "dequeue_entities", "set_next_entity", "pick_next_task_fair",
+                         "pick_next_task", "put_prev_task_fair", "finish_task_switch", "__update_load_avg_se",
+                         "__wake_up", "__wake_up_common", "__wake_up_common_lock", "autoremove_wake_function",
+                         "wake_bit_function", "wake_up_bit", "__wake_up_bit", "try_to_wake_up",
+                         "default_wake_function", "pollwake"})
+
+
+def _guess(unreliable: list[str]) -> str | None:
+    """Where a task whose reliable frames are all wait primitives waits, from its '?' frames
+    (addresses found on the stack that the unwinder did not reach: x86's show_trace_log_lvl(),
+    arch/x86/kernel/dumpstack.c). Frames printed before a wait primitive are deeper than the
+    wait, so stale; the first candidate after one is the wait's caller. Without a wait
+    primitive among them, the first candidate."""
+    candidates = [(i, f) for i, f in enumerate(unreliable)
+                  if not is_wait_primitive(f) and base_name(f) not in GUESS_SKIPS and not f.startswith("__pfx_")]
+    waits = [i for i, f in enumerate(unreliable) if is_wait_primitive(f)]
+    after = [f for i, f in candidates if waits and i > waits[0]]
+    pick = after[0] if after else candidates[0][1] if candidates else None
+    return base_name(pick) if pick else None
 
 # --------------------------------------------------------------------------------------------
 # Records
@@ -41,14 +65,14 @@ class Task:
     @property
     def blocked_in(self) -> str | None:
         """First non-wait-primitive frame of the stack. When every reliable frame is a wait
-        primitive, the first such frame printed with '?', marked "(?)": 6.12's unwinder prints
-        a jbd2 thread waiting for its commit I/O as reliable only down to io_schedule /
-        bit_wait_io, then jbd2_journal_commit_transaction and kjournald2 with '?'."""
+        primitive, a guess from the frames printed with '?' (:func:`_guess`), marked "(?)":
+        6.12's unwinder prints a jbd2 thread waiting for its commit I/O as reliable only down to
+        schedule, then "? out_of_line_wait_on_bit", "? jbd2_journal_commit_transaction" and
+        "? kjournald2"."""
         where = blocked_in(self.stack)
         if where or not self.stack:   # no reliable frame at all (a task caught running): no guess
             return where
-        unreliable = [f.function for f in map(parse_frame, self.raw_stack) if f is not None and not f.reliable]
-        guess = blocked_in([f for f in unreliable if base_name(f) not in GUESS_SKIPS])
+        guess = _guess([f.function for f in map(parse_frame, self.raw_stack) if f is not None and not f.reliable])
         return f"{guess} (?)" if guess else None
 
 

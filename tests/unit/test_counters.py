@@ -172,6 +172,20 @@ def test_captured_ext4_unwritten_convert(kernel, items, peak, writes, commits):
     assert "xfs_log_writes" not in d            # the snapshot reads only ext4's journal
 
 
+@pytest.mark.parametrize("kernel,items,peak,writes,commits", [("baseline", 48, 14, 8964, 903),
+                                                              ("patched", 22, 1, 5508, 1813)])
+def test_captured_612_ext4_unwritten_convert(kernel, items, peak, writes, commits):
+    """Run 0 of the 6.12 flagship (tests/vm/test_16_kernel_612.py; baseline-6.12 and
+    patched-6.12, ext4 on NVMe, unwritten-convert, libaio): 6.12's trace lines carry the same
+    workqueue_execute_start/end fields as 6.1's, /proc/fs/jbd2 and the block stat the same
+    columns. writes = 5662 - 154 write requests in the patched snapshots, commits 1814 - 1."""
+    c = parse_capture(_fixture(f"captured-6.12.118-{kernel}-ext4-nvme-unwritten-convert.txt"))
+    assert c.note == "" and c.trace is not None
+    assert (c.trace.items, c.trace.peak, c.trace.lost) == (items, peak, 0)
+    d = deltas(c)
+    assert (d["writes"], d["jbd2_transactions"]) == (writes, commits)
+
+
 def test_captured_xfs_snapshot():
     """An XFS run of benchmarks/counter_overhead.py without the trace."""
     c = parse_capture(_fixture("captured-6.1.192-baseline-xfs-nvme-unwritten-convert.txt"))

@@ -151,6 +151,17 @@ def test_events_in_sysrq_fixtures():
     assert scan_console(read(FIXTURES / "sysrq" / "synth-6.1-sysrq-t-dio-sync.txt")) == []
 
 
+@pytest.mark.parametrize("name", ["captured-6.1.192-patched-boot-fio-sysrq.txt",
+                                  "captured-6.12.118-patched-boot-fio-sysrq.txt"])
+def test_a_clean_boot_with_sysrq_dumps_has_no_kernel_error(name):
+    """Whole consoles of evidence boots (boot, fio, sysrq-w and sysrq-t) from a 6.1 and a 6.12
+    guest: the D-state stacks of a sysrq dump are no hung-task report, and 6.12's boot lines
+    (its "Oops:"-prefixed __die_header() never appears) raise nothing."""
+    text = read(FIXTURES / "console" / name)
+    assert "sysrq: Show Blocked State" in text and "Linux version 6.1" in text
+    assert scan_console(text) == []
+
+
 # ------------------------------------------------------------------------------------------
 # Incremental behaviour
 # ------------------------------------------------------------------------------------------

@@ -775,3 +775,51 @@ def test_absurd_numbers_do_not_raise(text):
     assert all(len(str(t.pid)) < 20 for t in d.tasks)
     summarize_dump(d)
     json.dumps(to_json(d))
+
+
+# ------------------------------------------------------------------------------------------
+# Captured from 6.12 guests (Debian's linux-source-6.12, 6.12.118, under TCG), beside the 6.1
+# captures: the suite's evidence boot of patched-6.12 (sysrq-w then sysrq-t), a sampled sysrq-w
+# of patched-6.12 with the jbd2 thread mid-commit, and one of baseline-6.12.
+# ------------------------------------------------------------------------------------------
+def test_612_patched_evidence_boot():
+    dumps = parse_dumps(read(FIXTURES / "sysrq" / "captured-6.12.118-patched-ext4-nvme-unwritten-convert-wt.txt"))
+    assert [d.kind for d in dumps] == ["w", "t"]
+    w, t = dumps
+    (worker,) = w.tasks
+    # 6.12's sched_show_task() prints tgid beside pid (6.1 did not)
+    assert (worker.comm, worker.pid, worker.tgid, worker.state) == ("kworker/u8:1", 32, 32, "D")
+    assert (worker.workqueue, worker.function, worker.blocked_in) == (
+        "dio-sync", "iomap_dio_complete_work", "jbd2_log_wait_commit")
+    (wq,) = t.workqueues
+    assert (wq.name, wq.flags, wq.flag_names) == ("dio-sync", "0x2", ["WQ_UNBOUND"])
+    (pwq,) = wq.pwqs
+    # the 6.9+ show_pwq(): "active=1 refcnt=32", no "/max_active" (6.1: "active=1/1")
+    assert (pwq.pool, pwq.cpus, pwq.active, pwq.max_active, pwq.refcnt) == (8, "0-1", 1, None, 32)
+    assert pwq.in_flight_pids == {32: "iomap_dio_complete_work"}
+    assert pwq.inactive == {"iomap_dio_complete_work": 30}
+    assert summarize_dump(t)[0] == ("dio-sync: active 1, 30 inactive iomap_dio_complete_work; "
+                                    "1 kworker blocked in jbd2_log_wait_commit")
+
+
+def test_612_jbd2_thread_is_named_from_its_unreliable_frames():
+    """6.12's unwinder gives the jbd2 thread only __schedule/schedule as reliable; the frames
+    after them are printed with '?'. The summary names the caller of the wait
+    (out_of_line_wait_on_bit), not the stale frame printed before it."""
+    (w,) = parse_dumps(read(FIXTURES / "sysrq" / "captured-6.12.118-patched-ext4-nvme-unwritten-convert-w-jbd2.txt"))
+    worker, jbd2 = w.tasks
+    assert worker.blocked_in == "jbd2_log_wait_commit"
+    assert jbd2.comm == "jbd2/nvme0n1-8" and jbd2.stack == ["__schedule", "schedule"]
+    assert jbd2.blocked_in == "jbd2_journal_commit_transaction (?)"
+    assert summarize_dump(w)[1] == "jbd2/nvme0n1-8 (pid 87) D, blocked in jbd2_journal_commit_transaction (?)"
+
+
+def test_612_baseline_kworkers_overlap_in_the_per_sb_workqueue():
+    (w,) = parse_dumps(read(FIXTURES / "sysrq" / "captured-6.12.118-baseline-ext4-nvme-unwritten-convert-w.txt"))
+    dio = [t for t in w.tasks if t.workqueue == "dio/nvme0n1"]
+    assert len(dio) >= 10 and all(t.state == "D" for t in dio)
+    # a kworker whose wait is printed only with '?' frames, under the scheduler's leftovers
+    # ("? update_load_avg", "? pick_next_task_fair", "? schedule"): named by the wait's caller
+    k0 = next(t for t in w.tasks if t.pid == 9)
+    assert k0.stack == ["__schedule", "schedule"] and k0.blocked_in == "jbd2_log_wait_commit (?)"
+    assert {t.blocked_in for t in dio} == {"jbd2_log_wait_commit", "jbd2_log_wait_commit (?)"}
