@@ -11,6 +11,7 @@ import pytest
 
 from harness.drivers.matrix import cells
 from harness.pytest_plugin import profile_from
+from harness.results.metrics import by_label
 from harness.results.stats import format_comparison
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel_suite]
@@ -39,6 +40,12 @@ def test_no_regression(kharness, cell):
     if bad:
         evidence = m.evidence_for(cell)
         lines = [format_comparison(cell.id, c) for c in bad]
+        # what the kernel did differently, counted in the guest around each run (explains only)
+        counted = [c for c in m.decided(explain=True).get(cell.id, [])
+                   if not getattr(by_label(c.metric), "gates", True) and c.verdict in ("regression", "improvement")]
+        if counted:
+            lines.append("what the kernel did differently (counted in the guest; explains, does not gate):")
+            lines += [f"  {format_comparison(cell.id, c)}" for c in counted]
         lines.append(f"sysrq evidence from an extra run on {m.kernel}:")
         lines += [f"  {s}" for s in evidence] or ["  (nothing blocked at capture time)"]
         lines.append("artifacts: " + ", ".join(outcome.evidence_paths + [m.consoles[m.kernel][-1]]))

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from ..errors import HarnessError
 from ..results.export import export_json, export_junit
-from ..results.metrics import GATING, METRICS
+from ..results.metrics import COUNTED, GATING, METRICS
 from ..results.store import StoreError
 from . import common
 from .common import open_store
@@ -166,6 +166,12 @@ def _show(args: argparse.Namespace) -> int:
                           _num(None if m.bw_kib_s is None else m.bw_kib_s / 1024, ".1f"), _num(m.clat_p50_us),
                           _num(m.clat_p99_us), _num(m.clat_p999_us), _styled(m.status))
         out.print(table)
+        counted = [mt for mt in COUNTED if any(getattr(m, mt.key, None) is not None for m in meas)]
+        if counted:   # what the kernel did around each run (docs/workloads.md#counted-metrics)
+            table = Table("cell", "run", *(mt.label for mt in counted), title="counted in the guest")
+            for m in meas:
+                table.add_row(_e(m.cell), str(m.run_index), *(_num(getattr(m, mt.key, None)) for mt in counted))
+            out.print(table)
     if xfs:
         table = Table("section", "test", "status", "time", "message", title="xfstests")
         for x in xfs:

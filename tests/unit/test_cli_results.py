@@ -53,6 +53,7 @@ def db(tmp_path):
                               started=f"2026-11-29T18:1{i}:00+0000", iops=(7000.0 + 30 * i - 60,))
             new["spec"] = fio_spec("v6.8-patched")
             new["xfstests"][0]["status"] = "fail"  # generic/001: pass on base, fail on new
+            new["measurements"][0].update(jbd2_commits_per_kwrite=333.0 + i, dio_wq_peak_concurrency=1.0)
             store.add_run(new)
         odd = make_record("odd-1", root=tmp_path, group=None, kernel="v6.8-patched", status="hang",
                           started="2026-11-30T09:00:00+0000")
@@ -114,6 +115,11 @@ def test_show(db, tmp_path, capsys):
     [meas] = lines_with(text, CELL, " ok ")
     assert [c.strip() for c in meas.split("│")[1:-1]] == [CELL, "0", "7000", "27.3", "110", "250", "900", "ok"]
     assert lines_with(text, "generic/001", "fail", "3.0")
+    # the counted metrics the run has, in a table of their own
+    assert "counted in the guest" in text
+    [counted] = lines_with(text, CELL, "335")
+    assert [c.strip() for c in counted.split("│")[1:-1]] == [CELL, "0", "335", "1"]
+    assert "jbd2 commits/kwrite" in text and "flushes/kwrite" not in text
     assert "event:     hung_task: INFO: task hung in jbd2_log_wait_commit (console line 1234)" in text
     assert f"evidence:  {tmp_path / 'new-2' / 'sysrq/hang-x-wt-181512.txt'} (sysrq)" in text
     assert f"evidence:  {tmp_path / 'new-2' / 'console.log'} (console)" in text

@@ -38,6 +38,8 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     msg = failure.get("message", "") + (failure.text or "")
     assert "ext4/nvme/unwritten-convert/libaio: IOPS -" in msg and "regression" in msg
     assert "dio-sync: active 1/1" in msg
+    # and what the kernel did differently, counted in the guest: one completion at a time
+    assert re.search(r"unwritten-convert/libaio: dio wq peak concurrency -\d+% .*regression", msg), msg
     # with an effect size and a confidence interval wholly below zero (Hodges-Lehmann, exact)
     assert re.search(r"HL -[\d.]+%, \d+% CI -[\d.]+%\.\.-[\d.]+%", msg), msg
     for name in ("test_no_kernel_errors[baseline]", "test_no_kernel_errors[kernel]",
