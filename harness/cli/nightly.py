@@ -70,6 +70,8 @@ def _run(args: argparse.Namespace) -> int:
             d = r.history if r.history.flagged else r.baseline
             out.print(escape(f"REGRESSION {r.kref} {r.cell}: {r.metric} {d.pct:+.1f}% ({d.then:.0f} -> {d.now:.0f}, "
                              f"{d.method})"))
+            for line in r.explains:
+                out.print(escape(f"  counted: {line}"))
             for line in (res.evidence.get((r.kref, r.cell)) or {}).get("summary", [])[:5]:
                 out.print(escape(f"  sysrq: {line}"))
             if r.bisect:

@@ -23,8 +23,18 @@ from ...results.history import (
     attempts_from_rows,
     xfstests_diff,
 )
+from ...results.metrics import COUNTED, by_label
+from ...results.stats import format_comparison
 from ...results.store import Store
-from ...results.verdict import GATING, METRICS, cell_values, measured, night_vs_baseline, night_vs_history
+from ...results.verdict import (
+    GATING,
+    METRICS,
+    cell_values,
+    decide_cells,
+    measured,
+    night_vs_baseline,
+    night_vs_history,
+)
 from ...vocab import KernelRef
 from .book import NightlyDB, NightRow
 from .plans import Plan
@@ -55,6 +65,7 @@ class CellRow:
     baseline_series: list[tuple[str, float]] = field(default_factory=list)
     bisect: str | None = None
     reproduce: str | None = None
+    explains: list[str] = field(default_factory=list)   # flagged counted metrics, same night
 
     @property
     def verdict(self) -> str:
@@ -176,6 +187,9 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                                                     ms("control", plan.baseline, cell))
                        for cell in plan.control_cells()})
     vs_base = night_vs_baseline(same_night, min_effect_pct=hp.min_effect_pct)
+    # what each kernel did differently from the baseline tonight, counted in the guest: decided
+    # in the explaining family, so it never moves a verdict, and shown beside each regression
+    counted = decide_cells(same_night, [m.key for m in COUNTED], min_effect_pct=hp.min_effect_pct)
     for kref in plan.kernels:
         for cell in plan.cells():
             sig = tonight.signature.get((kref, cell))
@@ -205,6 +219,9 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                 row.run_ids = sorted({m.run_id for m in tonight.values.get(("new", kref, cell), [])
                                       if m.status == "ok"}, key=lambda i: (status.get(i) != "done", i))
                 if row.flagged:
+                    row.explains = [format_comparison(cell, c) for c in counted.get((kref, cell), [])
+                                    if c.verdict in ("regression", "improvement")
+                                    and not getattr(by_label(c.metric), "gates", True)]
                     row.reproduce = f"kharness reproduce {row.run_ids[0]} --cell {cell}" if row.run_ids else None
                     bad = commits.get(kref)
                     if hd.flagged:

@@ -164,7 +164,7 @@ def write_reports(res: NightResult, night_dir: Path, store: Any, db: NightlyDB) 
     summary = {"night": res.night, "plan": res.plan, "verdict": res.verdict, "exit_code": res.exit_code,
                "commits": res.commits,
                "regressions": [{"kernel": r.kref, "cell": r.cell, "metric": r.metric, "bisect": r.bisect,
-                                "reproduce": r.reproduce, "baseline": r.baseline.__dict__,
+                                "reproduce": r.reproduce, "explains": r.explains, "baseline": r.baseline.__dict__,
                                 "history": r.history.__dict__}
                                for r in res.regressions],
                "new_failures": [d.__dict__ for d in res.new_failures], "hangs": res.hangs,

@@ -91,7 +91,8 @@ def night_kcidb(res: NightResult, store: Store) -> dict[str, Any]:
                 "comment": f"{row.metric} {row.verdict}: baseline {row.baseline.verdict}, "
                            f"history {row.history.verdict}",
                 "misc": {"baseline": _decision(row.baseline), "history": _decision(row.history),
-                         "values": row.values, "bisect": row.bisect, "reproduce": row.reproduce}}
+                         "values": row.values, "bisect": row.bisect, "reproduce": row.reproduce,
+                         "explains": row.explains}}
         value = row.baseline.now if row.baseline.now is not None else row.history.now
         if value is not None:
             test["number"] = {"value": float(value),
