@@ -8,6 +8,8 @@ import argparse
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import HarnessError
+from ..vm.machine import ICOUNT_SHIFT
 from ..vocab import ENGINES, PATTERNS
 from .common import console, open_store, out, results_root_from_args, say
 
@@ -40,9 +42,13 @@ def _run_fio(args: argparse.Namespace) -> int:
     from ..executors.base import RunContext
     from ..executors.local import LocalExecutor
     from ..run.plan import fio_cell, fio_spec
-    from ..run.spec import SysrqSampling
+    from ..run.spec import SysrqSampling, VMSpec
     from ..run.testbed import Testbed
     # Everything is validated before the first slow step (build, boot).
+    if args.icount is not None and (args.accel == "kvm" or not ICOUNT_SHIFT[0] <= args.icount <= ICOUNT_SHIFT[1]):
+        raise HarnessError(f"--icount {args.icount}: want a shift from {ICOUNT_SHIFT[0]} to {ICOUNT_SHIFT[1]}, "
+                           "under TCG")
+    vm = VMSpec(icount_shift=args.icount, icount_sleep=not args.icount_sleep_off)
     cells = [fio_cell(args.fs, args.disk, p, e, iodepth=args.iodepth, numjobs=args.numjobs, bs=args.bs,
                       size=args.size, runtime=args.runtime, runs=args.runs)
              for p in (args.pattern or PATTERNS) for e in (args.engine or ENGINES)]
@@ -52,7 +58,7 @@ def _run_fio(args: argparse.Namespace) -> int:
         sampling = SysrqSampling("w", delay=args.sample, interval=args.sample) if args.sample else None
         spec = fio_spec(bed, args.kernel, cells, disk_size=args.disk_size,
                         label=f"fio-{args.kernel}-{args.fs}-{args.disk}", sampling=sampling, setup=setup,
-                        deadline_s=args.deadline)
+                        deadline_s=args.deadline, vm=vm)
         ctx = RunContext(results_root_from_args(args), sink=store, say=say, front_end="cli", max_boots_per_spec=1)
         records = LocalExecutor().execute([spec], ctx)
     lost = [r for r in records if r.lost]
@@ -122,6 +128,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
                    help="a run past this is a hang (default: 3x runtime + 3 min)")
     f.add_argument("--accel", choices=["kvm", "tcg"])
+    f.add_argument("--icount", type=int, default=None, metavar="SHIFT",
+                   help="TCG with deterministic guest time: -icount shift=SHIFT (docs/vms.md#deterministic-guest-time)")
+    f.add_argument("--icount-sleep-off", action="store_true", help="with --icount: sleep=off")
     f.add_argument("--results-dir", help="where run directories go (each run gets a fresh one)")
     f.set_defaults(func=_run_fio)
 

@@ -28,7 +28,7 @@ from ..results.rundir import RunDir
 from ..util import write_json
 from ..vm.accel import Accel
 from ..vm.disks import Disk
-from ..vm.machine import VM, VMConfig
+from ..vm.machine import VM, Icount, VMConfig
 from ..vm.ssh import GuestCommandError
 from ..vocab import Say
 from ..workloads.fs import Filesystem, make_and_mount, unmount
@@ -58,7 +58,8 @@ def vm_config(spec: RunSpec, run_dir: Path) -> VMConfig:
     disks = [Disk(kind=d.kind, size=d.size, serial=d.serial) for d in spec.disks]
     return VMConfig(kernel=kernel.bzimage, image=image, accel=Accel(spec.accel, "from the run spec"),
                     run_dir=run_dir, disks=disks, memory_mb=spec.vm.memory_mb, cpus=spec.vm.cpus,
-                    cmdline=spec.vm.cmdline, boot_timeout=boot_timeout(spec.accel))
+                    cmdline=spec.vm.cmdline, boot_timeout=boot_timeout(spec.accel),
+                    icount=None if spec.vm.icount_shift is None else Icount(spec.vm.icount_shift, spec.vm.icount_sleep))
 
 
 @contextlib.contextmanager

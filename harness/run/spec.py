@@ -96,6 +96,8 @@ class VMSpec:
     memory_mb: int = 2048
     cpus: int = 2
     cmdline: str = ""
+    icount_shift: int | None = None   # TCG with deterministic guest time: -icount shift=N (None: off)
+    icount_sleep: bool = True         # with icount: sleep=on (off: an idle guest's clock jumps ahead)
 
 
 @dataclass(frozen=True)

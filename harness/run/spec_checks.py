@@ -32,7 +32,7 @@ from ..errors import HarnessError
 from ..image.build import IMAGE_KEY
 from ..kernel.build import KERNEL_KEY
 from ..vm.disks import Disk
-from ..vm.machine import CPUS, MEMORY_MB
+from ..vm.machine import CPUS, ICOUNT_SHIFT, MEMORY_MB
 from ..vocab import DISKS, ENGINES, FILESYSTEMS, NAME_RULE, PATTERNS, valid_name
 from ..workloads.fio import LIMITS, MAX_BYTES, FioJob, size_bytes, validate_job
 from .spec import MOUNTPOINT, RunSpec, SpecError
@@ -137,6 +137,14 @@ def _machine(c: _Checker, spec: RunSpec) -> None:
     c.number("vm.memory_mb", spec.vm.memory_mb, *MEMORY_MB)
     c.number("vm.cpus", spec.vm.cpus, *CPUS)
     c.text("vm.cmdline", spec.vm.cmdline, "kernel cmdline", max_len=MAX_CMDLINE, empty=True)
+    if spec.vm.icount_shift is not None:
+        if isinstance(spec.vm.icount_shift, bool) or not isinstance(spec.vm.icount_shift, int):
+            raise c.fail("vm.icount_shift", f"{spec.vm.icount_shift!r}: want an integer or null")
+        c.number("vm.icount_shift", spec.vm.icount_shift, *ICOUNT_SHIFT)
+        if spec.accel != "tcg":
+            raise c.fail("vm.icount_shift", f"icount needs accel tcg, not {spec.accel!r}")
+    if not isinstance(spec.vm.icount_sleep, bool):
+        raise c.fail("vm.icount_sleep", f"{spec.vm.icount_sleep!r}: want true or false")
     if len(spec.disks) > MAX_DISKS:
         raise c.fail("disks", f"{len(spec.disks)} disks: want at most {MAX_DISKS}")
     for n, d in enumerate(spec.disks):

@@ -65,6 +65,28 @@ class VMConfig:
     cpus: int = 2
     cmdline: str = ""
     boot_timeout: float = 180.0
+    icount: Icount | None = None   # TCG with deterministic guest time (None: multi-threaded TCG)
+
+
+ICOUNT_SHIFT = (0, 10)
+
+
+@dataclass(frozen=True)
+class Icount:
+    """QEMU's ``-icount shift=N,sleep=on|off``: guest time advances 2**N ns per instruction
+    executed instead of with the host's clock (single-threaded TCG only). With ``sleep`` off an
+    idle guest's clock jumps to its next timer instead of waiting in real time."""
+
+    shift: int
+    sleep: bool = True
+
+    def qemu_args(self) -> list[str]:
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) \
+                or not ICOUNT_SHIFT[0] <= self.shift <= ICOUNT_SHIFT[1]:
+            low, high = ICOUNT_SHIFT
+            raise HarnessError(f"icount shift {self.shift!r}: want an integer from {low} to {high}")
+        return ["-accel", "tcg,thread=single", "-cpu", "max",
+                "-icount", f"shift={self.shift},sleep={'on' if self.sleep else 'off'}"]
 
 
 def check_vm_size(memory_mb: object, cpus: object) -> None:
@@ -83,7 +105,10 @@ def qemu_argv(cfg: VMConfig, overlay: Path, scratch: list[Path], port: int, qmp:
     127.0.0.1, carries traffic (slirp's tcp_input drops any other connection the guest opens,
     while DHCP is still answered). Paths go through qemu_path (commas doubled)."""
     check_vm_size(cfg.memory_mb, cfg.cpus)
-    argv = ["qemu-system-x86_64", "-name", "kharness", "-machine", "q35", *cfg.accel.qemu_args,
+    if cfg.icount is not None and cfg.accel.name != "tcg":
+        raise HarnessError(f"icount needs TCG, not {cfg.accel.name}")
+    accel = cfg.accel.qemu_args if cfg.icount is None else cfg.icount.qemu_args()
+    argv = ["qemu-system-x86_64", "-name", "kharness", "-machine", "q35", *accel,
             "-smp", str(cfg.cpus), "-m", str(cfg.memory_mb), "-nodefaults", "-display", "none",
             "-no-reboot", "-kernel", str(cfg.kernel),
             "-append", " ".join(x for x in (BASE_CMDLINE, cfg.image.cmdline, cfg.cmdline) if x),

@@ -119,6 +119,10 @@ FIO_CASES = [
     ("label", "x" * 1001, "label"),
     ("role", "x" * 300, "role"),
     ("accel", "xen", "accel"),
+    ("vm.icount_shift", 11, "at most"),
+    ("vm.icount_shift", -1, "at least"),
+    ("vm.icount_shift", "3", "int"),
+    ("vm.icount_sleep", "off", "true or false"),
     # 4. fio cells: known kinds and parameters only
     ("workload.cells[0].runs", 0, "at least"),
     ("workload.cells[0].runs", 10 ** 6, "at most"),
@@ -304,3 +308,12 @@ def test_a_shared_record_json_is_read_as_untrusted_input(tmp_path, monkeypatch, 
     with pytest.raises(HarnessError, match=words) as e:
         repro.load_recorded(str(tmp_path))
     assert "record" in str(e.value)
+
+
+def test_icount_is_for_tcg_only_and_recorded_in_the_spec():
+    data = spec(vm=VMSpec(icount_shift=3, icount_sleep=False)).to_json()
+    assert data["vm"]["icount_shift"] == 3 and data["vm"]["icount_sleep"] is False
+    assert spec_from_json(data, "run/spec.json").vm.icount_shift == 3
+    data["accel"] = "kvm"
+    with pytest.raises(SpecError, match="vm.icount_shift: icount needs accel tcg"):
+        spec_from_json(data, "run/spec.json")

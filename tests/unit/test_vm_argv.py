@@ -8,7 +8,7 @@ from harness.errors import HarnessError
 from harness.image.build import Image
 from harness.vm.accel import Accel
 from harness.vm.disks import parse_disk
-from harness.vm.machine import VMConfig, qemu_argv
+from harness.vm.machine import Icount, VMConfig, qemu_argv
 
 
 def test_disk_spec_parsing():
@@ -22,10 +22,10 @@ def test_disk_spec_parsing():
         parse_disk("nvme:lots")
 
 
-def argv(disks, accel=Accel("tcg", "test"), cmdline=""):
+def argv(disks, accel=Accel("tcg", "test"), cmdline="", icount=None):
     cfg = VMConfig(kernel=Path("/k/bzImage"), image=Image("i", "k", Path("/img"), True), accel=accel,
                    run_dir=Path("/run"), disks=[parse_disk(d, i) for i, d in enumerate(disks)],
-                   cmdline=cmdline)
+                   cmdline=cmdline, icount=icount)
     return qemu_argv(cfg, Path("/run/ov.qcow2"), [Path(f"/run/s{i}.raw") for i in range(len(disks))],
                      2222, Path("/run/qmp.sock"), Path("/run/console.log"))
 
@@ -66,3 +66,14 @@ def test_an_image_built_with_kharness_init_boots_it(tmp_path):
     # the user's cmdline comes last, so it can override
     assert a[a.index("-append") + 1].endswith(" init=/usr/local/sbin/kharness-init loglevel=7")
     assert Image("i", "k", tmp_path / "none", True).cmdline == ""   # no metadata: systemd
+
+
+def test_icount_runs_single_threaded_tcg_with_the_shift():
+    a = argv(["nvme:1G"], icount=Icount(3, sleep=False))
+    assert a[a.index("-accel") + 1] == "tcg,thread=single" and a.count("-accel") == 1
+    assert a[a.index("-icount") + 1] == "shift=3,sleep=off"
+    assert argv([], icount=Icount(0))[argv([], icount=Icount(0)).index("-icount") + 1] == "shift=0,sleep=on"
+    with pytest.raises(HarnessError, match="icount needs TCG"):
+        argv([], Accel("kvm", "test"), icount=Icount(3))
+    with pytest.raises(HarnessError, match="icount shift 11"):
+        argv([], icount=Icount(11))
