@@ -23,6 +23,7 @@ from .vocab import Say
 # so only a session that runs kharness tests pays for it. Each such import says "heavy".
 
 _SESSION_KEY = pytest.StashKey["Kharness"]()
+_PLAN_KEY = pytest.StashKey[object]()     # a --patch series' TryPlan (harness.drivers.series.run)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +59,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--xfstests-section", action="store", default=None,
                 help="comma-separated fstests-configs sections (default: ext4_4k,xfs_4k or per --fs)")
     g.addoption("--xfstests-disk", action="store", default="virtio", help="disk kind for xfstests")
+    g.addoption("--patch", action="store", default=None, metavar="SERIES",
+                help="test a posted series as `kharness try SERIES` does (mbox, maildir, format-patch "
+                     "directory or NAME:A..B): its definition is kept, --kernel is set to it, --baseline "
+                     "names the base when the series has no base-commit, and only the cells chosen from "
+                     "what it touches run (docs/try.md)")
+    g.addoption("--patch-budget", action="store", default="15m", help="machine time for --patch's selection")
+    g.addoption("--patch-full", action="store_true", default=False, help="with --patch: every cell")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +73,47 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vm: boots real QEMU guests with real kernels (slow)")
     config.addinivalue_line("markers", "build: builds or imports a real kernel tree (slow)")
     config.addinivalue_line("markers", "kernel_suite: part of the default suite; needs --kernel")
+    series = config.getoption("--patch", None)
+    if series:
+        from .drivers.series.run import parse_budget, plan_try  # heavy: see the top of the module
+        from .results.store import Store
+        full = config.getoption("--patch-full")
+        try:
+            with Store(_store_path(config)) as store:
+                plan = plan_try(series, base_name=config.getoption("--baseline"),
+                                budget_s=None if full else parse_budget(config.getoption("--patch-budget")),
+                                full=full, store=store)
+        except HarnessError as e:
+            raise pytest.UsageError(str(e)) from None
+        config.stash[_PLAN_KEY] = plan
+        config.option.kernel = plan.kernel
+        config.option.baseline = plan.base.ref
+
+
+def _store_path(config: pytest.Config) -> Path | None:
+    store = config.getoption("--kharness-store", None)
+    return Path(store) if store else None
+
+
+def patch_plan(config: pytest.Config):
+    """The --patch series' TryPlan, or None."""
+    return config.stash.get(_PLAN_KEY, None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --patch: deselect the cells the selection left out."""
+    plan = patch_plan(config)
+    if plan is None:
+        return
+    chosen = {c.item for c in plan.selection.cells}
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")  # type: ignore[attr-defined]
+        (drop if cell is not None and getattr(cell, "id", None) not in chosen else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def split_option(v: str | None) -> list[str] | None:
@@ -75,6 +124,15 @@ def split_option(v: str | None) -> list[str] | None:
 def profile_from(config: pytest.Config):
     """The matrix profile the options select; a UsageError names a bad --fs/--disk/--runs."""
     from .drivers.matrix import make_profile  # heavy: see the top of the module
+    plan = patch_plan(config)
+    if plan is not None:  # every cell of the selection is in this profile; the rest are deselected
+        from .drivers.series.run import profile_for
+        try:
+            base = make_profile(config.getoption("--suite-profile") or "quick", runs=config.getoption("--runs"),
+                                max_runs=config.getoption("--max-runs"))
+        except HarnessError as e:
+            raise pytest.UsageError(str(e)) from None
+        return profile_for(plan, base)
     try:
         name = config.getoption("--suite-profile") or ("quick" if config.getoption("--quick") else "default")
         return make_profile(name,
@@ -92,12 +150,13 @@ class Kharness:
         # heavy: see the top of the module
         from .config.kernels import load_kernel
         from .results.store import Store
+        from .vocab import KernelRef
         self.config = config
         kernel: str | None = config.getoption("--kernel")
         if kernel is None:
             raise pytest.UsageError("this test needs --kernel NAME (a definition in kernels/)")
         self.kernel: str = kernel
-        kdef = load_kernel(self.kernel)
+        kdef = load_kernel(KernelRef.parse(self.kernel).name)
         self.baseline: str | None = config.getoption("--baseline") or kdef.based_on
         self.profile = profile_from(config)
         rd = config.getoption("--results-dir")
@@ -170,6 +229,12 @@ class Kharness:
         """The MatrixRun comparing --kernel against its baseline (measured on first use)."""
         from .drivers.matrix import MatrixRun  # heavy: see the top of the module
         baseline = self._need_baseline()
+        plan = patch_plan(self.config)
+        if self._matrix is None and plan is not None:
+            from .drivers.series.run import matrix_for, write_selection
+            self._matrix = matrix_for(plan, self.results, accel=self.accel, say=self.say(), sink=self.store,
+                                      executor=self.executor(), profile=self.profile, front_end="pytest")
+            write_selection(plan, self.results)
         if self._matrix is None:
             self._matrix = MatrixRun(self.kernel, baseline, self.profile, self.results, accel=self.accel,
                                      say=self.say(), sink=self.store, front_end="pytest",
@@ -210,6 +275,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"boots lost to the host and replaced ({len(m.lost)}; not kernel failures):")
         for line in m.lost:
             terminalreporter.write_line(f"  {line}")
+    plan = patch_plan(config)
+    if plan is not None:
+        from .drivers.series.run import finish
+        text = finish(plan, m)
+        for line in text.splitlines():
+            terminalreporter.write_line(line)
     terminalreporter.write_line(f"results: {m.results} (group {m.group} in {session.store.path})")
 
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..errors import HarnessError, Terminated
 from ..procs import install_signal_handlers
-from . import bisect, doctor, kernel, nightly, reproduce, results, run, sysrq, vm
+from . import bisect, doctor, kernel, nightly, reproduce, results, run, sysrq, try_, vm
 from .common import console
 
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, metavar="PATH",
                    help="results store (SQLite); default $KHARNESS_STORE or ~/.local/share/kharness/results.sqlite")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for module in (kernel, vm, run, sysrq, results, reproduce, bisect, nightly, doctor):
+    for module in (kernel, vm, run, try_, sysrq, results, reproduce, bisect, nightly, doctor):
         module.add_commands(sub)
     return p
 

@@ -1,0 +1,92 @@
+"""Patch-aware selection (harness.drivers.series.select): rules, ranking, budget, --full."""
+
+from harness.drivers.series.diff import Touched, touched_text
+from harness.drivers.series.select import DEFERRED, Costs, select
+
+FS = ("ext4", "xfs", "ocfs2")
+DISKS = ("nvme", "virtio")
+PATTERNS = ("randwrite-overwrite", "append-extend", "unwritten-convert", "randwrite-osync")
+ENGINES = ("libaio", "io_uring")
+
+
+def sel(files, functions=(), **kw):
+    t = Touched(tuple(files), tuple(functions))
+    kw.setdefault("budget_s", 900.0)
+    return select(t, filesystems=FS, disks=DISKS, patterns=PATTERNS, engines=ENGINES,
+                  iomap_users=("ext4", "xfs"), direct_io_users=("ocfs2",), **kw)
+
+
+def test_one_filesystem_runs_only_its_cells_and_tests():
+    s = sel(["fs/ocfs2/file.c"])
+    assert s.filesystems == ("ocfs2",)
+    assert s.xfstests and all(x.item.startswith("ocfs2_local:") for x in s.xfstests)
+    assert "touches fs/ocfs2/file.c: ocfs2 cells and the ocfs2 tests" in s.reasons
+    assert s.to_json()["filesystems"] == ["ocfs2"]
+
+
+def test_iomap_direct_io_selects_the_iomap_filesystems():
+    s = sel(["fs/iomap/direct-io.c"], [("fs/iomap/direct-io.c", ("iomap_dio_complete_work",))])
+    assert set(s.filesystems) == {"ext4", "xfs"}
+    assert {c.item.split("/")[2] for c in s.cells[:4]} <= set(DEFERRED)
+
+
+def test_the_completion_workqueue_ranks_deferred_completions_first_on_every_filesystem():
+    s = sel(["fs/direct-io.c"], [("fs/direct-io.c", ("sb_init_dio_done_wq",))], budget_s=600.0)
+    top = [c.item for c in s.cells if c.weight == 1.0]
+    assert {i.split("/")[0] for i in top} == set(FS)
+    assert {i.split("/")[2] for i in top} == set(DEFERRED)
+    assert "ext4/nvme/append-extend/libaio" not in top      # ext4 performs extending writes synchronously
+    # the first two: ext4's deferred completions (ties go by name)
+    assert [c.item for c in s.cells[:2]] == ["ext4/nvme/randwrite-osync/libaio", "ext4/nvme/unwritten-convert/libaio"]
+    assert "ext4/nvme/unwritten-convert/libaio" in [c.item for c in s.cells]
+
+
+def test_budget_is_kept_and_full_runs_everything():
+    s = sel(["mm/filemap.c"], budget_s=300.0)
+    assert s.cost_s <= 300.0 and s.skipped
+    full = sel(["mm/filemap.c"], full=True)
+    assert len(full.cells) == len(FS) * len(DISKS) * len(PATTERNS) * len(ENGINES) and not full.skipped
+
+
+def test_measured_costs_change_the_ranking():
+    cheap = "xfs/nvme/unwritten-convert/libaio"
+    costs = Costs({c: 500.0 for c in [f"{f}/nvme/{p}/libaio" for f in FS for p in PATTERNS]} | {cheap: 10.0})
+    s = sel(["fs/direct-io.c"], [("fs/direct-io.c", ("sb_init_dio_done_wq",))], costs=costs, budget_s=200.0)
+    assert s.cells[0].item == cheap
+
+
+def test_at_least_one_item_even_when_nothing_fits():
+    s = sel(["fs/ext4/inode.c"], budget_s=1.0)
+    assert len(s.cells) == 1 and s.cells[0].item.startswith("ext4/")
+
+
+def test_block_layer_and_drivers_pick_disks():
+    assert sel(["drivers/block/virtio_blk.c"]).cells[0].item.split("/")[1] == "virtio"
+    assert sel(["drivers/nvme/host/core.c"]).cells[0].item.split("/")[1] == "nvme"
+
+
+def test_from_a_real_diff():
+    t = touched_text("diff --git a/fs/jbd2/commit.c b/fs/jbd2/commit.c\n--- a/fs/jbd2/commit.c\n"
+                     "+++ b/fs/jbd2/commit.c\n"
+                     "@@ -1,1 +1,1 @@ void jbd2_journal_commit_transaction(journal_t *j)\n-a\n+b\n")
+    s = select(t, filesystems=FS, disks=DISKS, patterns=PATTERNS, engines=ENGINES, iomap_users=("ext4", "xfs"),
+               direct_io_users=("ocfs2",), budget_s=900.0)
+    assert set(s.filesystems) == {"ext4", "ocfs2"}
+
+
+def test_costs_measured_in_the_store():
+    from types import SimpleNamespace
+
+    from harness.drivers.series.run import measured_costs, parse_budget
+
+    def run(cells, started, finished, boot):
+        return SimpleNamespace(workload="fio", started=started, finished=finished, boot_seconds=boot,
+                               record={"measurements": [{"cell": c} for c in cells]})
+    store = SimpleNamespace(runs=lambda limit: [
+        run(["a/nvme/p/libaio", "b/nvme/p/libaio"], "2026-12-06T04:29:15+0000", "2026-12-06T04:29:35+0000", 4.0),
+        run(["a/nvme/p/libaio"], "2026-12-06T05:00:00+0000", "2026-12-06T05:00:14+0000", 4.0),
+        SimpleNamespace(workload="xfstests", started=None, finished=None, boot_seconds=None, record={})])
+    c = measured_costs(store, runs=3)
+    assert c.cell_s == {"a/nvme/p/libaio": 6 * 9.0, "b/nvme/p/libaio": 6 * 8.0}
+    assert measured_costs(None, 3).cell_s == {}
+    assert parse_budget("15m") == 900 and parse_budget("90s") == 90 and parse_budget("1h") == 3600
