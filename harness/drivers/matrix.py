@@ -32,7 +32,7 @@ from ..evidence.events import Event
 from ..evidence.infra import emulator_fault
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
-from ..results.metrics import COUNTED, by_label
+from ..results.metrics import COUNTED, gates
 from ..results.stats import Comparison, format_comparison
 from ..results.verdict import GATING, CellValues, cell_settled, cell_values, compare_cell, decide_cells
 from ..run.plan import fio_matrix, fio_spec, with_runtime
@@ -287,8 +287,7 @@ class MatrixRun:
         for cid, comps in self.decided(explain=True).items():
             for c in comps:
                 s = c.shift
-                mt = by_label(c.metric)
-                rows.append({"cell": cid, "metric": c.metric, "gates": mt is None or mt.gates, "verdict": c.verdict,
+                rows.append({"cell": cid, "metric": c.metric, "gates": gates(c.metric), "verdict": c.verdict,
                              "base_kernel": self.baseline, "new_kernel": self.kernel,
                              "base_median": c.base.median, "new_median": c.new.median,
                              "pct_change": c.pct_change, "p_value": c.p_value, "q_value": c.q_value,

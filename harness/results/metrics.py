@@ -54,6 +54,13 @@ def by_label(label: str) -> Metric | None:
     return _BY_LABEL.get(label)
 
 
+def gates(label: str) -> bool:
+    """Whether the metric a comparison's label names gates a verdict (a label kharness does not
+    know is treated as gating: never silently explanatory)."""
+    m = _BY_LABEL.get(label)
+    return m is None or m.gates
+
+
 class MetricError(HarnessError):
     """A metric key kharness does not compare; names the known keys."""
 

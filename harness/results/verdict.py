@@ -30,7 +30,7 @@ from scipy.stats import t as student_t
 
 from ..errors import HarnessError
 from .history import Decision, PastNight, vs_history
-from .metrics import GATING, METRICS, Metric, MetricError, by_label, metric, selected  # noqa: F401  (part of this module's face)
+from .metrics import GATING, METRICS, Metric, MetricError, gates, metric, selected  # noqa: F401  (part of this module's face)
 from .stats import Comparison, adjust, compare
 
 K = TypeVar("K", bound=Hashable)
@@ -76,11 +76,6 @@ def compare_cell(values: CellValues, metrics: Sequence[Metric] = GATING, *, min_
     return out
 
 
-def _gates(c: Comparison) -> bool:
-    m = by_label(c.metric)
-    return m is None or m.gates
-
-
 def adjust_cells(per_cell: Mapping[K, list[Comparison]]) -> dict[K, list[Comparison]]:
     """Every cell's comparisons decided together: Benjamini-Hochberg q-values across all the
     gating comparisons at once, and across the explaining ones apart from them. Cells and the
@@ -88,7 +83,7 @@ def adjust_cells(per_cell: Mapping[K, list[Comparison]]) -> dict[K, list[Compari
     flat = [(k, i, c) for k, comps in per_cell.items() for i, c in enumerate(comps)]
     decided: dict[tuple, Comparison] = {}
     for family in (True, False):
-        members = [(k, i, c) for k, i, c in flat if _gates(c) == family]
+        members = [(k, i, c) for k, i, c in flat if gates(c.metric) == family]
         for (k, i, _), c in zip(members, adjust([c for _, _, c in members])):
             decided[(k, i)] = c
     out: dict[K, list[Comparison]] = {k: [] for k in per_cell}

@@ -31,7 +31,7 @@ from harness.executors import artifacts
 from harness.executors.base import RunContext
 from harness.executors.choose import executor_for
 from harness.executors.local import LocalExecutor
-from harness.results.metrics import by_label
+from harness.results.metrics import gates
 from harness.results.store import Store
 from harness.run.plan import fio_cell, fio_spec
 from harness.util import sha256_file
@@ -117,7 +117,7 @@ def test_matrix_on_ray_fetches_artifacts_and_matches_a_local_run(cluster, testbe
         ms = store.measurements([r.run_id for r in recs])
         assert len(ms) == 2 and all(x.iops and x.iops > 0 for x in ms)
         # the gating metrics (IOPS, p99) for the one cell, the counted ones beside them (gates: false)
-        gating = [v.metric for v in store.verdicts(m.group) if getattr(by_label(v.metric), "gates", True)]
+        gating = [v.metric for v in store.verdicts(m.group) if gates(v.metric)]
         assert sorted(gating) == ["IOPS", "p99 latency us"]
         ray_rows = {r.run_id: r for r in rows}
         ray_ms = {x.run_id: x for x in ms}

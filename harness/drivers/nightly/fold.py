@@ -23,7 +23,7 @@ from ...results.history import (
     attempts_from_rows,
     xfstests_diff,
 )
-from ...results.metrics import COUNTED, by_label
+from ...results.metrics import COUNTED, gates
 from ...results.stats import format_comparison
 from ...results.store import Store
 from ...results.verdict import (
@@ -221,7 +221,7 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                 if row.flagged:
                     row.explains = [format_comparison(cell, c) for c in counted.get((kref, cell), [])
                                     if c.verdict in ("regression", "improvement")
-                                    and not getattr(by_label(c.metric), "gates", True)]
+                                    and not gates(c.metric)]
                     row.reproduce = f"kharness reproduce {row.run_ids[0]} --cell {cell}" if row.run_ids else None
                     bad = commits.get(kref)
                     if hd.flagged:
