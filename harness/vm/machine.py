@@ -81,12 +81,16 @@ class Icount:
     sleep: bool = True
 
     def qemu_args(self) -> list[str]:
-        if isinstance(self.shift, bool) or not isinstance(self.shift, int) \
-                or not ICOUNT_SHIFT[0] <= self.shift <= ICOUNT_SHIFT[1]:
-            low, high = ICOUNT_SHIFT
-            raise HarnessError(f"icount shift {self.shift!r}: want an integer from {low} to {high}")
+        check_icount_shift(self.shift)
         return ["-accel", "tcg,thread=single", "-cpu", "max",
                 "-icount", f"shift={self.shift},sleep={'on' if self.sleep else 'off'}"]
+
+
+def check_icount_shift(shift: object) -> None:
+    """HarnessError unless ``shift`` is an integer within ICOUNT_SHIFT."""
+    low, high = ICOUNT_SHIFT
+    if not isinstance(shift, int) or isinstance(shift, bool) or not low <= shift <= high:
+        raise HarnessError(f"icount shift {shift!r}: want an integer from {low} to {high}")
 
 
 def check_vm_size(memory_mb: object, cpus: object) -> None:
