@@ -5,33 +5,23 @@ suite must flag that as a regression with numbers and sysrq evidence naming dio-
 invariant tests (no kernel errors, every workload completed) must pass.
 """
 
-import os
 import re
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.suite import run_suite
+
 pytestmark = pytest.mark.vm
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     # --max-runs=5: the quick profile's 3 runs a side decide a -60% change on a quiet host; one boot
     # slowed to half speed by a busy host leaves it open at 3 (seen on a loaded machine, p=0.08),
     # and adaptive repeats measure the open cells again, as they do for a user
-    junit = tmp_path / "junit.xml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched", "--quick", "--max-runs=5",
-         "--fs=ext4", f"--results-dir={tmp_path / 'results'}", f"--junitxml={junit}", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=2400,
-        env={**os.environ, "KHARNESS_STORE": str(tmp_path / "store.sqlite")})
+    proc, cases = run_suite(tmp_path, "--kernel=patched", "--quick", "--max-runs=5", "--fs=ext4")
     out = proc.stdout
-    print(out[-6000:])
     assert proc.returncode == 1, "the suite should fail on the regression"
-    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
     reg = cases["test_no_regression[ext4-nvme-unwritten-convert-libaio]"]
     failure = reg.find("failure")
     assert failure is not None

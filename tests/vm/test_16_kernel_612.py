@@ -5,16 +5,13 @@ the 6.1 tests; run with KHARNESS_EXTENDED=1. The measured time is in docs/kernel
 """
 
 import json
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from harness.kernel.build import build_kernel
 from harness.kernel.kconfig import parse_config
+from tests.helpers.suite import run_suite
 
 pytestmark = [pytest.mark.vm, pytest.mark.build, pytest.mark.extended]
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,17 +36,9 @@ def test_612_builds_with_the_shared_fragments():
 
 
 def test_suite_flags_the_ported_patch_on_612(tmp_path):
-    junit = tmp_path / "junit.xml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suite/test_aio_dsync.py", "--kernel=patched-6.12",
-         "--baseline=baseline-6.12", "--quick", "--max-runs=5", "--fs=ext4",
-         f"--results-dir={tmp_path / 'results'}", f"--junitxml={junit}", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=3600,
-        env={**os.environ, "KHARNESS_STORE": str(tmp_path / "store.sqlite")})
-    out = proc.stdout
-    print(out[-6000:])
+    proc, cases = run_suite(tmp_path, "--kernel=patched-6.12", "--baseline=baseline-6.12", "--quick",
+                            "--max-runs=5", "--fs=ext4", timeout=3600)
     assert proc.returncode == 1, "the suite should fail on the regression"
-    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
     failure = cases["test_no_regression[ext4-nvme-unwritten-convert-libaio]"].find("failure")
     assert failure is not None
     msg = failure.get("message", "") + (failure.text or "")
