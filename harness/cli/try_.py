@@ -17,9 +17,11 @@ def _try(args: argparse.Namespace) -> int:
     from ..executors.choose import executor_for
     from ..results.report import comparison_table
     budget = None if args.full else parse_budget(args.budget)
+    named = [t.strip() for t in (args.xfstests or "").split(",") if t.strip()]
     with open_store(args) as store:
         plan = plan_try(args.series, base_name=args.base, name=args.name, budget_s=budget, full=args.full,
-                        dry_run=args.dry_run, store=store, xfstests=not args.no_xfstests)
+                        dry_run=args.dry_run, store=store, xfstests=not args.no_xfstests,
+                        xfstests_named=named)
         for line in selection_lines(plan):
             out.print(escape(line))
         results = results_root_from_args(args) / f"try-{time.strftime('%Y%m%d-%H%M%S')}-{plan.name}"
@@ -63,6 +65,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--full", action="store_true", help="run every cell, whatever the series touches")
     t.add_argument("--name", help="the kept definition's name (default: from the series' subject)")
     t.add_argument("--no-xfstests", action="store_true", help="choose and run fio cells only")
+    t.add_argument("--xfstests", metavar="TESTS", help="run these xfstests instead of the chosen ones: "
+                   "generic/001,generic/013 (in the selected filesystems' sections) or SECTION:TEST")
     t.add_argument("--dry-run", action="store_true", help="read, base and select; build and run nothing")
     t.add_argument("--text", action="store_true", help="print the plain-text report (always in report.txt)")
     t.add_argument("--accel", choices=["kvm", "tcg"])

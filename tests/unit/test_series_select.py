@@ -1,7 +1,9 @@
 """Patch-aware selection (harness.drivers.series.select): rules, ranking, budget, --full."""
 
+import pytest
+
 from harness.drivers.series.diff import Touched, touched_text
-from harness.drivers.series.select import DEFERRED, Costs, select
+from harness.drivers.series.select import DEFERRED, Costs, named_xfstests, select
 
 FS = ("ext4", "xfs", "ocfs2")
 DISKS = ("nvme", "virtio")
@@ -90,3 +92,19 @@ def test_costs_measured_in_the_store():
     assert c.cell_s == {"a/nvme/p/libaio": 6 * 9.0, "b/nvme/p/libaio": 6 * 8.0}
     assert measured_costs(None, 3).cell_s == {}
     assert parse_budget("15m") == 900 and parse_budget("90s") == 90 and parse_budget("1h") == 3600
+
+
+def test_named_xfstests_replace_the_chosen_ones_in_the_selected_filesystems():
+    s = sel(["fs/direct-io.c"], [("fs/direct-io.c", ("sb_init_dio_done_wq",))], budget_s=200.0)
+    assert s.filesystems == ("ext4",) and not s.xfstests           # 200 s: two ext4 cells, no xfstests
+    named = named_xfstests(s, ["generic/001", "xfs_4k:generic/013", "generic/001"], Costs())
+    assert [x.item for x in named.xfstests] == ["ext4_4k:generic/001", "xfs_4k:generic/013"]
+    assert named.cells == s.cells and named.cost_s == s.cost_s + 2 * 80.0 + 60.0   # tests + their boots, once
+    assert named.to_json()["xfstests"][0]["reason"] == "named by --xfstests"
+    chosen = sel(["fs/ocfs2/file.c"])
+    again = named_xfstests(chosen, ["generic/001"], Costs())
+    assert [x.item for x in again.xfstests] == ["ocfs2_local:generic/001"]
+    assert again.cost_s == chosen.cost_s - sum(x.cost_s for x in chosen.xfstests) + 80.0
+    for bad in ("generic/../x", "nosuch_4k:generic/001", "-rf", "generic/001 ; x"):
+        with pytest.raises(ValueError, match="want TEST"):
+            named_xfstests(s, [bad], Costs())

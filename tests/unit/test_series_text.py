@@ -46,3 +46,10 @@ def test_a_failed_run_or_an_xfstests_new_failure_withholds_the_trailer():
     assert "Tested-by" not in report(rows, failures={"xfs/nvme/append-extend/libaio": ["hang"]})
     text = report(rows, xfs=[("ext4_4k:generic/091", "new failure", "fail: output mismatch")])
     assert "xfstests new failure: ext4_4k:generic/091" in text and "Tested-by" not in text
+
+
+def test_every_xfstest_that_ran_is_in_the_report_with_both_kernels():
+    rows = [row("xfs/nvme/append-extend/libaio", "no change", 1.0)]
+    text = report(rows, xfs=[("ext4_4k:generic/001", "pass", "pass (base pass)")])
+    assert "xfstests result: ext4_4k:generic/001: pass, pass (base pass)" in text
+    assert text.rstrip().endswith("Tested-by: kharness <kharness@localhost>")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from ...vocab import DISKS, ENGINES, FILESYSTEMS, NAME_RULE, PATTERNS, Say, vali
 from ..matrix import PROFILES, CellOutcome, MatrixRun, Profile
 from .base import Base, cached_repo, find_base, keep_definition
 from .read import Series, is_range, range_definition, read_series
-from .select import Costs, Selection, select
+from .select import Costs, Selection, named_xfstests, select
 from .text import ReportInput, render
 from .xfstests import XfstestsOutcome, run_xfstests
 
@@ -37,7 +38,9 @@ class TryPlan:
 
     @property
     def kernel(self) -> str:
-        return self.name if self.base.commit is None else f"{self.name}@{self.base.commit}"
+        """The kernel tried: the kept definition, which builds the series on the base (at its
+        commit, see harness.drivers.series.base)."""
+        return self.name
 
 
 def parse_budget(text: str) -> float:
@@ -101,8 +104,10 @@ def measured_costs(store: object | None, runs: int, limit: int = 400) -> Costs:
 
 def plan_try(series_text: str, *, base_name: str | None = None, name: str | None = None,
              budget_s: float | None = 900.0, full: bool = False, dry_run: bool = False,
-             store: object | None = None, profile: Profile = PROFILES["quick"], xfstests: bool = True) -> TryPlan:
-    """Read, base, select and (unless dry_run) keep the definition: every check before a slow step."""
+             store: object | None = None, profile: Profile = PROFILES["quick"], xfstests: bool = True,
+             xfstests_named: Sequence[str] = ()) -> TryPlan:
+    """Read, base, select and (unless dry_run) keep the definition: every check before a slow step.
+    ``xfstests_named`` (``--xfstests``) replaces the chosen xfstests (see select.named_xfstests)."""
     if name is not None and not valid_name(name):
         raise HarnessError(f"--name {name!r}: use {NAME_RULE}")
     range_repo = None
@@ -117,9 +122,15 @@ def plan_try(series_text: str, *, base_name: str | None = None, name: str | None
     base = find_base(series, base_name or series.range_of)
     kname = name or series.slug
     iomap, legacy, how = structure(base)
+    costs = measured_costs(store, profile.runs)
     sel = select(series.touched, filesystems=FILESYSTEMS, disks=[d for d in DISKS if d in ("nvme", "virtio")],
                  patterns=PATTERNS, engines=ENGINES, iomap_users=iomap, direct_io_users=legacy,
-                 costs=measured_costs(store, profile.runs), budget_s=budget_s, full=full, xfstests=xfstests)
+                 costs=costs, budget_s=budget_s, full=full, xfstests=xfstests)
+    if xfstests_named:
+        try:
+            sel = named_xfstests(sel, xfstests_named, costs)
+        except ValueError as e:
+            raise HarnessError(f"--xfstests: {e}") from None
     definition = None if dry_run else keep_definition(kname, series, base)
     return TryPlan(series, base, kname, definition, sel,
                    f"iomap_dio_rw: {', '.join(iomap) or 'none'}; __blockdev_direct_IO: {', '.join(legacy) or 'none'} "
@@ -224,8 +235,8 @@ def report_input(plan: TryPlan, m: MatrixRun, xfs: XfstestsOutcome | None = None
                        {c: o.evidence for c, o in outcomes.items() if o.evidence},
                        {c: o.failures for c, o in outcomes.items() if o.failures},
                        plan.selection.reasons, sel_x,
-                       [(f"{d.section}:{d.test}", d.category, d.tonight + (f": {d.message}" if d.message else ""))
-                        for d in (xfs.diffs if xfs else ())],
+                       [(f"{d.section}:{d.test}", d.category, f"{d.tonight} (base {d.baseline or 'not run'})"
+                         + (f": {d.message}" if d.message else "")) for d in (xfs.diffs if xfs else ())],
                        xfs.not_run if xfs else "not run by pytest --patch (use the xfstests options)",
                        [f"kharness try {src}" + (f" --name {plan.name}" if plan.name != plan.series.slug else ""),
                         f"pytest --kernel={plan.name} --baseline={plan.base.ref}  (definition {plan.definition})",

@@ -14,8 +14,9 @@ one, else an estimate; cells are taken by value per second while they fit the bu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .diff import Touched
 
@@ -29,6 +30,7 @@ SECTIONS = {"ext4": "ext4_4k", "xfs": "xfs_4k", "ocfs2": "ocfs2_local"}
 # into unwritten/partial blocks; 013: fsstress), and a sanity test for anything else.
 DIO_TESTS = ("generic/091", "generic/263", "generic/240")
 BASIC_TESTS = ("generic/001", "generic/013")
+_TEST = re.compile(r"\A[a-z0-9_]{1,32}/[0-9]{3,4}\Z")     # an xfstests test: generic/001, ext4/271
 
 
 @dataclass(frozen=True)
@@ -228,3 +230,21 @@ def select(touched: Touched, *, filesystems: Sequence[str], disks: Sequence[str]
     return Selection(tuple(sorted((c for c in chosen if c.kind == "cell"), key=lambda c: order[c.item])),
                      tuple(c for c in chosen if c.kind == "xfstests"), tuple(skipped), reasons,
                      None if full else budget_s, full, overhead)
+
+
+def named_xfstests(sel: Selection, tests: Sequence[str], costs: Costs = Costs()) -> Selection:
+    """``sel`` with the xfstests a user named (``try --xfstests``) instead of the chosen ones: a
+    TEST runs in the section of each filesystem the selection's cells use, a SECTION:TEST in
+    that section. Named tests are not weighed against the budget (they were asked for); their
+    cost is counted. ValueError names a test or section that is not of that form."""
+    items: list[str] = []
+    for t in tests:
+        sec, colon, name = t.rpartition(":")
+        if not _TEST.match(name) or colon and sec not in SECTIONS.values():
+            raise ValueError(f"xfstests {t!r}: want TEST (generic/001) or SECTION:TEST with SECTION one of "
+                             f"{', '.join(SECTIONS.values())}")
+        items += [t] if colon else [f"{SECTIONS[fs]}:{name}" for fs in sel.filesystems if fs in SECTIONS]
+    chosen = tuple(Choice("xfstests", i, 1.0, costs.xfstest_s, "named by --xfstests") for i in dict.fromkeys(items))
+    boots = costs.xfstests_boot_s if sel.xfstests else 0.0     # the chosen ones' boots were counted already
+    return replace(sel, xfstests=chosen, skipped=tuple(c for c in sel.skipped if c.kind != "xfstests"),
+                   overhead_s=sel.overhead_s - boots + (costs.xfstests_boot_s if chosen else 0.0))

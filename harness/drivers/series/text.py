@@ -51,8 +51,9 @@ def render(inp: ReportInput) -> str:
                    + (f" (not run: {inp.xfstests_not_run})" if inp.xfstests_not_run else ""))
     new_fail = [x for x in inp.xfstests_results if x[1] == "new failure"]
     out.append("")
-    for item, _cat, detail in new_fail:
-        out.append(f"xfstests new failure: {item}: {detail}")
+    for item, cat, detail in inp.xfstests_results:
+        out.append(f"xfstests {'new failure' if cat == 'new failure' else 'result'}: {item}: "
+                   + (detail if cat == "new failure" else f"{cat}, {detail}"))
     if regressed:
         bad_cells = list(dict.fromkeys(r["cell"] for r in regressed))
         out.append(f"Regressions ({len(regressed)} comparison(s) in {len(bad_cells)} cell(s)):")
