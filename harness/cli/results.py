@@ -270,7 +270,8 @@ def _compare(args: argparse.Namespace) -> int:
         common.write_stdout(json.dumps({"a": a_label, "b": b_label, "rows": [
             {"cell": cell, "metric": key, "verdict": c.verdict, "base_median": c.base.median,
              "new_median": c.new.median, "pct_change": _finite(c.pct_change), "p_value": c.p_value,
-             "q_value": c.q_value, "n_base": c.base.n, "n_new": c.new.n} for cell, key, c in found]},
+             "q_value": c.q_value, "n_base": c.base.n, "n_new": c.new.n, "calibrated": c.calibrated}
+            for cell, key, c in found]},
             indent=2) + "\n")
         return 0
     for side, label, runs in (("A", a_label, a_runs), ("B", b_label, b_runs)):
@@ -280,7 +281,8 @@ def _compare(args: argparse.Namespace) -> int:
     for cell, key, c in found:
         pct = f"{c.pct_change:+.1f}%" if math.isfinite(c.pct_change) else "n/a"
         table.add_row(_e(cell), key, _fmt_value(c.base.median), _fmt_value(c.new.median), pct,
-                      _fmt_p(c.p_value), _fmt_p(c.q_value), f"{c.base.n}/{c.new.n}", _styled(c.verdict))
+                      _fmt_p(c.p_value), _fmt_p(c.q_value), f"{c.base.n}/{c.new.n}",
+                      _styled(c.verdict) + (" (calibrated)" if c.calibrated else ""))
     if found:
         out.print(table)
     elif a_meas or b_meas:

@@ -22,6 +22,7 @@ every flagged change is a false alarm, and the summary says how many there were.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from ..evidence.events import Event
 from ..evidence.infra import emulator_fault
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
+from ..results.calibration import Fit
 from ..results.metrics import COUNTED, gates
 from ..results.stats import Comparison, format_comparison
 from ..results.verdict import GATING, CellValues, cell_settled, cell_values, compare_cell, decide_cells
@@ -293,10 +295,20 @@ class MatrixRun:
                              "pct_change": c.pct_change, "p_value": c.p_value, "q_value": c.q_value,
                              "hl_pct": s.pct if s else None, "ci_low": s.low if s else None,
                              "ci_high": s.high if s else None, "ci_confidence": s.confidence if s else None,
-                             "mde_pct": c.mde_pct, "settled": c.settled,
+                             "mde_pct": c.mde_pct, "settled": c.settled, "calibrated": c.calibrated,
                              "n_base": c.base.n, "n_new": c.new.n,
                              "line": format_comparison(cid, c)})
         return rows
+
+    def calibration(self) -> list[Fit]:
+        """How each gating metric of each side followed the host's load (the fits the verdicts
+        used or set aside; empty when the runs had no calibration)."""
+        seen: dict[str, tuple[Fit, Fit]] = {}
+        for comps in self.decided().values():
+            for c in comps:
+                if c.calibration is not None:
+                    seen.setdefault(c.metric, c.calibration)
+        return [f for pair in seen.values() for f in pair]
 
     @property
     def is_aa(self) -> bool:
@@ -309,8 +321,10 @@ class MatrixRun:
                    {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,
                     "profile": self.profile.__dict__, "rows": rows, "seed": self.seed,
                     "rounds": self.rounds, "aa": self.is_aa,
+                    "calibration": [dataclasses.asdict(f) for f in self.calibration()],
                     "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
                     "lost_boots": self.lost, "boot_seconds": self.boot_seconds}, indent=1, sort_keys=False)
         if self.sink is not None and hasattr(self.sink, "add_verdicts"):
-            keep = ("line", "gates", "q_value", "hl_pct", "ci_low", "ci_high", "ci_confidence", "mde_pct", "settled")
+            keep = ("line", "gates", "q_value", "hl_pct", "ci_low", "ci_high", "ci_confidence", "mde_pct", "settled",
+                    "calibrated")
             self.sink.add_verdicts(self.group, [{**r, "detail": {k: r[k] for k in keep}} for r in rows])

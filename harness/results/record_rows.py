@@ -75,7 +75,7 @@ _RUN_COLS = ("id, run_dir, grp, front_end, label, role, status, started, finishe
 _M_NUMS = ("iops", "bw_kib_s", "clat_p50_us", "clat_p99_us", "clat_p999_us")
 # the counted metrics' columns (schema 3), in MeasurementRow's order; ``counters_json`` after them
 _M_COUNTED = tuple(f.name for f in fields(MeasurementRow)[14:23])
-_M_COLS = [f.name for f in fields(MeasurementRow)][:23] + ["counters_json"]
+_M_COLS = [f.name for f in fields(MeasurementRow)][:23] + ["counters_json", "calib_iops", "host_free"]
 _X_COLS = [f.name for f in fields(XfstestRow)]
 _V_COLS = [f.name for f in fields(VerdictRow)][1:12]
 
@@ -108,7 +108,7 @@ def _measurement_values(run_id: str, i: int, m: Mapping) -> tuple:
     return (run_id, _str(m, "cell", w, True), *(_str(m, k, w) for k in ("fs", "disk", "pattern", "engine")),
             _int(m, "run_index", w, True), _str(m, "status", w),
             *(_num(m, k, w) for k in _M_NUMS), _str(m, "fio_json", w), *(_num(m, k, w) for k in _M_COUNTED),
-            _counters(m, w))
+            _counters(m, w), _num(m, "calib_iops", w), _num(m, "host_free", w))
 
 
 def _counters(m: Mapping, where: str) -> str | None:

@@ -19,6 +19,7 @@ def comparison_table(matrix: object, width: int = 160) -> str:
         for c in decided.get(cell_id, []):
             style = {"regression": "red", "improvement": "green"}.get(c.verdict, "")
             verdict = c.verdict + (f" (within ±{c.shift.bound():.0f}%)" if c.verdict == "no change" and c.shift else "")
+            verdict += " (calibrated)" if c.calibrated else ""
             ci = (f"{c.shift.low:+.0f}%..{c.shift.high:+.0f}% ({c.shift.confidence:.0%})" if c.shift else "-")
             table.add_row(cell_id, c.metric, f"{c.base.median:.0f}", f"{c.new.median:.0f}",
                           f"{c.pct_change:+.1f}%", ci, "-" if c.p_value is None else f"{c.p_value:.3f}",
@@ -29,4 +30,8 @@ def comparison_table(matrix: object, width: int = 160) -> str:
             table.add_row(cell_id, "-", "", "", "", "", "", "", "", "", f"[red]{len(o.failures)} failed run(s)[/red]")
     buf = io.StringIO()
     Console(file=buf, width=width, force_terminal=False).print(table)
+    fits = matrix.calibration()  # type: ignore[attr-defined]
+    if fits:
+        buf.write("how much of the host each run had (docs/statistics.md#calibrated-boots):\n")
+        buf.writelines(f"  {f.line}\n" for f in fits)
     return buf.getvalue()

@@ -64,6 +64,8 @@ class MeasurementRow:
     dio_wq_peak_concurrency: float | None
     dio_wq_mean_us: float | None
     counters: dict                  # the raw counts over the job ({} before counters were kept)
+    calib_iops: float | None        # the guest's speed just before the job (schema 4; None before)
+    host_free: float | None         # the host CPU share other processes left while it ran (schema 4)
     kernel: str | None
     role: str | None
 

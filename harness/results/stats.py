@@ -42,6 +42,7 @@ import numpy as np
 from scipy.stats import ttest_ind
 
 from ..errors import HarnessError
+from .calibration import Fit
 from .effects import Shift, bh_adjust, mde_pct, shift
 
 MIN_RUNS = 3
@@ -81,6 +82,14 @@ class Comparison:
     q_value: float | None = None      # Benjamini-Hochberg, when adjusted over a matrix (adjust)
     min_effect_pct: float = 5.0
     alpha: float = 0.05
+    # how each side's values followed the host's load (harness.results.calibration: the base
+    # side's fit, the new side's), None when the runs had no calibration
+    calibration: tuple[Fit, Fit] | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a side's values were normalised by the host's load before comparing."""
+        return self.calibration is not None and any(f.applied for f in self.calibration)
 
     @property
     def settled(self) -> bool:
@@ -198,6 +207,8 @@ def format_comparison(label: str, c: Comparison) -> str:
         p += f"; HL {_pct(c.shift.pct)}, {c.shift.confidence:.0%} CI {_pct(c.shift.low)}..{_pct(c.shift.high)}"
     if c.mde_pct is not None:
         p += f"; MDE {_bound(c.mde_pct)}"
+    if c.calibrated:
+        p += "; calibrated"
     verdict = c.verdict
     if c.verdict == "no change" and c.shift is not None:
         verdict += f" larger than {_bound(c.shift.bound())}"

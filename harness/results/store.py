@@ -38,7 +38,7 @@ from .rows import EventRow, EvidenceRow, MeasurementRow, RunRow, StoreError, Ver
 
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "Store", "StoreError", "default_store_path", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0
 
 MIGRATIONS: list[str] = [
@@ -98,6 +98,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE measurements ADD COLUMN dio_wq_peak_concurrency REAL;
     ALTER TABLE measurements ADD COLUMN dio_wq_mean_us REAL;
     ALTER TABLE measurements ADD COLUMN counters_json TEXT;
+    """,
+    # 4: the calibration job's IOPS before each measurement (the guest's speed), and how much
+    # of the host's CPU other processes left while it ran (what the verdicts calibrate on).
+    """
+    ALTER TABLE measurements ADD COLUMN calib_iops REAL;
+    ALTER TABLE measurements ADD COLUMN host_free REAL;
     """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -10,7 +10,9 @@ the same records give the same verdicts wherever they are read.
 * :func:`adjust_cells`: Benjamini-Hochberg across every comparison decided together (the
   gating metrics' comparisons form one family, the explaining metrics' another, so asking for
   more explanation never moves a verdict).
-* :func:`decide_cells`: the entry point: per-cell values in, adjusted comparisons out.
+* :func:`decide_cells`: the entry point: per-cell values in, adjusted comparisons out; the
+  timed metrics first normalised by the host's load where that explains them
+  (:mod:`.calibration`).
 * :func:`cell_settled`: when adaptive repeats stop measuring a cell.
 * :func:`step_rule`: the performance step of a bisect or `kharness check`.
 * :func:`night_vs_baseline`, :func:`night_vs_history`: a night's decisions.
@@ -20,6 +22,7 @@ the same records give the same verdicts wherever they are read.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -29,6 +32,7 @@ from typing import TypeVar
 from scipy.stats import t as student_t
 
 from ..errors import HarnessError
+from .calibration import COVARIATE, FLOOR, TIMED, Fit, calibrate
 from .history import Decision, PastNight, vs_history
 from .metrics import GATING, METRICS, Metric, MetricError, gates, metric, selected  # noqa: F401  (part of this module's face)
 from .stats import Comparison, adjust, compare
@@ -39,27 +43,50 @@ FLAGS = ("regression", "improvement")
 
 @dataclass(frozen=True)
 class CellValues:
-    """One cell's per-run values on both sides, by metric key (base: the reference kernel)."""
+    """One cell's per-run values on both sides, by metric key (base: the reference kernel), and
+    for the timed metrics each run's calibration (``*_calib``: how much of the host its guest
+    had, :mod:`.calibration`), aligned with the values; absent when the runs did not record it."""
 
     base: Mapping[str, Sequence[float]]
     new: Mapping[str, Sequence[float]]
+    base_calib: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)
+    new_calib: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)
+
+
+def _number(v: object) -> float | None:
+    """A finite number as a float, else None."""
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def measured(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS) -> dict[str, list[float]]:
     """Metric key -> the finite values of measurements with status ``ok`` (records of
     :class:`harness.run.records.MeasurementRecord` or the store's measurement rows)."""
+    return measured_with_calibration(measurements, metrics)[0]
+
+
+def measured_with_calibration(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS
+                              ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """:func:`measured`, and for each timed metric whose every value has a calibration
+    (:data:`harness.results.calibration.COVARIATE`) the calibrations in the same order."""
     ms = [m for m in measurements if getattr(m, "status", None) == "ok"]
     out: dict[str, list[float]] = {}
+    calib: dict[str, list[float]] = {}
     for mt in metrics:
-        vals = [float(v) for m in ms if (v := getattr(m, mt.key, None)) is not None and math.isfinite(v)]
-        if vals:
-            out[mt.key] = vals
-    return out
+        with_v = [(v, m) for m in ms if (v := _number(getattr(m, mt.key, None))) is not None]
+        if not with_v:
+            continue
+        out[mt.key] = [v for v, _ in with_v]
+        cs = [max(FLOOR, c) for _, m in with_v if (c := _number(getattr(m, COVARIATE, None))) is not None]
+        if mt.key in TIMED and len(cs) == len(with_v):
+            calib[mt.key] = cs
+    return out, calib
 
 
 def cell_values(base: Iterable[object], new: Iterable[object], metrics: Sequence[Metric] = METRICS) -> CellValues:
-    """A cell's values from the measurements of each side (see :func:`measured`)."""
-    return CellValues(measured(base, metrics), measured(new, metrics))
+    """A cell's values from the measurements of each side (see :func:`measured`), with their
+    calibrations."""
+    (b, bc), (n, nc) = measured_with_calibration(base, metrics), measured_with_calibration(new, metrics)
+    return CellValues(b, n, bc, nc)
 
 
 def compare_cell(values: CellValues, metrics: Sequence[Metric] = GATING, *, min_effect_pct: float = 5.0,
@@ -92,14 +119,38 @@ def adjust_cells(per_cell: Mapping[K, list[Comparison]]) -> dict[K, list[Compari
     return out
 
 
+def calibrated(per_cell_values: Mapping[K, CellValues], metrics: Sequence[Metric]
+               ) -> tuple[dict[K, CellValues], dict[str, tuple[Fit, Fit]]]:
+    """The cells' values with each timed metric normalised by the host's load where the
+    calibration explains it (:func:`harness.results.calibration.calibrate`), and the fits."""
+    def points(vals: Sequence[float], cal: Sequence[float] | None) -> list:
+        return list(zip(vals, cal)) if cal is not None and len(cal) == len(vals) else list(vals)
+
+    timed = {m.key: m.higher_is_better for m in metrics if m.key in TIMED}
+    raw = {k: ({key: points(vs, v.base_calib.get(key)) for key, vs in v.base.items() if key in timed},
+               {key: points(vs, v.new_calib.get(key)) for key, vs in v.new.items() if key in timed})
+           for k, v in per_cell_values.items()}
+    if not any(v.base_calib or v.new_calib for v in per_cell_values.values()):
+        return dict(per_cell_values), {}
+    norm, fits = calibrate(raw, timed)
+    out = {k: CellValues({**v.base, **norm[k][0]}, {**v.new, **norm[k][1]}) for k, v in per_cell_values.items()}
+    return out, fits
+
+
 def decide_cells(per_cell_values: Mapping[K, CellValues], metrics: Iterable[str] = (), *,
-                 min_effect_pct: float = 5.0, alpha: float = 0.05) -> dict[K, list[Comparison]]:
+                 min_effect_pct: float = 5.0, alpha: float = 0.05, calibrate: bool = True) -> dict[K, list[Comparison]]:
     """The verdicts of cells decided together: every gating metric, plus the explaining metrics
-    ``metrics`` names, compared per cell (:func:`compare_cell`) and adjusted across all cells
-    (:func:`adjust_cells`). A cell whose sides share no metric maps to an empty list."""
+    ``metrics`` names, compared per cell (:func:`compare_cell`) after the timed metrics are
+    normalised by the host's load where that explains them (:func:`calibrated`; each
+    comparison carries its metric's fit, ``calibrate=False`` compares the raw values), and
+    adjusted across all cells (:func:`adjust_cells`). A cell whose sides share no metric maps
+    to an empty list."""
     chosen = selected(metrics)
-    return adjust_cells({k: compare_cell(v, chosen, min_effect_pct=min_effect_pct, alpha=alpha)
-                         for k, v in per_cell_values.items()})
+    values, fits = calibrated(per_cell_values, chosen) if calibrate else (dict(per_cell_values), {})
+    by_label = {metric(key).label: f for key, f in fits.items()}
+    return adjust_cells({k: [dataclasses.replace(c, calibration=by_label.get(c.metric))
+                             for c in compare_cell(v, chosen, min_effect_pct=min_effect_pct, alpha=alpha)]
+                         for k, v in values.items()})
 
 
 def cell_settled(comparisons: Sequence[Comparison]) -> bool:

@@ -17,10 +17,11 @@ from typing import Any
 
 from ..errors import WorkloadError
 from ..evidence.capture import Capture, capture_sysrq
+from ..vm import hostload
 from ..vm.machine import VM
 from ..vm.ssh import GuestCommandError
 from ..workloads.counters import deltas, guest_script, kept, parse_capture, per_kwrite
-from ..workloads.fio import FioJob, FioResult, fio_argv, parse_fio_json, render_job
+from ..workloads.fio import FioJob, FioResult, fio_argv, parse_calibration, parse_fio_json, render_job
 from .hang import console_offset, handle_hang
 from .records import EvidenceRef, MeasurementRecord
 from .spec import FioCell, FioJobSpec, SysrqSampling
@@ -32,7 +33,7 @@ def fio_job(spec: FioJobSpec, tag: str) -> FioJob:
     """The FioJob a job spec describes, for the run tagged ``tag``."""
     return FioJob(pattern=spec.pattern, directory=spec.directory, engine=spec.engine,
                   iodepth=spec.iodepth, numjobs=spec.numjobs, bs=spec.bs, size=spec.size,
-                  runtime=spec.runtime, ramp_time=spec.ramp_time, tag=tag)
+                  runtime=spec.runtime, ramp_time=spec.ramp_time, tag=tag, calibrate=spec.calibrate)
 
 
 class Sampler:
@@ -136,11 +137,14 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
                stdin=jobfile.read_text(), timeout=min(60.0, limit))
         if sampler:
             sampler.__enter__()
+        pid = vm.proc.pid if vm.proc is not None else 0
+        load_before = hostload.sample(pid)
         try:
             res = vm.run(fio_argv(guest_job), timeout=max(10.0, t_end - time.monotonic()))
         finally:
             if sampler:
                 sampler.__exit__()
+        host_free = hostload.free_share(load_before, hostload.sample(pid))
     except GuestCommandError as e:
         if e.result is not None:  # fio exited non-zero: keep what it wrote
             local_json.write_text(e.result.stdout + e.result.stderr)
@@ -150,6 +154,7 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     local_json.write_text(res.stdout)
     try:
         r = parse_fio_json(res.stdout, source=str(local_json))[0]
+        calib = parse_calibration(res.stdout, source=str(local_json)) if cell.job.calibrate else None
     except WorkloadError as e:
         return MeasurementRecord(status="error", error=str(e).splitlines()[0], **base), [], []
     evidence, summary = [], []
@@ -161,6 +166,6 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     rec = MeasurementRecord(status="ok" if not r.error else "error", iops=r.iops, bw_kib_s=r.bw_kib_s,
                             clat_p50_us=r.clat_p50_us, clat_p99_us=r.clat_p99_us,
                             clat_p999_us=r.clat_p999_us, error=f"fio errno {r.error}" if r.error else None,
-                            **base, **extra)
+                            calib_iops=calib, host_free=host_free, **base, **extra)
     return rec, evidence, summary
 

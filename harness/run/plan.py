@@ -46,17 +46,20 @@ def filesystem_spec(name: str) -> FilesystemSpec:
 
 def fio_cell(fs: str, disk: str, pattern: str, engine: str, *, iodepth: int = 32, numjobs: int = 1,
              bs: str = "4k", size: str = "64m", runtime: int = 10, ramp_time: int = 0,
-             runs: int = 1) -> FioCell:
-    """A validated cell; the job is rendered once here so a bad parameter fails now."""
+             runs: int = 1, calibrate: bool = False) -> FioCell:
+    """A validated cell; the job is rendered once here so a bad parameter fails now.
+    ``calibrate``: measure the guest's speed (a tmpfs job) just before each run
+    (docs/statistics.md, "Calibrated boots": measured, not used by the verdicts)."""
     if not 1 <= runs <= MAX_RUNS:
         raise HarnessError(f"runs {runs}: want 1 to {MAX_RUNS}")
     parse_disk(disk)
     job = FioJob(pattern=pattern, directory=f"{MOUNTPOINT}/fio", engine=engine, iodepth=iodepth,
-                 numjobs=numjobs, bs=bs, size=size, runtime=runtime, ramp_time=ramp_time, tag="r0")
+                 numjobs=numjobs, bs=bs, size=size, runtime=runtime, ramp_time=ramp_time, tag="r0",
+                 calibrate=calibrate)
     text = render_job(job)
     js = FioJobSpec(pattern=pattern, engine=engine, iodepth=iodepth, numjobs=numjobs, bs=str(bs),
                     size=str(size), runtime=runtime, ramp_time=ramp_time, directory=job.directory,
-                    rendered=text)
+                    rendered=text, calibrate=calibrate)
     return FioCell(fs=filesystem_spec(fs), disk=parse_disk(disk).kind, job=js, runs=runs)
 
 
@@ -64,7 +67,8 @@ def with_runtime(cell: FioCell, runtime: int) -> FioCell:
     """The same cell with a job of ``runtime`` seconds (the job re-rendered)."""
     j = cell.job
     job = FioJob(pattern=j.pattern, directory=j.directory, engine=j.engine, iodepth=j.iodepth,
-                 numjobs=j.numjobs, bs=j.bs, size=j.size, runtime=runtime, ramp_time=j.ramp_time, tag="r0")
+                 numjobs=j.numjobs, bs=j.bs, size=j.size, runtime=runtime, ramp_time=j.ramp_time, tag="r0",
+                 calibrate=j.calibrate)
     return dataclasses.replace(cell, job=dataclasses.replace(j, runtime=runtime, rendered=render_job(job)))
 
 

@@ -46,6 +46,12 @@ class MeasurementRecord:
     dio_wq_peak_concurrency: float | None = None
     dio_wq_mean_us: float | None = None
     counters: dict[str, float] | None = None    # the raw changes over the job, and fio's writes
+    # the guest's speed just before the job (the calibration job's IOPS: buffered writes to
+    # tmpfs, which no storage patch changes); None when the job had no calibration
+    calib_iops: float | None = None
+    # the share of the host's CPU that other processes left to this guest's QEMU while fio ran
+    # (harness.vm.hostload); None where /proc cannot say
+    host_free: float | None = None
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ class FioJobSpec:
     ramp_time: int
     directory: str
     rendered: str = ""
+    calibrate: bool = False      # a calibration job before the measured one (workloads.fio.FioJob)
 
     def hang_deadline(self, prep_seconds: float = 120.0) -> float:
         """How long fio may take before it counts as hung: runtime, prep and a wide margin."""

@@ -205,7 +205,7 @@ def _job(c: _Checker, key: str, job: Any) -> None:
     try:   # whatever else the CLI's own check refuses
         validate_job(FioJob(pattern=job.pattern, directory=d, engine=job.engine, iodepth=job.iodepth,
                             numjobs=job.numjobs, bs=job.bs, size=job.size, runtime=job.runtime,
-                            ramp_time=job.ramp_time, tag="r0"))
+                            ramp_time=job.ramp_time, tag="r0", calibrate=job.calibrate))
     except HarnessError as e:
         raise c.fail(key, str(e)) from None
 

@@ -43,6 +43,8 @@ from ..vocab import FIO_TEMPLATES, check_engine, check_pattern
 
 MEASURE_PREFIX = "measure."
 PREP_PREFIX = "prep."
+CALIB_PREFIX = "calib."
+CALIBRATION_JOB = "calib.tmpfs"
 
 _SIZE = re.compile(r"^[1-9][0-9]*[kmgt]?$", re.IGNORECASE)
 # What one job may ask of a host (docs/threat-model.md: a spec from elsewhere names these too):
@@ -65,6 +67,9 @@ class FioJob:
     job touches as it starts (fio ``exec_prerun``): a sampler waits for it before capturing.
     ``counters``, if set, is the guest path of a :func:`harness.workloads.counters.guest_script`
     the measured job runs as it starts (``before``) and after its last I/O (``after``).
+    ``calibrate``: a calibration job (``calib.tmpfs``, :func:`parse_calibration`) runs just
+    before the measured job: the guest's own speed at that moment, from work no storage patch
+    changes (docs/statistics.md, "Calibrated boots").
     """
 
     pattern: str
@@ -79,6 +84,7 @@ class FioJob:
     tag: str = "0"
     marker: str = ""
     counters: str = ""
+    calibrate: bool = False
 
     @property
     def name(self) -> str:
@@ -179,7 +185,8 @@ def render_job(job: FioJob) -> str:
     return template.render(name=job.name, pattern=job.pattern, engine=job.engine,
                            directory=job.directory, iodepth=job.iodepth, numjobs=job.numjobs,
                            bs=str(job.bs).lower(), size=str(job.size).lower(), runtime=job.runtime,
-                           ramp_time=job.ramp_time, tag=job.tag, prerun=prerun, postrun=postrun)
+                           ramp_time=job.ramp_time, tag=job.tag, prerun=prerun, postrun=postrun,
+                           calibrate=job.calibrate, calibration_job=CALIBRATION_JOB)
 
 
 def fio_argv(jobfile_path_in_guest: str, output_path: str | None = None) -> list[str]:
@@ -277,8 +284,24 @@ def _result(job: dict[str, Any], glob: dict[str, Any], source: str) -> FioResult
         sys_cpu=j.number(job.get("sys_cpu", 0.0), "sys_cpu"))
 
 
+def parse_calibration(text: str, source: str = "") -> float | None:
+    """The calibration job's write IOPS in fio JSON output (see :class:`FioJob` ``calibrate``),
+    None when the job file had none or it did no I/O. Errors as :func:`parse_fio_json`."""
+    if len(text) > MAX_FIO_OUTPUT_CHARS:
+        raise WorkloadError(f"{source or 'fio output'}: {len(text)} characters, more than the "
+                            f"{MAX_FIO_OUTPUT_CHARS} kharness parses; refused")
+    doc = _load_document(text, source)
+    glob = _Job(source, "(global options)").mapping(doc.get("global options"), "global options")
+    for job in doc["jobs"]:
+        if isinstance(job, dict) and job.get("jobname") == CALIBRATION_JOB:
+            r = _result(job, glob, source)
+            return r.iops if r.iops > 0 and not r.error else None
+    return None
+
+
 def parse_fio_json(text: str, source: str = "") -> list[FioResult]:
-    """Write results of every non-``prep.*`` job in fio ``--output-format=json``/``json+`` output.
+    """Write results of every measured job (neither ``prep.*`` nor the calibration job) in fio
+    ``--output-format=json``/``json+`` output.
 
     Text before the JSON document (fio warnings and the like) is skipped. WorkloadError naming
     ``source`` (and showing the start of the text) when there is no usable JSON or no job, and
@@ -291,7 +314,8 @@ def parse_fio_json(text: str, source: str = "") -> list[FioResult]:
     doc = _load_document(text, source)
     glob = _Job(source, "(global options)").mapping(doc.get("global options"), "global options")
     results = [_result(job, glob, source) for job in doc["jobs"]
-               if isinstance(job, dict) and not str(job.get("jobname", "")).startswith(PREP_PREFIX)]
+               if isinstance(job, dict) and not str(job.get("jobname", "")).startswith(PREP_PREFIX)
+               and not str(job.get("jobname", "")).startswith(CALIB_PREFIX)]
     if not results:
         raise WorkloadError(f"no measured job in fio output {source or ''}".rstrip(),
                             text.strip()[:400])

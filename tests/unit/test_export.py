@@ -44,7 +44,8 @@ def test_export_json_shape(store):
         "cell": "ext4/nvme/unwritten-convert/libaio", "fs": "ext4", "disk": "nvme", "pattern": "unwritten-convert",
         "engine": "libaio", "run_index": 0, "status": "ok", "iops": 8979.0, "bw_kib_s": 8979.0 * 4,
         "clat_p50_us": 110.0, "clat_p99_us": 250.5, "clat_p999_us": 900.0, "fio_json": "fio/run0.json",
-        **{m.key: None for m in COUNTED}, "counters": {}}   # a record without counted metrics
+        **{m.key: None for m in COUNTED}, "counters": {},     # a record without counters or calibration
+        "calib_iops": None, "host_free": None}
     assert [x["test"] for x in hung["xfstests"]] == [
         "ext4/001", "generic/001", "generic/002", "generic/003", "generic/475"]
     assert hung["events"][0]["kind"] == "hung_task" and hung["events"][0]["line"] == 1234

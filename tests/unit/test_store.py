@@ -168,10 +168,10 @@ def test_migrate_step_by_step_and_newer_refused(tmp_path):
     assert migrate(conn, target=1) == 1
     assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {
         "runs", "measurements"}
-    assert migrate(conn, target=2) == 2 and migrate(conn) == 3 and migrate(conn) == 3
-    conn.execute("PRAGMA user_version = 4")
+    assert migrate(conn, target=2) == 2 and migrate(conn) == SCHEMA_VERSION and migrate(conn) == SCHEMA_VERSION
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(StoreError, match=r"m\.sqlite.*version 4.*newer.*\(3\)"):
+    with pytest.raises(StoreError, match=rf"m\.sqlite.*version {SCHEMA_VERSION + 1}.*newer.*\({SCHEMA_VERSION}\)"):
         Store(tmp_path / "m.sqlite")
 
 
