@@ -269,7 +269,8 @@ def as_decision(c: Comparison | None, *, n_then: int = 0, n_now: int = 0) -> Dec
     if c is None:
         return Decision("baseline", "inconclusive", n_then=n_then, n_now=n_now, detail="no measurements")
     return Decision("baseline", c.verdict, c.base.median, c.new.median, c.pct_change, c.p_value, c.base.n, c.new.n,
-                    reference="baseline", q_value=c.q_value)
+                    reference="baseline", q_value=c.q_value,
+                    detail="calibrated by the host's load" if c.calibrated else "")
 
 
 def night_vs_baseline(per_cell_values: Mapping[K, CellValues], *, min_effect_pct: float = 5.0,

@@ -145,3 +145,10 @@ def test_host_free_share_from_proc():
     assert free_share(before, after) == 0.5
     assert free_share(before, before) is None and free_share(None, after) is None
     assert free_share(CpuSample(0, 0, 0), CpuSample(5000, 1000, 0)) == 0.0   # clamped
+
+
+def test_a_nights_calibrated_decision_says_so():
+    from harness.results.verdict import night_vs_baseline
+    decisions = night_vs_baseline(slow_boot_case())
+    assert decisions["a"]["iops"].verdict == "regression"
+    assert decisions["a"]["iops"].detail == "calibrated by the host's load"
