@@ -74,7 +74,7 @@ def one(args: argparse.Namespace, results: Path) -> dict:
             "raw": [r.verdict, round(r.pct_change, 1), r.p_value, r.mde_pct],
             "calibrated": [c.verdict, round(c.pct_change, 1), c.p_value, c.mde_pct],
             "base_iops": v.base["iops"], "new_iops": v.new["iops"],
-            "base_calib": v.base_calib.get("iops"), "new_calib": v.new_calib.get("iops"),
+            "base_host_free": v.base_host_free.get("iops"), "new_host_free": v.new_host_free.get("iops"),
             "cv_raw": [round(cv(list(v.base["iops"])), 1), round(cv(list(v.new["iops"])), 1)],
             "cv_norm": [round(cv(list(nv.base["iops"])), 1), round(cv(list(nv.new["iops"])), 1)],
         }
@@ -97,8 +97,8 @@ def show(res: dict) -> None:
     for cid, c in res["cells"].items():
         print(f"  {cid}: raw {fmt(c['raw'])} | calibrated {fmt(c['calibrated'])}")
         print(f"    IOPS base {[round(x) for x in c['base_iops']]} new {[round(x) for x in c['new_iops']]}")
-        cal = [[round(x, 2) for x in c[k] or []] for k in ("base_calib", "new_calib")]
-        print(f"    calib base {cal[0]} new {cal[1]}")
+        free = [[round(x, 2) for x in c[k] or []] for k in ("base_host_free", "new_host_free")]
+        print(f"    host free base {free[0]} new {free[1]}")
         print(f"    between-boot CV raw {c['cv_raw']}%, normalised {c['cv_norm']}%")
 
 

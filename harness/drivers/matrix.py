@@ -282,11 +282,12 @@ class MatrixRun:
         keys = [m.key for m in COUNTED] if explain else []
         return decide_cells({cid: o.cell_values() for cid, o in self.outcomes.items()}, keys)
 
-    def rows(self) -> list[dict]:
+    def rows(self, decided: dict[str, list[Comparison]] | None = None) -> list[dict]:
         """The verdict rows: one per cell and metric, the counted (explaining) metrics included,
-        each row saying whether its metric gates a verdict (``gates``)."""
+        each row saying whether its metric gates a verdict (``gates``); from ``decided``
+        (``decided(explain=True)``) when the caller has it already."""
         rows = []
-        for cid, comps in self.decided(explain=True).items():
+        for cid, comps in (decided if decided is not None else self.decided(explain=True)).items():
             for c in comps:
                 s = c.shift
                 rows.append({"cell": cid, "metric": c.metric, "gates": gates(c.metric), "verdict": c.verdict,
@@ -300,11 +301,12 @@ class MatrixRun:
                              "line": format_comparison(cid, c)})
         return rows
 
-    def calibration(self) -> list[Fit]:
+    def calibration(self, decided: dict[str, list[Comparison]] | None = None) -> list[Fit]:
         """How each gating metric of each side followed the host's load (the fits the verdicts
-        used or set aside; empty when the runs had no calibration)."""
+        used or set aside; empty when the runs had no calibration); from ``decided`` when the
+        caller has it already."""
         seen: dict[str, tuple[Fit, Fit]] = {}
-        for comps in self.decided().values():
+        for comps in (decided if decided is not None else self.decided()).values():
             for c in comps:
                 if c.calibration is not None:
                     seen.setdefault(c.metric, c.calibration)
@@ -316,12 +318,13 @@ class MatrixRun:
         return self.kernel == self.baseline
 
     def _store_verdicts(self) -> None:
-        rows = self.rows()
+        decided = self.decided(explain=True)
+        rows = self.rows(decided)
         write_json(self.results / "comparison.json",
                    {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,
                     "profile": self.profile.__dict__, "rows": rows, "seed": self.seed,
                     "rounds": self.rounds, "aa": self.is_aa,
-                    "calibration": [dataclasses.asdict(f) for f in self.calibration()],
+                    "calibration": [dataclasses.asdict(f) for f in self.calibration(decided)],
                     "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
                     "lost_boots": self.lost, "boot_seconds": self.boot_seconds}, indent=1, sort_keys=False)
         if self.sink is not None and hasattr(self.sink, "add_verdicts"):

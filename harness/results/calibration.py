@@ -96,8 +96,11 @@ def fit(metric_key: str, side: str, groups: Sequence[Sequence[Point]], *, higher
     n, k = len(xs), len(usable)
     sxx, syy = sum(x * x for x in xs), sum(y * y for y in ys)
     df = n - k - 1
-    if n < MIN_POINTS or df < MIN_DF or sxx == 0 or syy == 0:
+    if n < MIN_POINTS or df < MIN_DF:
         return Fit(metric_key, side, 0.0, 0.0, 1.0, n, k, False, f"too few runs to fit ({n} in {k} cells)")
+    if sxx == 0 or syy == 0:
+        what = "the host's load" if sxx == 0 else "the metric"
+        return Fit(metric_key, side, 0.0, 0.0, 1.0, n, k, False, f"{what} did not vary within the cells")
     slope = sum(x * y for x, y in zip(xs, ys)) / sxx
     rss = max(0.0, syy - slope * slope * sxx)
     r2 = 1 - rss / syy
@@ -128,9 +131,9 @@ def _family(per_cell: Mapping[K, tuple[Side, Side]], key: str, higher_is_better:
                                                    if vals] for i in (0, 1)]
     every = [v for side in sides for g in side for v in g]
     pts = [v for v in every if isinstance(v, tuple)]
-    c_ref = _median([c for _, c in pts])
     if not pts:
-        return None, c_ref
+        return None, 0.0
+    c_ref = _median([c for _, c in pts])
     if len(pts) < len(every):
         why = f"{len(every) - len(pts)} of {len(every)} runs have no calibration"
         base, new = (Fit(key, s, 0.0, 0.0, 1.0, 0, 0, False, why) for s in SIDES)

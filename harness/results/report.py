@@ -30,7 +30,7 @@ def comparison_table(matrix: object, width: int = 160) -> str:
             table.add_row(cell_id, "-", "", "", "", "", "", "", "", "", f"[red]{len(o.failures)} failed run(s)[/red]")
     buf = io.StringIO()
     Console(file=buf, width=width, force_terminal=False).print(table)
-    fits = matrix.calibration()  # type: ignore[attr-defined]
+    fits = matrix.calibration(decided)  # type: ignore[attr-defined]
     if fits:
         buf.write("how much of the host each run had (docs/statistics.md#calibrated-boots):\n")
         buf.writelines(f"  {f.line}\n" for f in fits)

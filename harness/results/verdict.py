@@ -44,13 +44,14 @@ FLAGS = ("regression", "improvement")
 @dataclass(frozen=True)
 class CellValues:
     """One cell's per-run values on both sides, by metric key (base: the reference kernel), and
-    for the timed metrics each run's calibration (``*_calib``: how much of the host its guest
-    had, :mod:`.calibration`), aligned with the values; absent when the runs did not record it."""
+    for the timed metrics how much of the host each of those runs had (``*_host_free``, the
+    calibration of :mod:`.calibration`), aligned with the values; absent when the runs did not
+    record it."""
 
     base: Mapping[str, Sequence[float]]
     new: Mapping[str, Sequence[float]]
-    base_calib: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)
-    new_calib: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)
+    base_host_free: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)
+    new_host_free: Mapping[str, Sequence[float]] = dataclasses.field(default_factory=dict)
 
 
 def _number(v: object) -> float | None:
@@ -123,15 +124,16 @@ def calibrated(per_cell_values: Mapping[K, CellValues], metrics: Sequence[Metric
                ) -> tuple[dict[K, CellValues], dict[str, tuple[Fit, Fit]]]:
     """The cells' values with each timed metric normalised by the host's load where the
     calibration explains it (:func:`harness.results.calibration.calibrate`), and the fits."""
-    def points(vals: Sequence[float], cal: Sequence[float] | None) -> list:
-        return list(zip(vals, cal)) if cal is not None and len(cal) == len(vals) else list(vals)
+    if not any(v.base_host_free or v.new_host_free for v in per_cell_values.values()):
+        return dict(per_cell_values), {}
+
+    def points(vals: Sequence[float], free: Sequence[float] | None) -> list:
+        return list(zip(vals, free)) if free is not None and len(free) == len(vals) else list(vals)
 
     timed = {m.key: m.higher_is_better for m in metrics if m.key in TIMED}
-    raw = {k: ({key: points(vs, v.base_calib.get(key)) for key, vs in v.base.items() if key in timed},
-               {key: points(vs, v.new_calib.get(key)) for key, vs in v.new.items() if key in timed})
+    raw = {k: ({key: points(vs, v.base_host_free.get(key)) for key, vs in v.base.items() if key in timed},
+               {key: points(vs, v.new_host_free.get(key)) for key, vs in v.new.items() if key in timed})
            for k, v in per_cell_values.items()}
-    if not any(v.base_calib or v.new_calib for v in per_cell_values.values()):
-        return dict(per_cell_values), {}
     norm, fits = calibrate(raw, timed)
     out = {k: CellValues({**v.base, **norm[k][0]}, {**v.new, **norm[k][1]}) for k, v in per_cell_values.items()}
     return out, fits

@@ -21,7 +21,7 @@ from ..vm import hostload
 from ..vm.machine import VM
 from ..vm.ssh import GuestCommandError
 from ..workloads.counters import deltas, guest_script, kept, parse_capture, per_kwrite
-from ..workloads.fio import FioJob, FioResult, fio_argv, parse_calibration, parse_fio_json, render_job
+from ..workloads.fio import FioJob, FioResult, calibration_iops, fio_argv, measured_jobs, parse_jobs, render_job
 from .hang import console_offset, handle_hang
 from .records import EvidenceRef, MeasurementRecord
 from .spec import FioCell, FioJobSpec, SysrqSampling
@@ -153,8 +153,8 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
                           evidence_dir=run_dir / "sysrq", label=label, since=since) from None
     local_json.write_text(res.stdout)
     try:
-        r = parse_fio_json(res.stdout, source=str(local_json))[0]
-        calib = parse_calibration(res.stdout, source=str(local_json)) if cell.job.calibrate else None
+        jobs = parse_jobs(res.stdout, source=str(local_json))
+        r = measured_jobs(jobs, res.stdout, str(local_json))[0]
     except WorkloadError as e:
         return MeasurementRecord(status="error", error=str(e).splitlines()[0], **base), [], []
     evidence, summary = [], []
@@ -166,6 +166,6 @@ def measure(vm: VM, cell: FioCell, run_index: int, run_dir: Path, *,
     rec = MeasurementRecord(status="ok" if not r.error else "error", iops=r.iops, bw_kib_s=r.bw_kib_s,
                             clat_p50_us=r.clat_p50_us, clat_p99_us=r.clat_p99_us,
                             clat_p999_us=r.clat_p999_us, error=f"fio errno {r.error}" if r.error else None,
-                            calib_iops=calib, host_free=host_free, **base, **extra)
+                            calib_iops=calibration_iops(jobs), host_free=host_free, **base, **extra)
     return rec, evidence, summary
 

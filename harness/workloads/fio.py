@@ -67,7 +67,7 @@ class FioJob:
     job touches as it starts (fio ``exec_prerun``): a sampler waits for it before capturing.
     ``counters``, if set, is the guest path of a :func:`harness.workloads.counters.guest_script`
     the measured job runs as it starts (``before``) and after its last I/O (``after``).
-    ``calibrate``: a calibration job (``calib.tmpfs``, :func:`parse_calibration`) runs just
+    ``calibrate``: a calibration job (``calib.tmpfs``, :func:`calibration_iops`) runs just
     before the measured job: the guest's own speed at that moment, from work no storage patch
     changes (docs/statistics.md, "Calibrated boots").
     """
@@ -284,17 +284,33 @@ def _result(job: dict[str, Any], glob: dict[str, Any], source: str) -> FioResult
         sys_cpu=j.number(job.get("sys_cpu", 0.0), "sys_cpu"))
 
 
-def parse_calibration(text: str, source: str = "") -> float | None:
-    """The calibration job's write IOPS in fio JSON output (see :class:`FioJob` ``calibrate``),
-    None when the job file had none or it did no I/O. Errors as :func:`parse_fio_json`."""
+def parse_jobs(text: str, source: str = "") -> list[FioResult]:
+    """Write results of every job but the ``prep.*`` ones in fio ``--output-format=json``/``json+``
+    output: the measured jobs and the calibration job (:func:`parse_fio_json` and
+    :func:`calibration_iops` pick them apart). Errors as :func:`parse_fio_json`."""
     if len(text) > MAX_FIO_OUTPUT_CHARS:
         raise WorkloadError(f"{source or 'fio output'}: {len(text)} characters, more than the "
                             f"{MAX_FIO_OUTPUT_CHARS} kharness parses; refused")
     doc = _load_document(text, source)
     glob = _Job(source, "(global options)").mapping(doc.get("global options"), "global options")
-    for job in doc["jobs"]:
-        if isinstance(job, dict) and job.get("jobname") == CALIBRATION_JOB:
-            r = _result(job, glob, source)
+    return [_result(job, glob, source) for job in doc["jobs"]
+            if isinstance(job, dict) and not str(job.get("jobname", "")).startswith(PREP_PREFIX)]
+
+
+def measured_jobs(jobs: list[FioResult], text: str = "", source: str = "") -> list[FioResult]:
+    """The measured jobs of :func:`parse_jobs`' results; WorkloadError naming ``source`` (and
+    showing the start of ``text``) when there is none."""
+    results = [r for r in jobs if not r.job.startswith(CALIB_PREFIX)]
+    if not results:
+        raise WorkloadError(f"no measured job in fio output {source or ''}".rstrip(), text.strip()[:400])
+    return results
+
+
+def calibration_iops(jobs: list[FioResult]) -> float | None:
+    """The calibration job's write IOPS among :func:`parse_jobs`' results (see :class:`FioJob`
+    ``calibrate``), None when the job file had none or it did no I/O."""
+    for r in jobs:
+        if r.job == CALIBRATION_JOB:
             return r.iops if r.iops > 0 and not r.error else None
     return None
 
@@ -308,15 +324,4 @@ def parse_fio_json(text: str, source: str = "") -> list[FioResult]:
     naming the job and the field when a figure is missing, of the wrong type, negative or not
     finite (NaN, Infinity, or too large for a float).
     """
-    if len(text) > MAX_FIO_OUTPUT_CHARS:
-        raise WorkloadError(f"{source or 'fio output'}: {len(text)} characters, more than the "
-                            f"{MAX_FIO_OUTPUT_CHARS} kharness parses; refused")
-    doc = _load_document(text, source)
-    glob = _Job(source, "(global options)").mapping(doc.get("global options"), "global options")
-    results = [_result(job, glob, source) for job in doc["jobs"]
-               if isinstance(job, dict) and not str(job.get("jobname", "")).startswith(PREP_PREFIX)
-               and not str(job.get("jobname", "")).startswith(CALIB_PREFIX)]
-    if not results:
-        raise WorkloadError(f"no measured job in fio output {source or ''}".rstrip(),
-                            text.strip()[:400])
-    return results
+    return measured_jobs(parse_jobs(text, source), text, source)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from harness.results.calibration import Fit, calibrate, fit
 from harness.results.verdict import CellValues, decide_cells
-from harness.workloads.fio import FioJob, parse_calibration, parse_fio_json, render_job
+from harness.workloads.fio import FioJob, calibration_iops, parse_fio_json, parse_jobs, render_job
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "calibration" / "captured-6.1-fio-3.33-calib-tmpfs.json"
 
@@ -128,8 +128,8 @@ def test_captured_fio_output_gives_the_calibration_apart():
     measured job, and its IOPS are the guest's speed."""
     text = FIXTURE.read_text()
     assert [r.job for r in parse_fio_json(text)] == ["measure.unwritten-convert.libaio"]
-    assert parse_calibration(text) == 30438.0
-    assert parse_calibration(text.replace('"calib.tmpfs"', '"other"')) is None
+    assert calibration_iops(parse_jobs(text)) == 30438.0
+    assert calibration_iops(parse_jobs(text.replace('"calib.tmpfs"', '"other.tmpfs"'))) is None
 
 
 def test_host_free_share_from_proc():
