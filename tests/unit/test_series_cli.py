@@ -6,18 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.trees import tree_project
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
 
 
 def project(tmp_path: Path) -> tuple[Path, dict]:
-    src = tmp_path / "src"
-    (src / "fs" / "ocfs2").mkdir(parents=True)
-    (src / "Makefile").write_text("all:\n")
-    (src / "fs" / "ocfs2" / "aops.c").write_text("int f(void) { return __blockdev_direct_IO(0); }\n")
-    proj = tmp_path / "proj"
-    (proj / "kernels").mkdir(parents=True)
-    (proj / "kernels" / "base.yaml").write_text(f"source: {{tree: {src}}}\n")
+    proj, _ = tree_project(tmp_path, "fs/ocfs2/aops.c", "int f(void) { return __blockdev_direct_IO(0); }\n")
     env = {"KHARNESS_ROOT": str(proj), "KHARNESS_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
     return proj, env
 

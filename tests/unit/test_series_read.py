@@ -14,6 +14,7 @@ from harness.drivers.series.base import BaseError, find_base, keep_definition
 from harness.drivers.series.read import SeriesError, b4_path, base_commits, read_series, slug, strip_metadata
 from harness.errors import HarnessError
 from harness.kernel.patches import parse_series, series_key
+from tests.helpers.trees import tree_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
@@ -98,13 +99,7 @@ def test_any_subject_gives_a_plain_name(subject):
 # -- base finding and the kept definition, on a small tree source ------------------------------
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    src = tmp_path / "src"
-    (src / "fs" / "ext4").mkdir(parents=True)
-    (src / "Makefile").write_text("all:\n")
-    (src / "fs" / "ext4" / "inode.c").write_text("int ext4_x(void)\n{\n\treturn 0;\n}\n")
-    root = tmp_path / "proj"
-    (root / "kernels").mkdir(parents=True)
-    (root / "kernels" / "base.yaml").write_text(f"source: {{tree: {src}}}\n")
+    root, _ = tree_project(tmp_path, "fs/ext4/inode.c", "int ext4_x(void)\n{\n\treturn 0;\n}\n")
     monkeypatch.setenv("KHARNESS_ROOT", str(root))
     monkeypatch.setenv("KHARNESS_CACHE", str(tmp_path / "cache"))
     from harness.config.kernels import load_kernel
