@@ -7,8 +7,10 @@ The candidates are the first-parent chain from the good endpoint (exclusive) to 
 twice, at most ten runs: :func:`.bayes.plan_endpoint`), which estimates how often a bad kernel
 fails. Then each run goes where it tells most about the first bad commit (:func:`.bayes.choose`:
 the expected information gain; the bad endpoint again when a two-run look-ahead says pinning the
-failure rate is worth more), until one commit's posterior reaches the confidence, the boot
-budget is spent, or no testable commit can tell more. A commit that does not build, or whose runs
+failure rate is worth more), until one commit's posterior reaches the confidence with its parent
+clear (:func:`.bayes.parent_clear`: enough passes that a bad parent failing at the lowest rate the
+bad commits' runs allow would have shown), the boot budget is spent, or no testable commit can
+tell more. A commit that does not build, or whose runs
 were skipped twice (a boot failure under a guest check, a harness error), is untestable, as a
 ``git bisect skip`` is. Every run is a step in ``state.json`` with its evidence and the posterior
 after it, so the same command resumes; the posterior is the confirmation (no extra boots).
@@ -115,7 +117,8 @@ class FlakyBisect(Bisect):
         return self.commits[self.stopped.best], [self.commits[i] for i in post.credible(self.confidence)]
 
     def _confirm(self, culprit: str) -> tuple[bool, dict[str, list[str]]]:
-        """The posterior is the confirmation: confirmed when the culprit reached the confidence."""
+        """The posterior is the confirmation: confirmed when the culprit reached the confidence with
+        its parent clear."""
         return self.stopped is not None and self.stopped.why == "confident", {}
 
     def _confidence(self, culprit: str | None, confirmed: bool) -> dict:

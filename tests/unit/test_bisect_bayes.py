@@ -98,16 +98,52 @@ def test_stop_rule():
     assert isinstance(bayes.choose(4, {3: Tally(2, 1)}, (), boots=3, budget=60, confidence=0.95), int)
 
 
+@pytest.mark.parametrize("failures,runs", [(1, 1), (4, 4), (2, 10), (5, 12), (30, 60)])
+def test_rate_floor_is_the_clopper_pearson_lower_bound(failures, runs):
+    q = bayes.rate_floor(failures, runs, 0.05)
+
+    def tail(x: float) -> float:
+        return sum(math.comb(runs, k) * x ** k * (1 - x) ** (runs - k) for k in range(failures, runs + 1))
+    assert 0 < q < failures / runs and tail(q) == pytest.approx(0.05, abs=1e-6)
+    assert bayes.rate_floor(failures, runs, 0.01) < q
+    assert bayes.rate_floor(1, 1, 0.05) == pytest.approx(0.05) and bayes.rate_floor(0, 5, 0.05) == 0.0
+
+
+def test_a_lucky_culprit_is_not_confident_until_its_parent_is_clear():
+    """From the simulation (fails 1 in 4): the real first bad commit is 10, but the bad side's 4
+    failures in 4 runs make q look high and 4 passes of 10 lift 11 past 0.95. At q_lo (4 failures
+    in 4: 0.05 ** (1/4) = 0.47) a bad parent passes 4 runs 8% of the time: not clear; 5: 4%."""
+    t = {6: Tally(1, 0), 9: Tally(1, 0), 10: Tally(4, 0), 11: Tally(2, 2), 15: Tally(2, 2)}
+    post = bayes.posterior(16, t)
+    assert post.best == 11 and post.p_best >= 0.95
+    assert not bayes.parent_clear(16, t, 11, 0.95)
+    assert bayes.stop(post, 0.95, boots=13, budget=60, nxt=10, clear=False) is None
+    assert isinstance(bayes.choose(16, t, (), boots=13, budget=60, confidence=0.95), int)
+    more = {**t, 10: Tally(5, 0)}
+    assert bayes.parent_clear(16, more, 11, 0.95) and not bayes.parent_clear(16, more, 11, 0.99)
+    assert bayes.choose(16, more, (), boots=14, budget=60, confidence=0.95) == Stop(
+        "confident", 11, bayes.posterior(16, more).probs[11])
+    # a failure of the parent needs many more passes (it may be a good kernel's false failure)
+    assert not bayes.parent_clear(16, {**t, 10: Tally(6, 1)}, 11, 0.95)
+    assert bayes.parent_clear(16, {}, 0, 0.95)               # the parent is the good endpoint
+    adv = bayes.advice(16, t, 11, 0.95)
+    assert adv.parent_passes == 1
+    ex = bayes.explain([f"{i:x}" * 40 for i in range(16)], [
+        {"commit": f"{j:x}" * 40, "outcome": "good", "runs": x.runs, "failures": x.failures} for j, x in t.items()],
+        "b" * 40, 0.95)
+    assert ex["p_first_bad"] >= 0.95 and not ex["parent_clear"] and "to reach 95%: 1 more passing" in ex["lines"][-1]
+
+
 def test_advice_names_the_passes_that_would_reach_the_confidence():
     t = {7: Tally(4, 2), 4: Tally(3, 2), 3: Tally(2, 0)}
     adv = bayes.advice(8, t, 4, 0.95)
     assert adv.parent_passes is not None and adv.parent_passes > 0
     more = dict(t)
     more[3] = Tally(2 + adv.parent_passes, 0)
-    assert bayes.posterior(8, more).probs[4] >= 0.95
+    assert bayes.posterior(8, more).probs[4] >= 0.95 and bayes.parent_clear(8, more, 4, 0.95)
     fewer = dict(t)
     fewer[3] = Tally(1 + adv.parent_passes, 0)
-    assert bayes.posterior(8, fewer).probs[4] < 0.95
+    assert bayes.posterior(8, fewer).probs[4] < 0.95 or not bayes.parent_clear(8, fewer, 4, 0.95)
     assert bayes.advice(8, t, 0, 0.95).parent_passes is None
     # one failure of the culprit leaves the later commits a false failure's chance (1 in 100 each):
     # no number of passes of the parent gets past it; another failure of the culprit does
