@@ -6,11 +6,11 @@ the harness's own decision code with synthetic boots:
   -15%; each boot's IOPS are log-normal with a between-boot CV drawn from 12-19% (measured here:
   docs/benchmarks.md) and 5% within a boot (3 runs a boot), on a host whose speed drifts from boot
   to boot and now and then jumps 3x up or down for a stretch (seen in a real bisect: issue 23).
-  The endpoints as ``Bisect._endpoints`` measures them (rounds of both, ``checks.decide``); git's
-  walk (halving what is left; a skip takes the middle of the rest); each step measured
-  alternately with the last good commit (``interleave.alternate``, the paired rule, the effect
-  at least half the endpoints' gap); the culprit confirmed against its parent the same way. The
-  old design (each step against the endpoints' values from the start, ``checks.decide``) beside it.
+  ``PerfBisect``'s decisions: the endpoints in alternating rounds until the paired rule decides
+  (``paired_rule``, ``levels``), then rounds chosen by ``bayes_perf.choose`` from the posterior
+  until the culprit holds ``--confidence`` after rounds against its parent, or the boots run
+  out. The first design (git's walk, each step against the endpoints' values from the start,
+  ``checks.decide``) beside it.
 * flaky: a check that fails 1 run in 2 or 1 in 4 on bad kernels, never on good ones: the
   probabilistic bisection (``bayes.plan_endpoint``, ``bayes.choose``: the driver's calls) at
   ``--confidence``, and the old deterministic bisect with one run a step and the culprit
@@ -20,6 +20,7 @@ Correct: a confirmed (or confident) culprit that is the real one; wrong: a confi
 is not; cannot say: no confirmed culprit.
 
     .venv/bin/python -m benchmarks.bisect_accuracy [--trials 200] [--seed 1] [--budget 60]
+        [--perf-budget 80] [--only perf|flaky|likelihood]
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.drivers import bayes
+from harness.drivers import bayes, bayes_perf
+from harness.drivers.bisect_perf import DEFAULT_BUDGET, DEFAULT_CONFIDENCE, ENDPOINT_ROUNDS
 from harness.drivers.checks import decide, parse_check
-from harness.drivers.interleave import alternate
-from harness.results.verdict import half_gap_pct
+from harness.results.verdict import levels, paired_rule, round_logs
 
 N = 16                                   # candidates after the good endpoint; the last is the bad endpoint
 CHECK = parse_check("fio:ext4/nvme/unwritten-convert/libaio:10%")
-SECONDS_A_BOOT = 70                      # the 16-commit performance bisect: 10 boots in 11.6 min (benchmarks.md)
-STEP_ROUNDS, CONFIRM_ROUNDS = 3, 6       # FioSettings.max_rounds; Bisect's confirmation: at least 6
+SECONDS_A_BOOT = 33                       # a round of two boots took 64-66 s in test_09 (TCG, 2 cores, 3 runs of 4 s)
 SECONDS_A_RUN = 15                       # a guest command check: boot to SSH 4.7 s, command, shutdown, host work
 
 
@@ -68,16 +68,16 @@ class Host:
         return [boot * math.exp(self.rng.gauss(0.0, 0.05)) for _ in range(3)], []
 
 
-def endpoints(host: Host, max_rounds: int = 3) -> tuple[list[float], list[float]] | None:
-    """``Bisect._endpoints`` for a fio check: rounds of (good, bad) until they differ."""
-    good: list[float] = []
-    bad: list[float] = []
-    for _ in range(max_rounds):
-        good += host.measure("-1")[0]
-        bad += host.measure(str(N - 1))[0]
-        if decide(good, bad, CHECK).outcome == "bad":
-            return good, bad
-    return None
+def endpoints(host: Host) -> list[tuple[list[float], list[float]]] | None:
+    """``PerfBisect._endpoints``: rounds of (good, bad), at least ``ENDPOINT_ROUNDS[0]`` and until
+    the paired rule says bad; None when they do not differ by then."""
+    rounds: list[tuple[list[float], list[float]]] = []
+    least, most = ENDPOINT_ROUNDS
+    while True:
+        v = paired_rule(rounds, min_effect_pct=CHECK.min_effect_pct)
+        if len(rounds) >= most or (len(rounds) >= least and v.outcome == "bad"):
+            return rounds if v.outcome == "bad" else None
+        rounds.append((host.measure("-1")[0], host.measure(str(N - 1))[0]))
 
 
 def walk(judge: Callable[[int, int, int], str]) -> int | None:
@@ -99,35 +99,53 @@ def walk(judge: Callable[[int, int, int], str]) -> int | None:
     return hi
 
 
-def perf_bisect(rng: random.Random, effect: float, cv: float, design: str) -> Outcome:
-    """One performance bisect; ``design``: ``last-good`` (the driver's: each step alternately
-    with the last good commit), ``both`` (with the last good and the first bad, 3 boots a round)
-    or ``old`` (each step against the endpoints' values from the start)."""
+def perf_bisect(rng: random.Random, effect: float, cv: float, confidence: float, budget: int) -> Outcome:
+    """One performance bisect as ``PerfBisect`` runs it: the endpoints' rounds, then rounds chosen
+    by ``bayes_perf.choose`` until it stops."""
     culprit = rng.randrange(N)
     host = Host(rng, culprit, effect, cv)
-    refs = endpoints(host)
-    if refs is None:
+    ends = endpoints(host)
+    if ends is None:
         return Outcome("cannot say", host.boots)
-    eff = max(CHECK.min_effect_pct, half_gap_pct(*refs))
+    lv, start = levels(ends), host.boots
+    rounds = [bayes_perf.Round(-1, N - 1, x) for x in round_logs(ends)]
+    while not isinstance(d := bayes_perf.choose(N, rounds, lv, boots=host.boots - start, budget=budget,
+                                                 confidence=confidence), bayes_perf.Stop):
+        ref, new = host.measure(str(d.reference))[0], host.measure(str(d.kernel))[0]
+        rounds.append(bayes_perf.Round(d.reference, d.kernel, round_logs([(ref, new)])[0]))
+    if d.why != "confident":
+        return Outcome("cannot say", host.boots)
+    return Outcome("correct" if d.best == culprit else "wrong", host.boots)
 
-    def judge(commit: int, last_good: int, first_bad: int) -> str:
-        if design != "old":
-            return alternate(host.measure, str(last_good), str(commit), min_effect_pct=eff, least=2,
-                             most=STEP_ROUNDS, bad=str(first_bad) if design == "both" else None).outcome
+
+def old_perf_bisect(rng: random.Random, effect: float, cv: float) -> Outcome:
+    """The first design: git's walk, each step against the endpoints' values from the start
+    (``checks.decide``, rounds while open), the culprit confirmed the same way (bad again, and
+    its parent good)."""
+    culprit = rng.randrange(N)
+    host = Host(rng, culprit, effect, cv)
+    good: list[float] = []
+    bad: list[float] = []
+    for _ in range(3):
+        good += host.measure("-1")[0]
+        bad += host.measure(str(N - 1))[0]
+        if decide(good, bad, CHECK).outcome == "bad":
+            break
+    else:
+        return Outcome("cannot say", host.boots)
+
+    def judge(commit: int, _lg: int = 0, _fb: int = 0) -> str:
+        if commit < 0:
+            return "good"
         values: list[float] = []
-        for _ in range(3):                       # Checker.performance: rounds while open
+        for _ in range(3):
             values += host.measure(str(commit))[0]
-            v = decide(refs[0], values, CHECK, refs[1])
+            v = decide(good, values, CHECK, bad)
             if v.outcome != "skip":
                 return v.outcome
         return "skip"
-
     found = walk(judge)
-    if found is None:
-        return Outcome("cannot say", host.boots)
-    confirm = alternate(host.measure, str(found - 1), str(found), min_effect_pct=CHECK.min_effect_pct, least=2,
-                        most=CONFIRM_ROUNDS)
-    if confirm.outcome != "bad":
+    if found is None or judge(found) != "bad" or judge(found - 1) != "good":
         return Outcome("cannot say", host.boots)
     return Outcome("correct" if found == culprit else "wrong", host.boots)
 
@@ -182,19 +200,27 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=200, help="simulated bisects per case")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--budget", type=int, default=60, help="boots a probabilistic bisect may spend")
+    ap.add_argument("--perf-budget", type=int, default=DEFAULT_BUDGET,
+                    help="boots of rounds a performance bisect may spend after its endpoints")
+    ap.add_argument("--only", choices=("perf", "flaky", "likelihood"),
+                    help="only the performance cases, only the flaky ones, or only the driver's performance design")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     print(f"SIMULATION (synthetic boots through the harness's decision code), {N}-commit histories, "
           f"{args.trials} bisects a case, seed {args.seed}")
     print("| case | bisects | correct | wrong | cannot say | boots a bisect, mean (range) | minutes (est.) |")
     print("|---|---|---|---|---|---|---|")
-    for effect in (-0.70, -0.30, -0.15):
-        for design, how in (("last-good", "each step alternately with the last good (the driver)"),
-                            ("both", "each step alternately with the last good and the first bad"),
-                            ("old", "old: each step against the endpoints' values from the start")):
-            outs = [perf_bisect(rng, effect, rng.uniform(0.12, 0.19), design) for _ in range(args.trials)]
-            print(row(f"performance {effect:+.0%}, {how}", outs, SECONDS_A_BOOT))
-    for q, label in ((0.5, "1 in 2"), (0.25, "1 in 4")):
+    for effect in (-0.70, -0.30, -0.15) if args.only != "flaky" else ():
+        for confidence in (0.95, DEFAULT_CONFIDENCE):
+            outs = [perf_bisect(rng, effect, rng.uniform(0.12, 0.19), confidence, args.perf_budget)
+                    for _ in range(args.trials)]
+            print(row(f"performance {effect:+.0%}: --confidence {confidence} --max-boots {args.perf_budget}",
+                      outs, SECONDS_A_BOOT))
+        if args.only != "likelihood":
+            outs = [old_perf_bisect(rng, effect, rng.uniform(0.12, 0.19)) for _ in range(args.trials)]
+            print(row(f"performance {effect:+.0%}: old, each step against the endpoints' values from the start",
+                      outs, SECONDS_A_BOOT))
+    for q, label in ((0.5, "1 in 2"), (0.25, "1 in 4")) if args.only in (None, "flaky") else ():
         for confidence in (0.95, 0.99):
             outs = [flaky_bisect(rng, q, confidence, args.budget) for _ in range(args.trials)]
             print(row(f"flaky, fails {label}: --confidence {confidence} --max-boots {args.budget}", outs,

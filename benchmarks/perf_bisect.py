@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.drivers.bisect import Bisect
+from harness.drivers.bisect_perf import PerfBisect
 from harness.drivers.checks import FioSettings, parse_check
 from harness.results.store import Store
 from tests.helpers.history import DIO_PATCH, fillers, make_history
@@ -37,7 +37,7 @@ def main() -> None:
     culprit = commits[args.fillers_before]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as td, Store(Path(td) / "s.sqlite") as store:
-        res = Bisect("baseline", base, commits[-1], parse_check("fio:ext4/nvme/unwritten-convert/libaio:20%"),
+        res = PerfBisect("baseline", base, commits[-1], parse_check("fio:ext4/nvme/unwritten-convert/libaio:20%"),
                      Path(td), sink=store, fio=FioSettings(runtime=args.runtime, size="32m")).run()
         wall = time.monotonic() - t0
         runs = store.runs()

@@ -14,8 +14,7 @@ from .common import console, open_store, out, results_root_from_args, say
 
 def _settings(args: argparse.Namespace):
     from ..drivers.checks import FioSettings  # heavy (checks, testbed, executors, scipy): loaded only for this verb
-    return FioSettings(runtime=args.runtime, size=args.size, runs=args.runs, max_rounds=args.max_rounds,
-                       interleave=not getattr(args, "no_interleave", False))
+    return FioSettings(runtime=args.runtime, size=args.size, runs=args.runs, max_rounds=args.max_rounds)
 
 
 def _tests_source(check):
@@ -31,6 +30,7 @@ def _bisect(args: argparse.Namespace) -> int:
     # heavy (checks, testbed, executors, scipy): loaded only for this verb
     from ..drivers.bisect import Bisect
     from ..drivers.bisect_flaky import FlakyBisect
+    from ..drivers.bisect_perf import DEFAULT_BUDGET, DEFAULT_CONFIDENCE, PerfBisect
     from ..drivers.checks import parse_check
     from ..executors.choose import executor_for
     check = parse_check(args.check)
@@ -38,9 +38,14 @@ def _bisect(args: argparse.Namespace) -> int:
         common = dict(repeat=args.repeat, sink=store, say=say, fio=_settings(args), accel=args.accel,
                       tests_source=_tests_source(check), executor=executor)
         root = results_root_from_args(args)
-        b = (Bisect(args.kernel, args.good, args.bad, check, root, **common) if args.confidence is None else
-             FlakyBisect(args.kernel, args.good, args.bad, check, root, confidence=args.confidence,
-                         budget=args.max_boots, **common))
+        where = (args.kernel, args.good, args.bad, check, root)
+        if check.kind == "fio":
+            b: Bisect = PerfBisect(*where, confidence=args.confidence or DEFAULT_CONFIDENCE,
+                                   budget=args.max_boots or DEFAULT_BUDGET, **common)
+        elif args.confidence is None:
+            b = Bisect(*where, **common)
+        else:
+            b = FlakyBisect(*where, confidence=args.confidence, budget=args.max_boots or 60, **common)
         result = b.run()
     out.print(escape(result.report))
     return 0 if result.culprit and result.confirmed else 1
@@ -102,12 +107,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--bad", required=True, help="a descendant of --good that fails it")
     b.add_argument("--confidence", type=float, metavar="P",
                    help="a flaky boot, guest: or xfstests: check: bisect probabilistically until one commit is the "
-                        "first bad one with probability P (e.g. 0.95), spending runs where they tell most")
-    b.add_argument("--no-interleave", action="store_true",
-                   help="fio check: judge each step against the endpoints' values from the start, not in "
-                        "alternating boots with the last good commit (half the boots; see docs/bisect.md)")
-    b.add_argument("--max-boots", type=int, default=60, metavar="N",
-                   help="with --confidence: stop after N boots in all, sure or not (default 60)")
+                        "first bad one with probability P (e.g. 0.95), spending runs where they tell most; a fio "
+                        "check is always bisected so (default 0.99)")
+    b.add_argument("--max-boots", type=int, metavar="N",
+                   help="a probabilistic bisect stops after N boots, sure or not (default 60; a fio check: 160 "
+                        "after its endpoints)")
     _common(b)
     b.set_defaults(func=_bisect)
     c = sub.add_parser("check", help="judge one kernel: exit 0 good, 1 bad, 125 cannot test (git bisect run)")

@@ -8,8 +8,7 @@ commit (an incremental build in the shared ``O=`` tree) and checked:
 * both endpoints first; a good endpoint that is not good, or a bad one that is not bad, stops;
 * a step that cannot be tested (build error, patches that do not apply, a boot failure under a
   non-boot check, a harness error, flaky repeats, open statistics) is a ``git bisect skip``;
-* a performance step is measured in alternating boots with the last good commit before it
-  (``interleave.py``), not against references from the start;
+* a fio check is bisected probabilistically by :class:`.bisect_perf.PerfBisect`, a subclass;
 * a step whose kernel is byte-identical to one already tested reuses that verdict;
 * the culprit is confirmed (checked again, fresh: bad) and so is its parent (good); the report
   states how sure it is (``bayes.explain``; a flaky check: ``bisect_flaky.py``, ``--confidence``);
@@ -33,19 +32,15 @@ from ..kernel.build import resolve_commit
 from ..kernel.git import git
 from ..kernel.source import import_source
 from ..paths import cache_dir
-from ..results.verdict import half_gap_pct
-from ..run.spec import SysrqSampling
 from ..run.testbed import Testbed
 from ..util import file_lock, run, sha256_file, write_json
 from ..vocab import KernelRef, Say
 from . import bayes
 from .bisect_steps import BisectResult, Step, median, slug, step_lines
-from .checks import Check, Checker, FioSettings, Verdict, decide
-from .interleave import alternate
+from .checks import Check, Checker, FioSettings, Verdict
 
 _FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.M)
 _SKIPPED_ONLY = "There are only 'skip'ped commits left to test"
-CONFIRM_ROUNDS = 6   # a confirmation may take this many alternating rounds while open (docs/bisect.md)
 
 
 class BisectError(HarnessError):
@@ -56,12 +51,16 @@ class Bisect:
     """A bisect of ``kernel`` between ``good`` and ``bad`` with ``check``; resumable."""
 
     suffix = ""     # of the bisect's id (a probabilistic bisect keeps its own state)
+    measures_performance = False    # a fio check: PerfBisect
 
     def __init__(self, kernel: str, good: str, bad: str, check: Check, root: Path, *, repeat: int = 1,
                  sink: RecordSink | None = None, say: Say = print, fio: FioSettings = FioSettings(),
                  accel: str | None = None, tests_source: Path | None = None,
                  executor: Executor | None = None):
         load_kernel(kernel)  # fail fast on a bad name, before any slow step
+        if check.kind == "fio" and not self.measures_performance:
+            raise BisectError(f"check {check.text!r}: a fio check is bisected by PerfBisect "
+                              "(harness.drivers.bisect_perf)")
         self.executor = executor
         self.kernel, self.check, self.repeat, self.sink, self.say = kernel, check, repeat, sink, say
         self.fio, self.accel, self.tests_source = fio, accel, tests_source
@@ -157,42 +156,12 @@ class Bisect:
             step.outcome, step.reused_from = earlier[0]["outcome"], earlier[0]["commit"]
             step.reason = f"kernel byte-identical to {earlier[0]['commit'][:12]}'s: {earlier[0]['reason']}"
             return self._record(step, t0)
-        if self.check.kind == "fio" and self.fio.interleave:
-            self._performance_step(step)
-        elif self.check.kind == "fio":   # against the endpoints' values from the start (--no-interleave)
-            self._fill(step, self.checker.performance(self.state["refs"]["good"], ref,
-                                                      bad_reference=self.state["refs"]["bad"]))
-        else:
-            self._fill(step, self._judge(ref))
+        self._fill(step, self._judge(ref))
         return self._record(step, t0)
 
     def _judge(self, ref: str) -> Verdict:
         """A functional check on one kernel: ``--repeat`` runs, a skip when they disagree."""
         return self.checker.repeated(ref, self.repeat)
-
-    def _performance_step(self, step: Step) -> None:
-        """A performance step measured in alternating boots with the last good commit before it
-        and decided by the paired rule, needing at least the minimum effect and half the
-        endpoints' gap on the ratio scale (``verdict.half_gap_pct``)."""
-        refs = self.state["refs"]
-        eff = max(self.check.min_effect_pct, half_gap_pct(refs["good"], refs["bad"], self.check.metric))
-        last = self._last_good(step.commit)
-        a = alternate(self.checker.measure, self._at(last), self._at(step.commit), min_effect_pct=eff,
-                      least=self.fio.min_rounds, most=self.fio.max_rounds, say=self.say, key=self.check.metric)
-        step.outcome, step.reference, step.values = a.outcome, last, a.values(1)
-        step.reason = f"against {last[:12]} (last good), alternately: {a.reason}"
-        step.run_ids = [r.run_id for recs in a.records.values() for r in recs]
-        if a.paired is not None:
-            step.pct_change, step.p_value = a.paired.pct, a.paired.p_value
-
-    def _last_good(self, commit: str) -> str:
-        """The commit most recently found good that is an ancestor of ``commit`` (in a bisect,
-        the lower end of what is left); the good endpoint at first."""
-        for s in reversed(self.state["steps"]):
-            if s["outcome"] == "good" and s["phase"] in ("endpoint", "step") and s["commit"] != commit \
-                    and self._rc(["merge-base", "--is-ancestor", s["commit"], commit]) == 0:
-                return s["commit"]
-        return self.good
 
     def _fill(self, step: Step, v: Verdict) -> None:
         step.outcome, step.reason, step.run_ids, step.values = v.outcome, v.reason, v.run_ids, list(v.values)
@@ -221,33 +190,6 @@ class Bisect:
         return None
 
     def _endpoints(self) -> None:
-        if self.check.kind == "fio":
-            refs = self.state["refs"]
-            for _ in range(self.fio.max_rounds):
-                for key, commit in (("good", self.good), ("bad", self.bad)):
-                    vals, recs = self.checker.measure(self._at(commit))
-                    if not vals:
-                        raise BisectError(f"{key} endpoint {commit[:12]}: no measurement: "
-                                          + "; ".join(f for r in recs for f in r.failures))
-                    refs[key] = refs.get(key, []) + vals
-                self._save()
-                v = decide(refs["good"], refs["bad"], self.check)
-                if v.outcome == "bad":
-                    break
-            if v.outcome != "bad":
-                raise BisectError(f"the endpoints do not differ by {self.check.min_effect_pct:.0f}% or more: "
-                                  f"{v.reason}")
-            for key, commit in (("good", self.good), ("bad", self.bad)):
-                if self._recorded("endpoint", commit) is None:
-                    build = self.bed.kernel(self._at(commit))
-                    why = (f"the good reference; the bad endpoint against it: {v.reason}" if key == "good"
-                           else f"against the good endpoint: {v.reason}")
-                    s = Step("endpoint", commit, self._subject(commit), key, why, values=refs[key],
-                             kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage),
-                             pct_change=v.comparison.pct_change if v.comparison else None,
-                             p_value=v.comparison.p_value if v.comparison else None)
-                    self._record(s, time.monotonic())
-            return
         for want, commit in (("good", self.good), ("bad", self.bad)):
             if self._recorded("endpoint", commit) is not None:
                 continue
@@ -295,17 +237,8 @@ class Bisect:
 
     def _confirm(self, culprit: str) -> tuple[bool, dict[str, list[str]]]:
         parent = git(self.repo, "rev-parse", f"{culprit}^")
-        if self.check.kind == "fio":
-            again, before = self._confirm_interleaved(culprit, parent)
-        else:
-            again, before = self._confirm_step(culprit), self._confirm_step(parent)
-        evidence: dict[str, list[str]] = {}
-        if self.check.kind == "fio":  # what the workqueues look like on the culprit and its parent
-            for name, commit in (("culprit", culprit), ("parent", parent)):
-                sampling = SysrqSampling.evidence(self.checker.fio.runtime)
-                _, recs = self.checker.measure(self._at(commit), sampling=sampling)
-                evidence[f"{name} {commit[:12]}"] = [line for r in recs for line in r.sysrq_summary]
-        return again.outcome == "bad" and before.outcome == "good", evidence
+        again, before = self._confirm_step(culprit), self._confirm_step(parent)
+        return again.outcome == "bad" and before.outcome == "good", {}
 
     def _confirm_step(self, commit: str) -> Step:
         """Check ``commit`` again, fresh; a confirm step recorded before an interruption stands."""
@@ -315,36 +248,6 @@ class Bisect:
             return step
         return self.evaluate(commit, "confirm", fresh=True)
 
-    def _confirm_interleaved(self, culprit: str, parent: str) -> tuple[Step, Step]:
-        """A performance culprit against its parent in alternating boots (``interleave.alternate``:
-        parent, culprit, parent, ...), at least two rounds and up to ``CONFIRM_ROUNDS`` (or
-        ``max_rounds`` if more) while the paired rule is open. Steps recorded before an
-        interruption stand."""
-        again, before = self._recorded("confirm", culprit), self._recorded("confirm", parent)
-        if again is not None and before is not None:
-            self.say(f"confirm {culprit[:12]} against its parent: {again.outcome}, recorded before the resume")
-            return again, before
-        t0 = time.monotonic()
-        self.say(f"confirm {culprit[:12]} against its parent {parent[:12]}, alternating boots")
-        a = alternate(self.checker.measure, self._at(parent), self._at(culprit),
-                      min_effect_pct=self.check.min_effect_pct, least=self.fio.min_rounds,
-                      most=max(CONFIRM_ROUNDS, self.fio.max_rounds), say=self.say, key=self.check.metric)
-        pct, p = (a.paired.pct, a.paired.p_value) if a.paired else (None, None)
-        steps = []
-        for side, commit in ((1, culprit), (0, parent)):
-            build = self.bed.kernel(self._at(commit))
-            if commit == culprit:
-                mine, why = a.outcome, f"against its parent, measured alternately: {a.reason}"
-            else:
-                mine = "good" if a.outcome == "bad" else "skip"
-                why = f"the reference of the culprit's alternating boots; the culprit against it: {a.reason}"
-            s = Step("confirm", commit, self._subject(commit), mine, why,
-                     run_ids=[r.run_id for r in a.records[self._at(commit)]], values=a.values(side),
-                     kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage), pct_change=pct, p_value=p,
-                     reference=parent if commit == culprit else None)
-            steps.append(self._record(s, t0))
-        return steps[0], steps[1]
-
     def _confidence(self, culprit: str | None, confirmed: bool) -> dict:
         """How sure the bisect is, for result.json and the report (``lines``). A performance
         culprit: its paired comparison with its parent. A functional one: the posterior of
@@ -352,12 +255,6 @@ class Bisect:
         flaky (bad kernels failing at an unknown rate, good ones 1 run in 100)."""
         if culprit is None:
             return {"lines": ["confidence: no single culprit"]}
-        if self.check.kind == "fio":
-            c = self._recorded("confirm", culprit)
-            line = (f"confidence: the culprit against its parent, paired p={c.p_value:.2g}, {c.pct_change:+.0f}%; "
-                    "more alternating rounds (--max-rounds) would narrow it") if c and c.p_value is not None \
-                else "confidence: the culprit was not measured against its parent"
-            return {"p_value": c.p_value if c else None, "pct_change": c.pct_change if c else None, "lines": [line]}
         commits = self._chain()
         if not commits or culprit not in commits:
             return {"lines": ["confidence: not computed (the history between good and bad is not one chain)"]}
@@ -370,9 +267,6 @@ class Bisect:
         return out if out and git(self.repo, "rev-parse", f"{out[0]}^") == self.good else []
 
     def _head(self, confirmed: bool) -> str:
-        if self.check.kind == "fio":
-            return ("culprit (confirmed: a regression against its parent, measured alternately):" if confirmed
-                    else "culprit (NOT confirmed against its parent measured alternately; see the confirm steps):")
         return ("culprit (confirmed: fails again, its parent passes):" if confirmed else
                 "culprit (NOT confirmed on repeat; see the confirm steps):")
 

@@ -31,7 +31,8 @@ class Step:
     seconds: float = 0.0
     runs: int = 0                   # functional runs that gave a verdict, and how many failed
     failures: int = 0
-    reference: str | None = None    # a performance step: the commit measured alternately beside it
+    reference: str | None = None    # a performance round: the commit measured in the boot before it
+    reference_values: list[float] = field(default_factory=list)   # ... and its values
     posterior: dict | None = None   # a probabilistic bisect: p_bad (this commit), best, p_best after it
 
 

@@ -137,7 +137,6 @@ class FioSettings:
     min_rounds: int = 1
     max_rounds: int = 3
     disk_size: str = "2G"
-    interleave: bool = True         # a bisect step: alternate boots with the last good commit
 
 
 class Checker:

@@ -14,7 +14,9 @@ the same records give the same verdicts wherever they are read.
   timed metrics first normalised by the host's load where that explains them
   (:mod:`.calibration`).
 * :func:`cell_settled`: when adaptive repeats stop measuring a cell.
-* :func:`step_rule`: the performance step of a bisect or `kharness check`.
+* :func:`step_rule`: the performance step of `kharness check`; :func:`paired_rule`: a kernel
+  measured alternately with its reference (a bisect's endpoints); :func:`levels`: the two levels
+  a performance bisect tells apart (its rounds are judged by :mod:`harness.drivers.bayes_perf`).
 * :func:`night_vs_baseline`, :func:`night_vs_history`: a night's decisions.
 
 ``docs/statistics.md`` describes the rule and its measured false alarms.
@@ -234,6 +236,23 @@ class PairedStep:
                 f"(ratios {', '.join(f'{r:.2f}' for r in self.ratios)}; paired p={p}) -> {self.outcome}")
 
 
+def round_logs(rounds: Sequence[tuple[Sequence[float], Sequence[float]]]) -> list[float]:
+    """Each round's log ratio of the kernel's median to the reference's (rounds with a side
+    unmeasured or not positive are left out)."""
+    return [math.log(statistics.median(new) / statistics.median(ref)) for ref, new in rounds
+            if ref and new and statistics.median(ref) > 0 and statistics.median(new) > 0]
+
+
+def _paired_p(logs: Sequence[float]) -> float | None:
+    """The paired t-test's two-sided p on log ratios (None below two rounds)."""
+    if len(logs) < 2:
+        return None
+    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+    if sd == 0:
+        return 0.0 if mean != 0 else 1.0
+    return float(2 * student_t.sf(abs(mean / (sd / math.sqrt(len(logs)))), len(logs) - 1))
+
+
 def paired_rule(rounds: Sequence[tuple[Sequence[float], Sequence[float]]], *, min_effect_pct: float,
                 alpha: float = 0.05, key: str = "iops") -> PairedStep:
     """The rule for a kernel measured alternately with its reference (a bisect's confirmation:
@@ -247,21 +266,49 @@ def paired_rule(rounds: Sequence[tuple[Sequence[float], Sequence[float]]], *, mi
     the metric: for one where lower is better (journal commits per 1000 writes) a regression is
     a rise, judged on the inverse ratio."""
     worse = -1.0 if metric(key).higher_is_better else 1.0   # sign of a log ratio that is worse
-    logs = [math.log(statistics.median(new) / statistics.median(ref)) for ref, new in rounds
-            if ref and new and statistics.median(ref) > 0 and statistics.median(new) > 0]
+    logs = round_logs(rounds)
     ratios = tuple(math.exp(x) for x in logs)
-    if len(logs) < 2:
+    p = _paired_p(logs)
+    if p is None:
         return PairedStep("open", (ratios[0] - 1) * 100 if ratios else 0.0, None, ratios, min_effect_pct)
-    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
-    if sd == 0:
-        p = 0.0 if mean != 0 else 1.0
-    else:
-        tval = mean / (sd / math.sqrt(len(logs)))
-        p = float(2 * student_t.sf(abs(tval), len(logs) - 1))
+    mean = statistics.fmean(logs)
     pct = (math.exp(mean) - 1) * 100
     loss_pct = (1 - math.exp(-worse * mean)) * 100    # the change as a loss on the ratio scale
     outcome = "good" if loss_pct < min_effect_pct else "bad" if p < alpha else "open"
     return PairedStep(outcome, pct, p, ratios, min_effect_pct)
+
+
+# -- a bisect step between two known levels -----------------------------------------------------------
+ROUND_SD_PRIOR = 0.25     # one round's log-ratio noise before the endpoints speak (docs/statistics.md)
+ROUND_SD_PRIOR_ROUNDS = 4  # ... worth this many rounds when pooled with theirs
+TAIL_DF = 4               # Student-t tails of a round's log ratio: a host that jumps between its two boots
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The two levels a bisect tells apart, from its endpoints measured in alternating rounds:
+    ``gap`` the mean log ratio bad/good, ``sd`` the noise of one round's log ratio (the rounds'
+    spread pooled with :data:`ROUND_SD_PRIOR` worth :data:`ROUND_SD_PRIOR_ROUNDS` rounds, so two
+    lucky rounds cannot make it small), ``rounds`` how many rounds they come from."""
+
+    gap: float
+    sd: float
+    rounds: int
+
+    @property
+    def pct(self) -> float:
+        return (math.exp(self.gap) - 1) * 100
+
+
+def levels(rounds: Sequence[tuple[Sequence[float], Sequence[float]]]) -> Levels:
+    """The endpoints' :class:`Levels` from their rounds (good, bad), adjacent boots each."""
+    logs = round_logs(rounds)
+    if not logs:
+        raise HarnessError("the endpoints have no round with both sides measured")
+    gap = statistics.fmean(logs)
+    ss = sum((x - gap) ** 2 for x in logs)
+    sd = math.sqrt((ROUND_SD_PRIOR_ROUNDS * ROUND_SD_PRIOR ** 2 + ss) / (ROUND_SD_PRIOR_ROUNDS + len(logs) - 1))
+    return Levels(gap, sd, len(logs))
 
 
 # -- a night's decisions -----------------------------------------------------------------------------

@@ -100,9 +100,12 @@ def test_performance_bisect_finds_the_dio_sync_change(history, tmp_path):
     assert res.returncode == 0, res.stdout
     out = result_of(tmp_path)
     assert out["culprit"] == c[1] and out["confirmed"]
-    # c3 only touches Documentation/: a byte-identical kernel to c2's, so no boot was spent on it
-    reused = [s for s in out["steps"] if s["commit"] == c[2] and s["phase"] != "endpoint"]
-    assert all(s["reused_from"] for s in reused)
+    # c3 only touches Documentation/: its kernel is byte-identical to c2's, so it cannot be the
+    # first bad commit and no round measured it; c2 was confirmed against its parent alternately
+    assert not [s for s in out["steps"] if s["commit"] == c[2] and s["phase"] != "endpoint" and s["run_ids"]]
+    confirms = [s for s in out["steps"] if s["phase"] == "confirm" and s["commit"] == c[1]]
+    assert len(confirms) >= 2 and all(s["reference"] == c[0] and s["reference_values"] for s in confirms)
+    assert out["confidence"]["p_best"] >= 0.95 and "first bad commit" in res.stdout
     assert any("dio-sync" in line for line in out["evidence"].get(f"culprit {c[1][:12]}", [])), out["evidence"]
     assert "unbound single-threaded dio-sync workqueue" in res.stdout
 
@@ -151,7 +154,7 @@ def test_flaky_guest_check_bisect_finds_the_culprit_with_its_probability(history
     the hard-link change (c6) with P(first bad) at the confidence, stated in the report."""
     repo, base, c = history
     res = kharness("bisect", "--kernel", "baseline", "--good", c[0], "--bad", c[5], "--check", FLAKY_LINKS,
-                   "--confidence", "0.99", "--max-boots", "60", "--results-dir", tmp_path, store=tmp_path / "s.sqlite")
+                   "--confidence", "0.99", "--max-boots", "80", "--results-dir", tmp_path, store=tmp_path / "s.sqlite")
     out = result_of(tmp_path)
     conf = out["confidence"]
     assert res.returncode == 0, res.stdout
@@ -164,4 +167,4 @@ def test_flaky_guest_check_bisect_finds_the_culprit_with_its_probability(history
     assert all(s["posterior"] and 0 <= s["posterior"]["p_bad"] <= 1 for s in runs if s["commit"] != c[0])
     assert all("build failed" in s["reason"] for s in out["steps"] if s["commit"] == c[3])
     assert len([s for s in out["steps"] if s["commit"] == c[3]]) <= 1     # untestable after one try
-    assert sum(len(s["run_ids"]) for s in out["steps"]) <= 61
+    assert sum(len(s["run_ids"]) for s in out["steps"]) <= 81
