@@ -111,8 +111,9 @@ class PerfBisect(Bisect):
             self._built(commit)
             if self._recorded("endpoint", commit) is None:
                 build = self.bed.kernel(self._at(commit))
-                why = (f"the good reference; the bad endpoint against it: {v.line}" if key == "good"
-                       else f"against the good endpoint: {v.line}")
+                said = v.line.rsplit(" -> ", 1)[0]
+                why = (f"the good reference; the bad endpoint against it: {said}" if key == "good"
+                       else f"against the good endpoint: {said}")
                 self._record(Step("endpoint", commit, self._subject(commit), key, why, values=refs[key],
                                   run_ids=refs.get("run_ids", {}).get(key, []),
                                   kernel_key=build.key, bzimage_sha256=sha256_file(build.bzimage),
