@@ -261,12 +261,10 @@ class Checker:
         vals = [v for r in recs for v in measured(r.measurements, [metric(key)]).get(key, [])]
         return ([v for v in vals if v] if key == "iops" else vals), recs
 
-    def performance(self, reference: list[float], ref: str, *,
-                    bad_reference: list[float] | None = None) -> Verdict:
-        """Measure ``ref`` in rounds until its IOPS are decided against the good reference (and the
-        bad one, in a bisect): bad = a regression of at least the minimum effect against the good
-        reference; good = no such regression (and, with a bad reference, the bad one is a
-        regression against this kernel). Still open after ``max_rounds``: skip, never a guess."""
+    def performance(self, reference: list[float], ref: str) -> Verdict:
+        """Measure ``ref`` in rounds until its IOPS are decided against the reference (`kharness
+        check`): bad = a regression of at least the minimum effect; good = no such regression.
+        Still open after ``max_rounds``: skip, never a guess."""
         values: list[float] = []
         records: list[BootRecord] = []
         decided = Verdict("skip", "not measured")
@@ -279,7 +277,7 @@ class Checker:
                 return Verdict("skip", "no measurement: " + _first(failures), records, values)
             if round_ + 1 < self.fio.min_rounds:
                 continue
-            decided = decide(reference, values, self.check, bad_reference)
+            decided = decide(reference, values, self.check)
             if decided.outcome != "skip":
                 break
         decided.records, decided.values = records, values
