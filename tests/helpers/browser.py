@@ -14,7 +14,8 @@ def have_chromium() -> bool:
 
 def open_in_chromium(page: Path, png: Path, width: int = 1300, height: int = 1800) -> tuple[list, Path]:
     """Load ``page`` in headless Chromium via chromedriver: (severe console messages, screenshot).
-    The verdict table must be displayed; ``open_in_chromium.plots`` is how many plots the page drew."""
+    The verdict table must be displayed; ``open_in_chromium.plots`` is how many plots the page
+    drew, ``.shown`` how many are displayed (a closed ``<details>`` hides its plots)."""
     from selenium import webdriver  # optional test dependency (the `test` extra): only when a browser test runs
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
@@ -27,10 +28,12 @@ def open_in_chromium(page: Path, png: Path, width: int = 1300, height: int = 180
     try:
         driver.get(page.resolve().as_uri())
         assert driver.find_element("id", "verdicts").is_displayed()
-        plots = len(driver.find_elements("css selector", "svg.plot"))
+        svgs = driver.find_elements("css selector", "svg.plot")
+        plots, shown = len(svgs), sum(e.is_displayed() for e in svgs)
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         driver.save_screenshot(str(png))
     finally:
         driver.quit()
     open_in_chromium.plots = plots  # type: ignore[attr-defined]
+    open_in_chromium.shown = shown  # type: ignore[attr-defined]
     return errors, png

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.drivers.nightly.book import NightlyDB
-from harness.drivers.nightly.fold import CellRow, NightResult
+from harness.drivers.nightly.fold import CellRow, CountedSeries, NightResult
 from harness.drivers.nightly.html import svg_series, write_index, write_night_report
 from harness.results.history import Decision, TestDiff
 from tests.helpers.browser import have_chromium, open_in_chromium
@@ -33,6 +33,15 @@ def synthetic_night(run_dir: Path) -> NightResult:
                    Decision("last-good", "no change", 500.0, 505.0, 1.0, 0.7, 3, 3, reference="n2"),
                    series=[("n1", 498.0), ("n2", 500.0), ("n3", 505.0)])
     res.fio = [row, row2]
+    nights = ("n1", "n2", "n3")
+    res.counted = [
+        CountedSeries("baseline@next", CELL, "jbd2 commits/kwrite", "journal transactions per 1000 writes",
+                      tuple(zip(nights, (230.0, 228.0, 333.0))), tuple(zip(nights, (231.0, 229.0, 230.0))),
+                      "regression"),
+        CountedSeries("baseline@next", CELL, "dio wq peak concurrency", "work items executing at once",
+                      tuple(zip(nights, (2.0, 2.0, 1.0))), tuple(zip(nights, (2.0, 2.0, 2.0)))),
+        CountedSeries("baseline@next", "ext4/nvme/append-extend/libaio", "flushes/kwrite",
+                      "flush requests per 1000 writes", tuple(zip(nights, (10.0, 11.0, 10.0))), ())]
     res.control = [(CELL, "IOPS", Decision("baseline", "no change", 2000.0, 1985.0, -0.75, 0.7, 3, 3))]
     res.control_history = (1, 24)
     res.xfstests = {"baseline@next": [
@@ -63,6 +72,12 @@ def test_report_renders_everything_escaped(tmp_path):
                    "runs/r1/console.log", "1 of 24 control comparisons", "single-threaded workqueue"):
         assert needle in html, needle
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html  # recorded text is escaped
+    # counted metrics over the nights: a group per cell, open where something changed tonight
+    counted = html[html.index('id="counted-plots"'):]
+    assert "jbd2 commits/kwrite: journal transactions per 1000 writes, regression tonight" in counted
+    assert f"<details class=\"counted\" open><summary>baseline@next {CELL}: jbd2 commits/kwrite (regression)" in counted
+    assert "<details class=\"counted\"><summary>baseline@next ext4/nvme/append-extend/libaio" in counted
+    assert counted.index(CELL) < counted.index("append-extend")
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
 
 
@@ -91,7 +106,8 @@ def test_report_in_headless_chromium(tmp_path):
         path = write_night_report(res, night_dir, db)
     errors, png = open_in_chromium(path, tmp_path / "report.png")
     assert not errors, errors
-    assert open_in_chromium.plots == 2  # type: ignore[attr-defined]
+    assert open_in_chromium.plots == 5  # type: ignore[attr-defined]  # 2 IOPS, 3 counted
+    assert open_in_chromium.shown == 4  # type: ignore[attr-defined]  # the quiet cell's counts are folded
     assert png.stat().st_size > 10_000
     import os
     if os.environ.get("KHARNESS_KEEP_SCREENSHOT"):

@@ -194,6 +194,11 @@ def test_two_nights_flag_the_moved_branch_and_resume_after_sigkill(tmp_path):
         html = (results / "n2" / "report.html").read_text()
         for needle in ("regression", CELL, "dio-sync", f"--good {base}", new[:12], "control", "<svg"):
             assert needle in html, needle
+        # the counted metrics over the nights: the regressed cell's fold is open and plots its counts
+        counted = html[html.index('id="counted-plots"'):]
+        assert f'<details class="counted" open><summary>{kref} {CELL}' in counted, counted[:2000]
+        for label in ("jbd2 commits/kwrite", "dio wq peak concurrency", "flushes/kwrite"):
+            assert f"{CELL} {label}" in counted, label
         assert (results / "index.html").exists() and "n2/report.html" in (results / "index.html").read_text()
         from harness.drivers.nightly.kcidb import validate
         validate(json.loads((results / "n2" / "kcidb.json").read_text()))

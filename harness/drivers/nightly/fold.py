@@ -80,6 +80,20 @@ class CellRow:
         return self.verdict == "regression"
 
 
+@dataclass(frozen=True)
+class CountedSeries:
+    """One counted metric of one kernel's cell over the nights (medians, oldest first), the
+    baseline's the same nights, and tonight's explaining verdict against the baseline."""
+
+    kref: str
+    cell: str
+    metric: str
+    unit: str
+    series: tuple[tuple[str, float], ...]
+    baseline_series: tuple[tuple[str, float], ...]
+    verdict: str = "no change"
+
+
 @dataclass
 class NightResult:
     night: str
@@ -88,6 +102,7 @@ class NightResult:
     commits: dict[str, str]
     baseline: str = ""
     fio: list[CellRow] = field(default_factory=list)
+    counted: list[CountedSeries] = field(default_factory=list)
     control: list[tuple[str, str, Decision]] = field(default_factory=list)   # cell, metric, decision
     control_history: tuple[int, int] = (0, 0)                                   # flagged, compared
     xfstests: dict[str, list[TestDiff]] = field(default_factory=dict)
@@ -231,6 +246,8 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                     if row.bisect is None and bd.flagged and kernel_name(kref) == kernel_name(plan.baseline):
                         row.bisect = _bisect(kref, commits.get(plan.baseline), bad, f"fio:{cell}")
                 res.fio.append(row)
+            res.counted += _counted_series(tonight, past, plan.baseline, kref, cell, night,
+                                           {c.metric: c.verdict for c in counted.get((kref, cell), [])})
             statuses = tonight.statuses("new", kref, cell)
             if "hang" in statuses and "hang" not in tonight.statuses("base", plan.baseline, cell):
                 res.hangs.append(f"{kref} {cell}: hung on the tested kernel, not on the baseline")
@@ -248,6 +265,28 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
     res.control_history = (false_alarms, compared)
     _fold_xfstests(res, store, db, plan, tonight, past)
     return res
+
+
+def _counted_series(tonight: NightData, past: list, baseline: str, kref: str, cell: str, night: str,
+                    verdicts: dict[str, str]) -> list[CountedSeries]:
+    """Each counted metric of a kernel's cell over the nights measured like tonight (the history
+    plots of docs/nightly.md); metrics never counted for the cell are left out."""
+    sig = tonight.signature.get((kref, cell))
+
+    def medians(role: str, ref: str, key: str) -> list[tuple[str, float]]:
+        pts = [(n.night, float(np.median(v))) for n, d, _ in past
+               if (role == "base" or sig is None or d.signature.get((kref, cell), sig) == sig)
+               and (v := d.metric(role, ref, cell, key))]
+        now = tonight.metric(role, ref, cell, key)
+        return pts + ([(night, float(np.median(now)))] if now else [])
+
+    out = []
+    for mt in COUNTED:
+        series = medians("new", kref, mt.key)
+        if series:
+            out.append(CountedSeries(kref, cell, mt.label, mt.unit, tuple(series),
+                                     tuple(medians("base", baseline, mt.key)), verdicts.get(mt.label, "no change")))
+    return out
 
 
 def _before(hist: list[PastNight], change_night: str | None) -> str | None:

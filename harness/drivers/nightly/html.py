@@ -103,6 +103,25 @@ def svg_series(series: Sequence[tuple[str, float]], *, baseline: Sequence[tuple[
     return Markup("".join(parts))
 
 
+def counted_groups(res: NightResult) -> list[dict]:
+    """The counted metrics' plots, a group per kernel and cell: open when the cell regressed or
+    one of its counted metrics changed tonight, those groups first."""
+    groups: dict[tuple[str, str], dict] = {}
+    flagged = {(r.kref, r.cell) for r in res.regressions}
+    for s in res.counted:
+        g = groups.setdefault((s.kref, s.cell), {"title": f"{s.kref} {s.cell}", "plots": [], "changed": [],
+                                                 "open": (s.kref, s.cell) in flagged})
+        changed = s.verdict in ("regression", "improvement")
+        if changed:
+            g["changed"].append(f"{s.metric} ({s.verdict})")
+            g["open"] = True
+        g["plots"].append({"title": f"{s.metric}: {s.unit}" + (f", {s.verdict} tonight" if changed else ""),
+                           "changed": changed,
+                           "svg": svg_series(s.series, baseline=s.baseline_series, title=f"{s.cell} {s.metric}",
+                                             highlight=res.night)})
+    return sorted(groups.values(), key=lambda g: (not g["open"], g["title"]))
+
+
 def _rel(path: str | os.PathLike, start: Path) -> str:
     return os.path.relpath(os.fspath(path), start)
 
@@ -117,6 +136,7 @@ def night_context(res: NightResult, night_dir: Path, db: NightlyDB | None = None
                           "svg": svg_series(r.series, baseline=r.baseline_series, title=f"{r.cell} IOPS",
                                             highlight=res.night)})
     plots.sort(key=lambda p: not p["flagged"])
+    counted = counted_groups(res)
     runs = [{**r, "console": _rel(Path(r["run_dir"]) / "console.log", night_dir),
              "dir": _rel(r["run_dir"], night_dir)} for r in res.runs]
     evidence = [{"kref": k, "cell": c, **e, "dir": _rel(e["run_dir"], night_dir),
@@ -125,7 +145,7 @@ def night_context(res: NightResult, night_dir: Path, db: NightlyDB | None = None
                 for (k, c), e in res.evidence.items()]
     flaky = db.flaky_rates(res.plan) if db is not None else []
     flagged, compared = res.control_history
-    return {"res": res, "plots": plots, "runs": runs, "evidence": evidence,
+    return {"res": res, "plots": plots, "counted": counted, "runs": runs, "evidence": evidence,
             "flaky": [f for f in flaky if f.failures], "expunges": expunge_lines(flaky, source=res.night),
             "control_rate": (flagged / compared) if compared else None, "control_flagged": flagged,
             "control_compared": compared, "started": started, "finished": finished}
