@@ -107,6 +107,18 @@ def credible(post: Sequence[float], mass: float) -> list[int]:
     return out
 
 
+def median(post: Sequence[float]) -> int:
+    """The first candidate whose cumulative probability reaches one half (within rounding): two
+    candidates tied at 0.5 may sum to 0.49999... at the first, and the second one, measured
+    against the same reference again and again, could never part them."""
+    cdf = 0.0
+    for i, p in enumerate(post):
+        cdf += p
+        if cdf >= 0.5 - 1e-9:
+            return i
+    return len(post) - 1
+
+
 def _testable_near(i: int, n: int, untestable: Set[int]) -> int | None:
     """``i``, or the testable candidate nearest to it (the later one on a tie)."""
     for step in range(n):
@@ -133,13 +145,7 @@ def choose(n: int, rounds: Sequence[Round], lv: Levels, *, boots: int, budget: i
         if best in untestable or best - 1 in untestable:
             return Stop(best, post[best], "stuck")
         return Measure(best - 1, best, True)
-    cdf, median = 0.0, n - 1
-    for i, p in enumerate(post):
-        cdf += p
-        if cdf >= 0.5:
-            median = i
-            break
-    kernel = _testable_near(median, n, untestable)
+    kernel = _testable_near(median(post), n, untestable)
     if kernel is None:
         return Stop(best, post[best], "stuck")
     reference, cdf = -1, 0.0

@@ -28,7 +28,7 @@ from . import bayes_perf
 from .bisect import Bisect, BisectError, Step
 
 DEFAULT_CONFIDENCE = 0.99   # and DEFAULT_BUDGET: boots of rounds after the endpoints'. The simulation
-DEFAULT_BUDGET = 160        # (docs/bisect.md) found them right 94% of the time at -30%, never wrong
+DEFAULT_BUDGET = 160        # (docs/bisect.md) found them right 97% of the time at -30%, never wrong
 ENDPOINT_ROUNDS = (3, 12)   # the endpoints' alternating rounds: at least, and at most while open
 
 
