@@ -1,0 +1,63 @@
+"""The pure parts of benchmarks/selection.py: the fault patches, what each touches, and how a
+selection is judged against the full run (the full runs themselves are on real VMs)."""
+
+import subprocess
+
+from benchmarks.selection import BUDGETS, evaluate, faults, table
+from harness.drivers.series.read import read_series
+
+
+def test_the_faults_cover_the_areas_the_harness_runs():
+    fs = faults()
+    assert len(fs) >= 6 and all(n.startswith("select-") for n in fs)
+    touched = {n: read_series(str(p)).touched.files for n, p in fs.items()}
+    assert all(len(t) == 1 for t in touched.values())
+    files = {t[0] for t in touched.values()}
+    for area in ("fs/ext4/", "fs/xfs/", "fs/ocfs2/", "fs/iomap/", "fs/direct-io.c", "block/"):
+        assert any(f.startswith(area) for f in files), area
+
+
+def test_the_faults_apply_to_a_tree_with_git(tmp_path):
+    for p in faults().values():
+        out = subprocess.run(["git", "apply", "--stat", str(p)], capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, (p, out.stderr)
+
+
+def _row(regressions=(), failed=(), new_failures=(), s15=(), s30=(), e15=900.0, e30=1800.0, full_s=3600.0):
+    return {"fault": "select-99", "full": {"regressions": list(regressions), "failed": list(failed),
+                                           "new_failures": list(new_failures), "estimated_s": full_s,
+                                           "wall_s": 4000.0, "items": []},
+            "select_15m": {"items": list(s15), "estimated_s": e15},
+            "select_30m": {"items": list(s30), "estimated_s": e30}}
+
+
+def test_a_selection_catches_only_what_it_chose_of_what_the_full_run_caught():
+    r = _row(regressions=["ext4/nvme/unwritten-convert/libaio"], new_failures=["xfs_4k:generic/263"],
+             s15=["ext4/nvme/randwrite-osync/libaio"], s30=["xfs_4k:generic/263", "ext4/nvme/randwrite-osync/libaio"])
+    e15, e30 = evaluate(r, "15m"), evaluate(r, "30m")
+    assert e15["caught"] and not e15["selected"]
+    assert e30["selected"] == ["xfs_4k:generic/263"]
+    assert e15["share"] == 0.25 and e30["share"] == 0.5
+
+
+def test_a_fault_the_full_run_missed_counts_for_neither():
+    r = _row(s15=["ext4/nvme/unwritten-convert/libaio"])
+    e = evaluate(r, "15m")
+    assert not e["caught"] and not e["selected"]
+    assert "| select-99 | nothing |" in table([r])
+
+
+def test_a_cell_that_failed_on_the_fault_is_caught():
+    r = _row(failed=["ocfs2/nvme/append-extend/libaio"], s15=["ocfs2/nvme/append-extend/libaio"])
+    assert evaluate(r, "15m")["selected"] == ["ocfs2/nvme/append-extend/libaio"]
+
+
+def test_the_table_sums_up_each_budget():
+    rows = [_row(regressions=["a/nvme/p/libaio"], s15=["a/nvme/p/libaio"], s30=["a/nvme/p/libaio"]),
+            _row(regressions=["b/nvme/p/libaio"], s15=[], s30=["b/nvme/p/libaio"]),
+            _row()]
+    text = table(rows)
+    assert set(BUDGETS) == {"15m", "30m"}
+    assert "--budget 15m: 1 of 2 caught faults caught by the selection (3 faults)" in text
+    assert "--budget 30m: 2 of 2 caught faults" in text
+    assert "time share median 25%" in text
