@@ -132,6 +132,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=cache_dir("bench") / "selection.jsonl")
     ap.add_argument("--table", action="store_true", help="print the table of the results file and stop")
     args = ap.parse_args()
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so each fault's kept definition is removed (finally)
+    from harness.procs import install_signal_handlers
+    install_signal_handlers()
     rows = [json.loads(x) for x in args.out.read_text().splitlines() if x.strip()] if args.out.exists() else []
     if args.table:
         print(table(rows))
