@@ -211,7 +211,6 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
             for mt in GATING:
                 key, label = mt.key, mt.label
                 now = tonight.metric("new", kref, cell, key)
-                base = tonight.metric("base", plan.baseline, cell, key)
                 hist = []
                 for n, data, flagged in past:
                     if sig is not None and data.signature.get((kref, cell), sig) != sig:
@@ -224,12 +223,9 @@ def fold_night(store: Store, db: NightlyDB, plan: Plan, night: str, commits: dic
                 hd = night_vs_history(hist, now, mt, min_nights=hp.min_nights, window=hp.window,
                                       alpha=hp.alpha, min_effect_pct=hp.min_effect_pct)
                 row = CellRow(kref, cell, label, key, now, bd, hd,
-                              series=[(h.night, float(np.median(h.values))) for h in hist]
-                              + ([(night, float(np.median(now)))] if now else []))
-                row.baseline_series = [(n.night, float(np.median(v))) for n, d, _ in past
-                                       if (v := d.metric("base", plan.baseline, cell, key))]
-                if base:
-                    row.baseline_series.append((night, float(np.median(base))))
+                              series=_medians(tonight, past, night, "new", kref, cell, key),
+                              baseline_series=_medians(tonight, past, night, "base", plan.baseline, cell, key,
+                                                       same_signature=False))
                 status = {r.run_id: r.status for r in tonight.runs}  # reproduce a complete boot first
                 row.run_ids = sorted({m.run_id for m in tonight.values.get(("new", kref, cell), [])
                                       if m.status == "ok"}, key=lambda i: (status.get(i) != "done", i))
@@ -271,22 +267,26 @@ def _counted_series(tonight: NightData, past: list, baseline: str, kref: str, ce
                     verdicts: dict[str, str]) -> list[CountedSeries]:
     """Each counted metric of a kernel's cell over the nights measured like tonight (the history
     plots of docs/nightly.md); metrics never counted for the cell are left out."""
-    sig = tonight.signature.get((kref, cell))
-
-    def medians(role: str, ref: str, key: str) -> list[tuple[str, float]]:
-        pts = [(n.night, float(np.median(v))) for n, d, _ in past
-               if (role == "base" or sig is None or d.signature.get((kref, cell), sig) == sig)
-               and (v := d.metric(role, ref, cell, key))]
-        now = tonight.metric(role, ref, cell, key)
-        return pts + ([(night, float(np.median(now)))] if now else [])
-
     out = []
     for mt in COUNTED:
-        series = medians("new", kref, mt.key)
+        series = _medians(tonight, past, night, "new", kref, cell, mt.key)
         if series:
-            out.append(CountedSeries(kref, cell, mt.label, mt.unit, tuple(series),
-                                     tuple(medians("base", baseline, mt.key)), verdicts.get(mt.label, "no change")))
+            base = _medians(tonight, past, night, "base", baseline, cell, mt.key, same_signature=False)
+            out.append(CountedSeries(kref, cell, mt.label, mt.unit, tuple(series), tuple(base),
+                                     verdicts.get(mt.label, "no change")))
     return out
+
+
+def _medians(tonight: NightData, past: list, night: str, role: str, ref: str, cell: str, key: str,
+             same_signature: bool = True) -> list[tuple[str, float]]:
+    """A metric's median per night, oldest first, tonight last: ``ref``'s values in ``role``; with
+    ``same_signature`` (a tested kernel's plot) only the nights that measured the cell as tonight
+    did, else (the baseline's dashed line) every night."""
+    sig = tonight.signature.get((ref, cell)) if same_signature else None
+    pts = [(n.night, float(np.median(v))) for n, d, _ in past
+           if (sig is None or d.signature.get((ref, cell), sig) == sig) and (v := d.metric(role, ref, cell, key))]
+    now = tonight.metric(role, ref, cell, key)
+    return pts + ([(night, float(np.median(now)))] if now else [])
 
 
 def _before(hist: list[PastNight], change_night: str | None) -> str | None:

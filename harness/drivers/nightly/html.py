@@ -116,7 +116,6 @@ def counted_groups(res: NightResult) -> list[dict]:
             g["changed"].append(f"{s.metric} ({s.verdict})")
             g["open"] = True
         g["plots"].append({"title": f"{s.metric}: {s.unit}" + (f", {s.verdict} tonight" if changed else ""),
-                           "changed": changed,
                            "svg": svg_series(s.series, baseline=s.baseline_series, title=f"{s.cell} {s.metric}",
                                              highlight=res.night)})
     return sorted(groups.values(), key=lambda g: (not g["open"], g["title"]))
