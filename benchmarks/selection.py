@@ -91,12 +91,17 @@ def run_fault(name: str, patch: Path, work: Path, accel: str | None) -> dict:
     return row
 
 
+def caught_by(full: dict) -> set[str]:
+    """The cells and xfstests by which the full run caught the fault (empty: not caught)."""
+    return set(full["regressions"]) | set(full["failed"]) | set(full["new_failures"])
+
+
 def evaluate(row: dict, label: str) -> dict:
     """Whether the full run caught the fault, whether the ``label`` selection did, its time share."""
     full = row["full"]
-    caught_by = set(full["regressions"]) | set(full["failed"]) | set(full["new_failures"])
+    by = caught_by(full)
     sel = row[f"select_{label}"]
-    return {"caught": bool(caught_by), "selected": sorted(caught_by & set(sel["items"])),
+    return {"caught": bool(by), "selected": sorted(by & set(sel["items"])),
             "share": sel["estimated_s"] / full["estimated_s"] if full["estimated_s"] else 1.0}
 
 
@@ -106,7 +111,7 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|"]
     for r in rows:
         f = r["full"]
-        by = sorted(set(f["regressions"]) | set(f["failed"]) | set(f["new_failures"]))
+        by = sorted(caught_by(f))
         cols = []
         for label in BUDGETS:
             e = evaluate(r, label)
