@@ -41,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--max-runs", action="store", type=int, default=None,
                 help="adaptive repeats: cells whose verdict is still open get more runs, up to this "
                      "many a side (default: the profile's: quick 5, default 6, full 8)")
+    g.addoption("--runs-per-boot", action="store", type=int, default=None,
+                help="runs of each cell in every boot, 1-4 (default: one, and in adaptive repeats the "
+                     "noise model's choice; docs/statistics.md#runs-per-boot)")
     g.addoption("--ray", action="store", default=None, metavar="ADDRESS",
                 help="run the boots on a Ray cluster (auto, HOST:6379, ray://HOST:10001); needs "
                      "pip install 'kharness[ray]'")
@@ -129,7 +132,8 @@ def profile_from(config: pytest.Config):
         from .drivers.series.run import profile_for
         try:
             base = make_profile(config.getoption("--suite-profile") or "quick", runs=config.getoption("--runs"),
-                                max_runs=config.getoption("--max-runs"))
+                                max_runs=config.getoption("--max-runs"),
+                                runs_per_boot=config.getoption("--runs-per-boot"))
         except HarnessError as e:
             raise pytest.UsageError(str(e)) from None
         return profile_for(plan, base)
@@ -138,7 +142,8 @@ def profile_from(config: pytest.Config):
         return make_profile(name,
                             filesystems=split_option(config.getoption("--fs")),
                             disks=split_option(config.getoption("--disk")), runs=config.getoption("--runs"),
-                            max_runs=config.getoption("--max-runs"))
+                            max_runs=config.getoption("--max-runs"),
+                            runs_per_boot=config.getoption("--runs-per-boot"))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from None
 

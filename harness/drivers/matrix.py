@@ -10,7 +10,11 @@ Adaptive repeats: every cell gets the profile's ``runs`` a side; then, while a c
 still open (``Comparison.settled``: neither a flagged change nor a "no change" whose interval
 excludes changes beyond twice the minimum effect) and the cap ``max_runs`` is not reached, one
 more run a side boots with only the open cells. "Open" means "measure more", never a guess; at
-the cap the verdict stands as measured, with its interval.
+the cap the verdict stands as measured, with its interval. How many times such a boot runs each
+open cell is the noise model's choice (:mod:`.repeats`): twice while the within-boot noise is
+unknown, then Kalibera and Jones' optimum from the boot and run costs measured so far; the
+profile's ``runs_per_boot`` fixes it for every boot instead. A boot's runs of a cell count as one
+value in the verdicts (their mean: ``harness.results.noise``).
 
 Folding: the boots' records are grouped by cell and side and decided by the one verdict rule
 (``harness.results.verdict.decide_cells``: Benjamini-Hochberg q-values across all cells and
@@ -45,6 +49,7 @@ from ..util import write_json
 from ..vm.disks import parse_disk
 from ..vocab import ENGINES, FILESYSTEMS, PATTERNS, Say
 from ..workloads.fs import get_filesystem
+from .repeats import MAX_RUNS_PER_BOOT, CellNoise, RepeatPlan, cell_noise, plan_repeat
 
 FULL_DISKS = ("nvme", "virtio")     # the full profile's disk kinds
 
@@ -66,6 +71,7 @@ class Profile:
     iodepth: int = 32
     disk_size: str = "2G"
     max_runs: int = 0          # 0: the same as runs (no adaptive repeats)
+    runs_per_boot: int = 0     # runs of a cell in each boot; 0: one, and the noise model's choice in repeats
 
     @property
     def cap(self) -> int:
@@ -91,7 +97,7 @@ PROFILES = {
 
 def make_profile(name: str = "default", *, filesystems: list[str] | None = None,
                  disks: list[str] | None = None, runs: int | None = None,
-                 max_runs: int | None = None) -> Profile:
+                 max_runs: int | None = None, runs_per_boot: int | None = None) -> Profile:
     """A profile with the user's overrides applied, each checked by name."""
     if name not in PROFILES:
         raise HarnessError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})")
@@ -108,8 +114,10 @@ def make_profile(name: str = "default", *, filesystems: list[str] | None = None,
     if max_runs is not None and max_runs < n:
         raise HarnessError(f"--max-runs {max_runs}: want at least --runs ({n})")
     cap = max_runs if max_runs is not None else (max(p.max_runs, n) if p.max_runs else n)
+    if runs_per_boot is not None and not 1 <= runs_per_boot <= MAX_RUNS_PER_BOOT:
+        raise HarnessError(f"--runs-per-boot {runs_per_boot}: want 1 to {MAX_RUNS_PER_BOOT}")
     return Profile(p.name, fs, dk, p.patterns, p.engines, n, p.runtime, p.size,
-                   p.iodepth, p.disk_size, max_runs=cap)
+                   p.iodepth, p.disk_size, max_runs=cap, runs_per_boot=runs_per_boot or p.runs_per_boot)
 
 
 def cells(profile: Profile) -> list[FioCell]:
@@ -140,13 +148,15 @@ class CellOutcome:
     cell: FioCell
     base: list = field(default_factory=list)
     new: list = field(default_factory=list)
+    base_boots: list[str] = field(default_factory=list)   # the boot (run id) of each of ``base``
+    new_boots: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     evidence_paths: list[str] = field(default_factory=list)
 
     def cell_values(self) -> CellValues:
         """Both sides' values, as the verdict module takes them."""
-        return cell_values(self.base, self.new)
+        return cell_values(self.base, self.new, base_boots=self.base_boots or None, new_boots=self.new_boots or None)
 
     def comparisons(self, min_effect_pct: float = 5.0) -> list[Comparison]:
         """Unadjusted comparisons of this cell (the matrix adjusts them together: ``decided``)."""
@@ -165,6 +175,7 @@ class MatrixRun:
         self.executor: Executor = executor or LocalExecutor()
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2 ** 32)
         self.rounds: list[list[str]] = []   # the cells each run index measured
+        self.repeats: list[RepeatPlan] = []  # the noise model's choice for each round of repeats
         self.bed = Testbed([baseline, kernel], image=image, accel=accel, say=say)
         self.group = f"matrix-{time.strftime('%Y%m%d-%H%M%S')}-{kernel}-vs-{baseline}"
         self.ctx = RunContext(results, sink=sink, say=say, group=self.group, front_end=front_end)
@@ -179,13 +190,16 @@ class MatrixRun:
     def boot_seconds(self) -> list[float]:
         return [r.boot_seconds for r in self.records if r.boot_seconds]
 
-    def plan(self, indices: range | None = None, only: set[str] | None = None):
+    def plan(self, indices: range | None = None, only: set[str] | None = None, runs_per_boot: int | None = None):
         """The boots, in order: run index, then base/new, then disk kind; each boot's cells in
-        an order shuffled from (seed, run index, side, disk) by ``shuffled``."""
+        an order shuffled from (seed, run index, side, disk) by ``shuffled``, each run
+        ``runs_per_boot`` times (default: the profile's, else once) one after the other."""
+        per_boot = runs_per_boot or self.profile.runs_per_boot or 1
         by_disk: dict[str, list[FioCell]] = {}
         for o in self.outcomes.values():
             if only is None or o.cell.id in only:
-                by_disk.setdefault(o.cell.disk, []).append(o.cell)
+                by_disk.setdefault(o.cell.disk, []).append(
+                    dataclasses.replace(o.cell, runs=per_boot) if per_boot > 1 else o.cell)
         for i in indices if indices is not None else range(self.profile.runs):
             for role, k in (("base", self.baseline), ("new", self.kernel)):
                 for disk, cs in by_disk.items():
@@ -217,10 +231,12 @@ class MatrixRun:
             still = self.open_cells()
             if not still:
                 break
+            rp = plan_repeat(self.outcomes, still, self.records, fixed=self.profile.runs_per_boot)
+            self.repeats.append(rp)
             self.say(f"adaptive repeats: {len(still)} cell(s) still open after {i} runs a side "
-                     f"({', '.join(still)}): run {i + 1} of at most {self.profile.cap}")
+                     f"({', '.join(still)}): run {i + 1} of at most {self.profile.cap}, {rp.line}")
             self.rounds.append(still)
-            self._execute(self.plan(range(i, i + 1), set(still)))
+            self._execute(self.plan(range(i, i + 1), set(still), rp.runs_per_boot))
         self.done = True
         self._store_verdicts()
         return self
@@ -244,6 +260,7 @@ class MatrixRun:
                 continue
             if m.status == "ok":
                 (o.base if r.spec.role == "base" else o.new).append(m)
+                (o.base_boots if r.spec.role == "base" else o.new_boots).append(r.run_id)
             else:
                 o.failures.append(f"{k} run {m.run_index}: {m.status}: {m.error or ''}")
         for f in r.failures:  # per-cell failures (mkfs, mount) name their cell first
@@ -312,6 +329,10 @@ class MatrixRun:
                     seen.setdefault(c.metric, c.calibration)
         return [f for pair in seen.values() for f in pair]
 
+    def noise(self) -> list[CellNoise]:
+        """The gating metrics' noise components per cell and the effects they let boots detect."""
+        return cell_noise(self.outcomes, self.records)
+
     @property
     def is_aa(self) -> bool:
         """An A/A run: the kernel against itself (every flagged change is a false alarm)."""
@@ -324,6 +345,8 @@ class MatrixRun:
                    {"group": self.group, "kernel": self.kernel, "baseline": self.baseline,
                     "profile": self.profile.__dict__, "rows": rows, "seed": self.seed,
                     "rounds": self.rounds, "aa": self.is_aa,
+                    "repeats": [dataclasses.asdict(p) for p in self.repeats],
+                    "noise": [dataclasses.asdict(n) for n in self.noise()],
                     "calibration": [dataclasses.asdict(f) for f in self.calibration(decided)],
                     "failures": {c: o.failures for c, o in self.outcomes.items() if o.failures},
                     "lost_boots": self.lost, "boot_seconds": self.boot_seconds}, indent=1, sort_keys=False)

@@ -30,6 +30,11 @@ def comparison_table(matrix: object, width: int = 160) -> str:
             table.add_row(cell_id, "-", "", "", "", "", "", "", "", "", f"[red]{len(o.failures)} failed run(s)[/red]")
     buf = io.StringIO()
     Console(file=buf, width=width, force_terminal=False).print(table)
+    noise = [n for n in matrix.noise() if n.within_sd is not None]  # type: ignore[attr-defined]
+    if noise:
+        buf.write("noise within and between boots, cells run more than once in a boot "
+                  "(docs/statistics.md#runs-per-boot):\n")
+        buf.writelines(f"  {n.line}\n" for n in noise)
     fits = matrix.calibration(decided)  # type: ignore[attr-defined]
     if fits:
         buf.write("how much of the host each run had (docs/statistics.md#calibrated-boots):\n")

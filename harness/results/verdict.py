@@ -61,34 +61,79 @@ def _number(v: object) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def measured(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS) -> dict[str, list[float]]:
+def measured(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS,
+             boots: Sequence[Hashable] | None = None) -> dict[str, list[float]]:
     """Metric key -> the finite values of measurements with status ``ok`` (records of
-    :class:`harness.run.records.MeasurementRecord` or the store's measurement rows)."""
-    return measured_with_calibration(measurements, metrics)[0]
+    :class:`harness.run.records.MeasurementRecord` or the store's measurement rows), one a boot
+    (:func:`measured_with_calibration`)."""
+    return measured_with_calibration(measurements, metrics, boots)[0]
 
 
-def measured_with_calibration(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS
+def _boot_keys(ms: Sequence[object], boots: Sequence[Hashable] | None) -> list[Hashable]:
+    """Each measurement's boot: ``boots`` when given (aligned), else the store row's ``run_id``
+    when every measurement has one, else its own position (each run a boot of its own)."""
+    if boots is not None:
+        return list(boots)
+    ids = [getattr(m, "run_id", None) for m in ms]
+    return ids if all(i is not None for i in ids) else list(range(len(ms)))
+
+
+def _mean(vs: Sequence[float]) -> float:
+    """A boot's runs as one value: the geometric mean (the rule compares logs), the arithmetic
+    mean where a value is not positive (a count of 0)."""
+    if len(vs) == 1:
+        return vs[0]
+    return math.exp(statistics.fmean(math.log(v) for v in vs)) if min(vs) > 0 else statistics.fmean(vs)
+
+
+def measured_with_calibration(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS,
+                              boots: Sequence[Hashable] | None = None
                               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """:func:`measured`, and for each timed metric whose every value has a calibration
-    (:data:`harness.results.calibration.COVARIATE`) the calibrations in the same order."""
-    ms = [m for m in measurements if getattr(m, "status", None) == "ok"]
+    (:data:`harness.results.calibration.COVARIATE`) the calibrations in the same order. A boot
+    that measured a cell more than once gives one value, the mean of its runs (and of their
+    calibrations): the runs share the boot's effect, so the boot is the unit of the comparison
+    (:mod:`.noise`). ``boots`` names each measurement's boot, aligned with ``measurements``
+    (default: the store's ``run_id``; records without one are a boot each)."""
+    all_ms = list(measurements)
+    keys = _boot_keys(all_ms, boots)
+    if len(keys) != len(all_ms):
+        raise HarnessError(f"{len(all_ms)} measurements but {len(keys)} boots named for them")
+    ms = [(k, m) for k, m in zip(keys, all_ms) if getattr(m, "status", None) == "ok"]
     out: dict[str, list[float]] = {}
     calib: dict[str, list[float]] = {}
     for mt in metrics:
-        with_v = [(v, m) for m in ms if (v := _number(getattr(m, mt.key, None))) is not None]
-        if not with_v:
+        by_boot: dict[Hashable, list[tuple[float, float | None]]] = {}
+        for k, m in ms:
+            if (v := _number(getattr(m, mt.key, None))) is not None:
+                by_boot.setdefault(k, []).append((v, _number(getattr(m, COVARIATE, None))))
+        if not by_boot:
             continue
-        out[mt.key] = [v for v, _ in with_v]
-        cs = [max(FLOOR, c) for _, m in with_v if (c := _number(getattr(m, COVARIATE, None))) is not None]
-        if mt.key in TIMED and len(cs) == len(with_v):
-            calib[mt.key] = cs
+        out[mt.key] = [_mean([v for v, _ in runs]) for runs in by_boot.values()]
+        cs = [[max(FLOOR, c) for _, c in runs if c is not None] for runs in by_boot.values()]
+        if mt.key in TIMED and all(len(c) == len(runs) for c, runs in zip(cs, by_boot.values())):
+            calib[mt.key] = [statistics.fmean(c) for c in cs]
     return out, calib
 
 
-def cell_values(base: Iterable[object], new: Iterable[object], metrics: Sequence[Metric] = METRICS) -> CellValues:
-    """A cell's values from the measurements of each side (see :func:`measured`), with their
-    calibrations."""
-    (b, bc), (n, nc) = measured_with_calibration(base, metrics), measured_with_calibration(new, metrics)
+def by_boot(measurements: Iterable[object], key: str, boots: Sequence[Hashable] | None = None) -> list[list[float]]:
+    """One metric's finite values of the ``ok`` measurements grouped by boot (see
+    :func:`measured_with_calibration` for ``boots``), for :func:`harness.results.noise.components`."""
+    all_ms = list(measurements)
+    groups: dict[Hashable, list[float]] = {}
+    for k, m in zip(_boot_keys(all_ms, boots), all_ms):
+        if getattr(m, "status", None) == "ok" and (v := _number(getattr(m, key, None))) is not None:
+            groups.setdefault(k, []).append(v)
+    return list(groups.values())
+
+
+def cell_values(base: Iterable[object], new: Iterable[object], metrics: Sequence[Metric] = METRICS, *,
+                base_boots: Sequence[Hashable] | None = None, new_boots: Sequence[Hashable] | None = None
+                ) -> CellValues:
+    """A cell's values from the measurements of each side, one a boot (see :func:`measured`),
+    with their calibrations."""
+    (b, bc), (n, nc) = (measured_with_calibration(base, metrics, base_boots),
+                        measured_with_calibration(new, metrics, new_boots))
     return CellValues(b, n, bc, nc)
 
 

@@ -131,6 +131,65 @@ def test_adaptive_repeats_measure_only_open_cells_up_to_the_cap(tmp_path, monkey
     assert all("q_value" in r and "ci_low" in r for r in saved["rows"])
 
 
+def test_repeats_run_open_cells_several_times_a_boot_and_count_boots(tmp_path, monkeypatch):
+    """The first round of repeats runs each open cell twice in its boot (the within-boot noise is
+    unknown until then); later rounds take the noise model's runs a boot; the verdicts count
+    boots, not runs; comparison.json records each round's choice and each cell's noise."""
+    import random as rnd
+
+    from harness.drivers import matrix as mx
+    profile = dataclasses.replace(make_profile("quick", filesystems=["ext4"]), max_runs=5)
+    target, noisy = "ext4/nvme/unwritten-convert/libaio", "ext4/nvme/append-extend/libaio"
+    base_spec = fio_spec()
+
+    def fake_fio_spec(bed, kernel, cs, *, label, role, run_index, **kw):
+        return dataclasses.replace(base_spec, label=label, role=role, run_index=run_index,
+                                   workload=dataclasses.replace(base_spec.workload, cells=tuple(cs)))
+
+    class FakeExecutor:
+        name = "fake"
+
+        def __init__(self):
+            self.runs: list[tuple[int, str, int]] = []   # (run index, cell, runs in the boot)
+            self.rng = rnd.Random(5)
+
+        def execute(self, specs, root, **kw):
+            out = []
+            for s in specs:
+                for c in s.workload.cells:
+                    self.runs.append((s.run_index, c.id, c.runs))
+                    boot = self.rng.uniform(0.85, 1.15)
+                    vs = tuple((300.0 if s.role == "new" and c.id == target else 1000.0) * boot
+                               * self.rng.uniform(0.8, 1.2) for _ in range(c.runs))
+                    rec = record(s, f"{s.label}-{s.role}-{c.id}", s.role, vs, cell=c.id, run_index=s.run_index)
+                    out.append(dataclasses.replace(rec, started="2026-11-29T18:00:00+0000",
+                                                   finished=f"2026-11-29T18:00:{10 + 5 * c.runs:02d}+0000"))
+            return out
+
+    class Bed:
+        def prepare(self):
+            return self
+    monkeypatch.setattr(mx, "fio_spec", fake_fio_spec)
+    monkeypatch.setattr(mx, "Testbed", lambda *a, **k: Bed())
+    ex = FakeExecutor()
+    m = MatrixRun("patched", "baseline", profile, tmp_path, executor=ex, seed=1).run()
+    assert all(k == 1 for i, _, k in ex.runs if i < 3)
+    repeat_runs = [k for i, cid, k in ex.runs if i == 3]
+    assert repeat_runs and set(repeat_runs) == {2}, ex.runs
+    o = m.outcomes[noisy]
+    boots = len(set(o.new_boots))
+    assert len(o.new) > boots                                   # some boot ran the cell twice ...
+    (iops, _p99) = m.decided()[noisy]
+    assert iops.new.n == boots                                   # ... and counted once
+    saved = json.loads((tmp_path / "comparison.json").read_text())
+    assert saved["repeats"][0]["runs_per_boot"] == 2 and "within a boot" in saved["repeats"][0]["reason"]
+    if len(saved["repeats"]) > 1:                                # the model's choice, with its inputs
+        assert saved["repeats"][1]["boot_sd"] is not None and 1 <= saved["repeats"][1]["runs_per_boot"] <= 4
+    noise = {(n["cell"], n["metric"]): n for n in saved["noise"]}
+    iops_noise = noise[(noisy, "IOPS")]
+    assert iops_noise["within_sd"] > 0 and iops_noise["mde_8_pct"] < iops_noise["mde_3_pct"]
+
+
 def test_a_boots_cells_are_shuffled_with_each_filesystem_together():
     """Random order (recorded per boot), but one mkfs per filesystem: a filesystem's cells are
     consecutive, and both the filesystems' order and the order within them vary between boots."""

@@ -59,6 +59,15 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
     fits = {(f["metric"], f["side"]) for f in comparison["calibration"]}
     assert {("iops", "base"), ("iops", "new")} <= fits, comparison["calibration"]
     assert "how much of the host each run had" in out
+    # adaptive repeats spend boots by the noise model: the first round of repeats runs each open
+    # cell twice in its boot (to measure the within-boot noise), and its runs count as one value
+    rounds = comparison["rounds"]
+    if len(rounds) > 3:
+        assert comparison["repeats"][0]["runs_per_boot"] == 2, comparison["repeats"]
+        repeat_cells = set(rounds[3])
+        assert any(n["cell"] in repeat_cells and n["within_sd"] is not None for n in comparison["noise"]), \
+            comparison["noise"]
+        assert "noise within and between boots" in out
     # every boot is a run in the store, with its spec; the verdicts are stored with the group
     from harness.results.store import Store
     with Store(tmp_path / "store.sqlite") as store:
@@ -81,6 +90,11 @@ def test_suite_flags_the_dio_workqueue_regression(tmp_path):
         # each measurement carries how much of the host it had, in the store too; the runs of
         # the boot the hog slowed had clearly less of it than the others
         ms = store.measurements([r.run_id for r in runs if r.role in ("base", "new")])
+        if len(rounds) > 3:   # a boot of the first repeat round measured its cells twice
+            per_boot: dict[tuple[str, str], int] = {}
+            for m in ms:
+                per_boot[(m.run_id, m.cell)] = per_boot.get((m.run_id, m.cell), 0) + 1
+            assert max(per_boot.values()) >= 2, per_boot
         free: dict[str, list[float]] = {}
         for m in ms:
             if m.status == "ok":

@@ -170,7 +170,8 @@ def profile_for(plan: TryPlan, profile: Profile = PROFILES["quick"]) -> Profile:
     chosen = [c.item for c in plan.selection.cells]
     return Profile("try", tuple(dict.fromkeys(i.split("/")[0] for i in chosen)),
                    tuple(dict.fromkeys(i.split("/")[1] for i in chosen)), PATTERNS, ENGINES, profile.runs,
-                   profile.runtime, profile.size, profile.iodepth, profile.disk_size, max_runs=profile.cap)
+                   profile.runtime, profile.size, profile.iodepth, profile.disk_size, max_runs=profile.cap,
+                   runs_per_boot=profile.runs_per_boot)
 
 
 def matrix_for(plan: TryPlan, results: Path, *, accel: str | None = None, say: Say = print,
