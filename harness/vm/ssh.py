@@ -251,6 +251,12 @@ class SSH:
             if time.monotonic() - t0 >= timeout:  # the deadline closed the channel during start
                 raise GuestCommandError(None, command, timeout) from None
             raise HarnessError(f"SSH to the guest failed while running: {command}: {e}") from None
+        if time.monotonic() - t0 >= timeout:
+            # the deadline fired (invoke's timer closed the channel) but invoke did not say so:
+            # its timed_out reads whether the timer thread is still alive, which races with the
+            # channel's close (seen once: an xfstest hung past its watchdog came back as an
+            # ordinary exit, and its hang went unreported)
+            raise GuestCommandError(None, command, timeout, r.stdout)
         if r.exited == -1 and not conn.is_connected:
             # paramiko reports -1 when the connection closed before an exit status arrived:
             # the guest died (panic, poweroff) or QEMU exited.

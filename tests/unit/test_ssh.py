@@ -135,6 +135,18 @@ def test_deadline_raises_with_partial_output_and_the_connection_survives(ssh):
     assert ssh.run(["echo", "still here"]).stdout == "still here\n"
 
 
+def test_deadline_is_reported_even_when_invoke_misses_its_own_timer(ssh, monkeypatch):
+    """invoke's ``timed_out`` asks whether its timer thread is still alive; when the main thread
+    looks while the timer is still closing the channel, a hung command returns as an ordinary
+    exit (seen in CI: an xfstest past its watchdog read "no result", not "hung")."""
+    import invoke.runners
+    monkeypatch.setattr(invoke.runners.Runner, "timed_out", property(lambda self: False))
+    with pytest.raises(GuestCommandError) as e:
+        ssh.run("echo started; sleep 30", timeout=2, check=False)
+    assert e.value.result is None and e.value.timeout == 2 and "started" in str(e.value)
+    assert ssh.run(["echo", "still here"]).stdout == "still here\n"
+
+
 def test_sigterm_during_a_command_unwinds_before_it_ends(server):
     """SIGTERM raises Terminated in the main thread; the reader threads must not hold it until the
     guest command ends (they waited for the channel's EOF: here 60 s)."""
