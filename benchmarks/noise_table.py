@@ -15,6 +15,7 @@ baseline's components on both sides, the A/B columns the two sides pooled.
     .venv/bin/python -m benchmarks.noise_table --kernel patched --baseline baseline \\
         [--profile full] [--boots 3] [--runs-per-boot 2] [--out FILE.json]
     .venv/bin/python -m benchmarks.noise_table --table FILE.json
+    .venv/bin/python -m benchmarks.noise_table --records RESULTS_DIR     # a run's directories
 
 The run's values go to ``--out`` (default ``~/.cache/kharness/bench/noise-table.json``): per
 cell, metric and side the values grouped by boot, so the table can be recomputed.
@@ -53,6 +54,29 @@ def run(args: argparse.Namespace) -> dict:
     return {"kernel": args.kernel, "baseline": args.baseline, "profile": args.profile, "boots": args.boots,
             "runs_per_boot": args.runs_per_boot, "wall_s": round(time.monotonic() - t0), "results": str(results),
             "boot_seconds": m.boot_seconds, "values": values}
+
+
+def from_records(results: Path) -> dict:
+    """The same values from the run directories of a matrix run (one left unfinished, too):
+    every base and new boot's ``record.json`` under ``results``."""
+    values: dict = {}
+    for rec in sorted(results.glob("*/record.json")):
+        r = json.loads(rec.read_text())
+        side = (r.get("spec") or {}).get("role")
+        if side not in ("base", "new"):
+            continue
+        runs: dict = {}
+        for m in r.get("measurements") or []:
+            if m.get("status") != "ok":
+                continue
+            for mt in METRICS:
+                v = m.get(mt.key)
+                if isinstance(v, (int, float)):
+                    runs.setdefault((m["cell"], mt.key), []).append(float(v))
+        for (cell, key), vs in runs.items():
+            sides = values.setdefault(cell, {}).setdefault(key, {"base": [], "new": []})
+            sides[side].append(vs)
+    return {"results": str(results), "values": values}
 
 
 def _med(xs: list[float]) -> str:
@@ -100,9 +124,13 @@ def main() -> None:
     ap.add_argument("--accel", choices=["kvm", "tcg"])
     ap.add_argument("--out", type=Path, default=cache_dir("bench") / "noise-table.json")
     ap.add_argument("--table", type=Path, help="print the table of a saved run and stop")
+    ap.add_argument("--records", type=Path, help="print the table of a matrix run's directory and stop")
     args = ap.parse_args()
     if args.table:
         print(table(json.loads(args.table.read_text())))
+        return
+    if args.records:
+        print(table(from_records(args.records)))
         return
     data = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
