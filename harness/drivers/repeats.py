@@ -107,8 +107,10 @@ def boot_costs(records: Sequence[BootRecord]) -> tuple[float, float] | None:
 
 
 def _components(o: object, key: str) -> Components | None:
-    return pooled(components(by_boot(o.base, key, o.base_boots)),   # type: ignore[attr-defined]
-                  components(by_boot(o.new, key, o.new_boots)))     # type: ignore[attr-defined]
+    """A cell outcome's components, both sides pooled (outcomes whose boots are not recorded:
+    each run a boot, as :meth:`CellOutcome.cell_values` reads them)."""
+    return pooled(components(by_boot(o.base, key, o.base_boots or None)),   # type: ignore[attr-defined]
+                  components(by_boot(o.new, key, o.new_boots or None)))     # type: ignore[attr-defined]
 
 
 def plan_repeat(outcomes: Mapping[str, object], open_cells: Sequence[str], records: Sequence[BootRecord], *,

@@ -86,6 +86,26 @@ def _mean(vs: Sequence[float]) -> float:
     return math.exp(statistics.fmean(math.log(v) for v in vs)) if min(vs) > 0 else statistics.fmean(vs)
 
 
+def _ok_with_boots(measurements: Iterable[object], boots: Sequence[Hashable] | None
+                   ) -> list[tuple[Hashable, object]]:
+    """The ``ok`` measurements, each with its boot (:func:`_boot_keys`)."""
+    all_ms = list(measurements)
+    keys = _boot_keys(all_ms, boots)
+    if len(keys) != len(all_ms):
+        raise HarnessError(f"{len(all_ms)} measurements but {len(keys)} boots named for them")
+    return [(k, m) for k, m in zip(keys, all_ms) if getattr(m, "status", None) == "ok"]
+
+
+def _runs_by_boot(pairs: Sequence[tuple[Hashable, object]], key: str) -> list[list[tuple[float, float | None]]]:
+    """One metric's finite values grouped by boot, in first-seen order, each with its
+    calibration (None where the run had none)."""
+    groups: dict[Hashable, list[tuple[float, float | None]]] = {}
+    for k, m in pairs:
+        if (v := _number(getattr(m, key, None))) is not None:
+            groups.setdefault(k, []).append((v, _number(getattr(m, COVARIATE, None))))
+    return list(groups.values())
+
+
 def measured_with_calibration(measurements: Iterable[object], metrics: Sequence[Metric] = METRICS,
                               boots: Sequence[Hashable] | None = None
                               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
@@ -95,23 +115,16 @@ def measured_with_calibration(measurements: Iterable[object], metrics: Sequence[
     calibrations): the runs share the boot's effect, so the boot is the unit of the comparison
     (:mod:`.noise`). ``boots`` names each measurement's boot, aligned with ``measurements``
     (default: the store's ``run_id``; records without one are a boot each)."""
-    all_ms = list(measurements)
-    keys = _boot_keys(all_ms, boots)
-    if len(keys) != len(all_ms):
-        raise HarnessError(f"{len(all_ms)} measurements but {len(keys)} boots named for them")
-    ms = [(k, m) for k, m in zip(keys, all_ms) if getattr(m, "status", None) == "ok"]
+    pairs = _ok_with_boots(measurements, boots)
     out: dict[str, list[float]] = {}
     calib: dict[str, list[float]] = {}
     for mt in metrics:
-        by_boot: dict[Hashable, list[tuple[float, float | None]]] = {}
-        for k, m in ms:
-            if (v := _number(getattr(m, mt.key, None))) is not None:
-                by_boot.setdefault(k, []).append((v, _number(getattr(m, COVARIATE, None))))
-        if not by_boot:
+        groups = _runs_by_boot(pairs, mt.key)
+        if not groups:
             continue
-        out[mt.key] = [_mean([v for v, _ in runs]) for runs in by_boot.values()]
-        cs = [[max(FLOOR, c) for _, c in runs if c is not None] for runs in by_boot.values()]
-        if mt.key in TIMED and all(len(c) == len(runs) for c, runs in zip(cs, by_boot.values())):
+        out[mt.key] = [_mean([v for v, _ in runs]) for runs in groups]
+        cs = [[max(FLOOR, c) for _, c in runs if c is not None] for runs in groups]
+        if mt.key in TIMED and all(len(c) == len(runs) for c, runs in zip(cs, groups)):
             calib[mt.key] = [statistics.fmean(c) for c in cs]
     return out, calib
 
@@ -119,12 +132,7 @@ def measured_with_calibration(measurements: Iterable[object], metrics: Sequence[
 def by_boot(measurements: Iterable[object], key: str, boots: Sequence[Hashable] | None = None) -> list[list[float]]:
     """One metric's finite values of the ``ok`` measurements grouped by boot (see
     :func:`measured_with_calibration` for ``boots``), for :func:`harness.results.noise.components`."""
-    all_ms = list(measurements)
-    groups: dict[Hashable, list[float]] = {}
-    for k, m in zip(_boot_keys(all_ms, boots), all_ms):
-        if getattr(m, "status", None) == "ok" and (v := _number(getattr(m, key, None))) is not None:
-            groups.setdefault(k, []).append(v)
-    return list(groups.values())
+    return [[v for v, _ in runs] for runs in _runs_by_boot(_ok_with_boots(measurements, boots), key)]
 
 
 def cell_values(base: Iterable[object], new: Iterable[object], metrics: Sequence[Metric] = METRICS, *,
