@@ -77,19 +77,30 @@ def test_a_failed_boot_fails_what_it_left_undone(tmp_path):
     assert all("boot-failed: guest kernel panicked" in o.failures[0] for o in m.outcomes.values())
 
 
-def test_adaptive_repeats_measure_only_open_cells_up_to_the_cap(tmp_path, monkeypatch):
-    """A big effect is decided at the minimum; a noisy cell without an effect gets more runs,
-    only it is booted again, never beyond the cap; each boot's cell order is shuffled and recorded."""
-    import random as rnd
-
+def _no_testbed(monkeypatch):
+    """The matrix driver without kernels or images: specs are the test spec with the planned
+    cells, label, side and run index; the fake executors below turn them into records."""
     from harness.drivers import matrix as mx
-    profile = dataclasses.replace(make_profile("quick", filesystems=["ext4"]), max_runs=5)
-    target, noisy = "ext4/nvme/unwritten-convert/libaio", "ext4/nvme/append-extend/libaio"
     base_spec = fio_spec()
 
     def fake_fio_spec(bed, kernel, cs, *, label, role, run_index, **kw):
         return dataclasses.replace(base_spec, label=label, role=role, run_index=run_index,
                                    workload=dataclasses.replace(base_spec.workload, cells=tuple(cs)))
+
+    class Bed:
+        def prepare(self):
+            return self
+    monkeypatch.setattr(mx, "fio_spec", fake_fio_spec)
+    monkeypatch.setattr(mx, "Testbed", lambda *a, **k: Bed())
+
+
+def test_adaptive_repeats_measure_only_open_cells_up_to_the_cap(tmp_path, monkeypatch):
+    """A big effect is decided at the minimum; a noisy cell without an effect gets more runs,
+    only it is booted again, never beyond the cap; each boot's cell order is shuffled and recorded."""
+    import random as rnd
+
+    profile = dataclasses.replace(make_profile("quick", filesystems=["ext4"]), max_runs=5)
+    target, noisy = "ext4/nvme/unwritten-convert/libaio", "ext4/nvme/append-extend/libaio"
 
     class FakeExecutor:
         name = "fake"
@@ -108,11 +119,7 @@ def test_adaptive_repeats_measure_only_open_cells_up_to_the_cap(tmp_path, monkey
                     out.append(record(s, f"{s.label}-{s.role}-{cid}", s.role, (v,), cell=cid, run_index=s.run_index))
             return out
 
-    class Bed:
-        def prepare(self):
-            return self
-    monkeypatch.setattr(mx, "fio_spec", fake_fio_spec)
-    monkeypatch.setattr(mx, "Testbed", lambda *a, **k: Bed())
+    _no_testbed(monkeypatch)
     ex = FakeExecutor()
     m = MatrixRun("patched", "baseline", profile, tmp_path, executor=ex, seed=1).run()
     first = [b for b in ex.booted if b[0] < 3]
@@ -137,14 +144,8 @@ def test_repeats_run_open_cells_several_times_a_boot_and_count_boots(tmp_path, m
     boots, not runs; comparison.json records each round's choice and each cell's noise."""
     import random as rnd
 
-    from harness.drivers import matrix as mx
     profile = dataclasses.replace(make_profile("quick", filesystems=["ext4"]), max_runs=5)
     target, noisy = "ext4/nvme/unwritten-convert/libaio", "ext4/nvme/append-extend/libaio"
-    base_spec = fio_spec()
-
-    def fake_fio_spec(bed, kernel, cs, *, label, role, run_index, **kw):
-        return dataclasses.replace(base_spec, label=label, role=role, run_index=run_index,
-                                   workload=dataclasses.replace(base_spec.workload, cells=tuple(cs)))
 
     class FakeExecutor:
         name = "fake"
@@ -166,11 +167,7 @@ def test_repeats_run_open_cells_several_times_a_boot_and_count_boots(tmp_path, m
                                                    finished=f"2026-11-29T18:00:{10 + 5 * c.runs:02d}+0000"))
             return out
 
-    class Bed:
-        def prepare(self):
-            return self
-    monkeypatch.setattr(mx, "fio_spec", fake_fio_spec)
-    monkeypatch.setattr(mx, "Testbed", lambda *a, **k: Bed())
+    _no_testbed(monkeypatch)
     ex = FakeExecutor()
     m = MatrixRun("patched", "baseline", profile, tmp_path, executor=ex, seed=1).run()
     assert all(k == 1 for i, _, k in ex.runs if i < 3)
