@@ -9,8 +9,8 @@ the harness's own decision code with synthetic boots:
   ``PerfBisect``'s decisions: the endpoints in alternating rounds until the paired rule decides
   (``paired_rule``, ``levels``), then rounds chosen by ``bayes_perf.choose`` from the posterior
   until the culprit holds ``--confidence`` after rounds against its parent, or the boots run
-  out. The first design (git's walk, each step against the endpoints' values from the start,
-  ``checks.decide``) beside it.
+  out. The first design (git's walk, each step against the endpoints' values from the start by
+  the unpaired step rule, kept here as ``old_step`` since the harness dropped it) beside it.
 * flaky: a check that fails 1 run in 2 or 1 in 4 on bad kernels, never on good ones: the
   probabilistic bisection (``bayes.plan_endpoint``, ``bayes.choose``: the driver's calls) at
   ``--confidence``, and the old deterministic bisect with one run a step and the culprit
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 from harness.drivers import bayes, bayes_perf
 from harness.drivers.bisect_perf import DEFAULT_BUDGET, DEFAULT_CONFIDENCE, ENDPOINT_ROUNDS
-from harness.drivers.checks import decide, parse_check
-from harness.results.verdict import levels, paired_rule, round_logs
+from harness.drivers.checks import parse_check
+from harness.results.verdict import CellValues, decide_cells, levels, paired_rule, round_logs
 
 N = 16                                   # candidates after the good endpoint; the last is the bad endpoint
 CHECK = parse_check("fio:ext4/nvme/unwritten-convert/libaio:10%")
@@ -118,9 +118,32 @@ def perf_bisect(rng: random.Random, effect: float, cv: float, confidence: float,
     return Outcome("correct" if d.best == culprit else "wrong", host.boots)
 
 
+def _unpaired(base: list[float], new: list[float], min_effect_pct: float) -> str:
+    """The matrix's comparison of two sets of runs, alone in its family (regression, ...)."""
+    (c,) = decide_cells({0: CellValues({"iops": base}, {"iops": new})}, ("iops",), min_effect_pct=min_effect_pct)[0]
+    return c.verdict
+
+
+def old_step(good: list[float], new: list[float], bad: list[float] | None = None) -> str:
+    """The first design's step rule, as the harness had it before checks alternated boots: bad at
+    a regression of at least the minimum effect against the good values from the start (between
+    endpoints, also at least half their gap on the ratio scale); good at no change (or, between
+    endpoints, when the bad endpoint is that far below); otherwise skip."""
+    eff = CHECK.min_effect_pct
+    if bad is not None:
+        g, b = statistics.median(good), statistics.median(bad)
+        eff = max(eff, (1 - math.sqrt(b / g)) * 100 if 0 < b < g else 0.0)
+    vs_good = _unpaired(good, new, eff)
+    if vs_good == "regression":
+        return "bad"
+    if bad is None:
+        return "good" if vs_good in ("no change", "improvement") else "skip"
+    return "good" if _unpaired(new, bad, eff) == "regression" else "skip"
+
+
 def old_perf_bisect(rng: random.Random, effect: float, cv: float) -> Outcome:
     """The first design: git's walk, each step against the endpoints' values from the start
-    (``checks.decide``, rounds while open), the culprit confirmed the same way (bad again, and
+    (``old_step``, rounds while open), the culprit confirmed the same way (bad again, and
     its parent good)."""
     culprit = rng.randrange(N)
     host = Host(rng, culprit, effect, cv)
@@ -129,7 +152,7 @@ def old_perf_bisect(rng: random.Random, effect: float, cv: float) -> Outcome:
     for _ in range(3):
         good += host.measure("-1")[0]
         bad += host.measure(str(N - 1))[0]
-        if decide(good, bad, CHECK).outcome == "bad":
+        if old_step(good, bad) == "bad":
             break
     else:
         return Outcome("cannot say", host.boots)
@@ -140,9 +163,9 @@ def old_perf_bisect(rng: random.Random, effect: float, cv: float) -> Outcome:
         values: list[float] = []
         for _ in range(3):
             values += host.measure(str(commit))[0]
-            v = decide(good, values, CHECK, bad)
-            if v.outcome != "skip":
-                return v.outcome
+            v = old_step(good, values, bad)
+            if v != "skip":
+                return v
         return "skip"
     found = walk(judge)
     if found is None or judge(found) != "bad" or judge(found - 1) != "good":

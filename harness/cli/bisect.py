@@ -69,10 +69,7 @@ def _check(args: argparse.Namespace) -> int:
             checker = Checker(bed, check, results_root_from_args(args), sink=store, say=say, fio=_settings(args),
                               tests_source=_tests_source(check), executor=executor)
             if check.kind == "fio":
-                reference, _ = checker.measure(args.reference)
-                if not reference:
-                    raise HarnessError(f"reference {args.reference}: no measurement")
-                verdict = checker.performance(reference, args.kernel)
+                verdict = checker.performance(args.reference, args.kernel)
             else:
                 verdict = checker.repeated(args.kernel, args.repeat)
         except HarnessError as e:
@@ -91,7 +88,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", type=int, default=5, help="fio check: seconds per run")
     p.add_argument("--size", default="32m", help="fio check: file size")
     p.add_argument("--runs", type=int, default=3, help="fio check: runs per boot")
-    p.add_argument("--max-rounds", type=int, default=3, help="fio check: boots per kernel at most")
+    p.add_argument("--max-rounds", type=int, default=4,
+                   help="fio check: alternating rounds (a boot of the reference, then of the kernel) at most")
     p.add_argument("--accel", choices=["kvm", "tcg"])
     p.add_argument("--results-dir", help="where run directories (and the bisect's directory) go")
     p.add_argument("--ray", metavar="ADDRESS", default=None,

@@ -166,8 +166,6 @@ class Bisect:
     def _fill(self, step: Step, v: Verdict) -> None:
         step.outcome, step.reason, step.run_ids, step.values = v.outcome, v.reason, v.run_ids, list(v.values)
         step.runs, step.failures = v.runs, v.failures
-        if v.comparison is not None:
-            step.p_value, step.pct_change = v.comparison.p_value, v.comparison.pct_change
 
     def _record(self, step: Step, t0: float) -> Step:
         step.seconds = round(time.monotonic() - t0, 1)

@@ -5,7 +5,8 @@ every bisect step.
     guest:COMMAND                a command run in the guest exits 0
     xfstests:TEST[,TEST][@SECTION]   the tests pass (section default ext4_4k)
     fio:CELL[:MIN_EFFECT%]       no IOPS regression of at least MIN_EFFECT% (default 10) in CELL
-                                 (fs/disk/pattern/engine) against a reference kernel
+                                 (fs/disk/pattern/engine) against a reference kernel, the two
+                                 measured in alternating boots and judged by the paired rule
     counter:CELL:METRIC[:MIN_EFFECT%]
                                  the same for a counted metric of CELL (jbd2_commits_per_kwrite,
                                  dio_wq_peak_concurrency, ...): a change of MIN_EFFECT% the worse
@@ -30,8 +31,7 @@ from ..errors import HarnessError
 from ..executors.base import Executor, RecordSink, RunContext
 from ..executors.local import LocalExecutor
 from ..results.metrics import COUNTED, metric
-from ..results.stats import Comparison, format_comparison
-from ..results.verdict import measured, step_rule
+from ..results.verdict import PairedStep, measured, paired_rule
 from ..run.plan import command_spec, fio_cell, fio_spec, xfstests_spec
 from ..run.records import BootRecord
 from ..run.spec import SysrqSampling
@@ -117,7 +117,7 @@ class Verdict:
     reason: str
     records: list[BootRecord] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
-    comparison: Comparison | None = None
+    paired: PairedStep | None = None      # a fio check: the kernel against its reference, round by round
     runs: int = 0                         # functional runs that gave a verdict (skips not counted)
     failures: int = 0                     # of those, the runs that failed
 
@@ -128,14 +128,16 @@ class Verdict:
 
 @dataclass(frozen=True)
 class FioSettings:
-    """How a performance check measures: one boot per round, ``runs`` fio runs per boot."""
+    """How a performance check measures: ``runs`` fio runs of ``runtime`` seconds a boot; `kharness
+    check` measures in alternating rounds (a boot of the reference, then one of the kernel), at
+    least ``min_rounds`` (the paired rule needs two) and at most ``max_rounds``."""
 
     runtime: int = 5
     size: str = "32m"
     iodepth: int = 32
     runs: int = 3
-    min_rounds: int = 1
-    max_rounds: int = 3
+    min_rounds: int = 2
+    max_rounds: int = 4
     disk_size: str = "2G"
 
 
@@ -261,40 +263,38 @@ class Checker:
         vals = [v for r in recs for v in measured(r.measurements, [metric(key)]).get(key, [])]
         return ([v for v in vals if v] if key == "iops" else vals), recs
 
-    def performance(self, reference: list[float], ref: str) -> Verdict:
-        """Measure ``ref`` in rounds until its IOPS are decided against the reference (`kharness
-        check`): bad = a regression of at least the minimum effect; good = no such regression.
-        Still open after ``max_rounds``: skip, never a guess."""
+    def performance(self, reference: str, ref: str) -> Verdict:
+        """`kharness check` on a fio cell: ``ref`` against ``reference`` in alternating rounds, a
+        boot of each adjacent in time, decided by :func:`harness.results.verdict.paired_rule` (the
+        rule a bisect's endpoints are decided by): bad = a regression of at least the minimum
+        effect, good = less than that or an improvement. A reference measured once at the start
+        would be stale by the time the kernel ran on a host whose speed swings; each round's
+        ratio cancels that, and a boot counts once however many runs it made. Still open after
+        ``max_rounds``: skip, never a guess."""
+        rounds: list[tuple[list[float], list[float]]] = []
         values: list[float] = []
         records: list[BootRecord] = []
-        decided = Verdict("skip", "not measured")
-        for round_ in range(self.fio.max_rounds):
-            vals, recs = self.measure(ref)
-            values += vals
-            records += recs
-            if not vals:
-                failures = [f for r in recs for f in r.failures]
-                return Verdict("skip", "no measurement: " + _first(failures), records, values)
-            if round_ + 1 < self.fio.min_rounds:
+        step: PairedStep | None = None
+        for n in range(1, max(self.fio.min_rounds, self.fio.max_rounds) + 1):
+            got: list[list[float]] = []
+            for which in (reference, ref):
+                vals, recs = self.measure(which)
+                records += recs
+                if not vals:
+                    failures = [f for r in recs for f in r.failures]
+                    return Verdict("skip", f"no measurement of {which}: " + _first(failures), records, values)
+                got.append(vals)
+            rounds.append((got[0], got[1]))
+            values += got[1]
+            if n < self.fio.min_rounds:
                 continue
-            decided = decide(reference, values, self.check)
-            if decided.outcome != "skip":
+            step = paired_rule(rounds, min_effect_pct=self.check.min_effect_pct, key=self.check.metric)
+            if step.outcome != "open":
                 break
-        decided.records, decided.values = records, values
-        return decided
-
-
-def decide(good: list[float], new: list[float], check: Check, bad: list[float] | None = None) -> Verdict:
-    """The performance verdict for IOPS values ``new`` against the good (and bad) reference: the
-    step rule of :func:`harness.results.verdict.step_rule` (open is a skip), rendered."""
-    step = step_rule(good, new, min_effect_pct=check.min_effect_pct, bad=bad, key=check.metric)
-    cell = str(check.cell) if check.metric == "iops" else f"{check.cell} {check.metric}"
-    line = format_comparison(cell, step.vs_good)
-    if step.outcome == "open":
-        return Verdict("skip", f"open: {line}", comparison=step.vs_good)
-    if step.vs_bad is not None:
-        line += f"; the bad endpoint is {step.vs_bad.pct_change:+.0f}% from here"
-    return Verdict(step.outcome, line, comparison=step.vs_good)
+        assert step is not None
+        cell = str(self.check.cell) if self.check.metric == "iops" else f"{self.check.cell} {self.check.metric}"
+        return Verdict("skip" if step.outcome == "open" else step.outcome, f"{cell}: {step.line}", records, values,
+                       paired=step)
 
 
 def _counts(verdicts: Sequence[Verdict]) -> tuple[int, int]:

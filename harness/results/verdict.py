@@ -14,9 +14,9 @@ the same records give the same verdicts wherever they are read.
   timed metrics first normalised by the host's load where that explains them
   (:mod:`.calibration`).
 * :func:`cell_settled`: when adaptive repeats stop measuring a cell.
-* :func:`step_rule`: the performance step of `kharness check`; :func:`paired_rule`: a kernel
-  measured alternately with its reference (a bisect's endpoints); :func:`levels`: the two levels
-  a performance bisect tells apart (its rounds are judged by :mod:`harness.drivers.bayes_perf`).
+* :func:`paired_rule`: a kernel measured alternately with its reference (`kharness check`, a
+  bisect's endpoints); :func:`levels`: the two levels a performance bisect tells apart (its
+  rounds are judged by :mod:`harness.drivers.bayes_perf`).
 * :func:`night_vs_baseline`, :func:`night_vs_history`: a night's decisions.
 
 ``docs/statistics.md`` describes the rule and its measured false alarms.
@@ -220,56 +220,7 @@ def cell_settled(comparisons: Sequence[Comparison]) -> bool:
     return all(c.settled for c in comparisons)
 
 
-# -- the performance step of a bisect or a check ----------------------------------------------------
-@dataclass(frozen=True)
-class Step:
-    """A performance step's outcome (good, bad, or open: measure more) with its comparisons:
-    ``vs_good`` is the kernel against the good reference, ``vs_bad`` the bad reference against
-    the kernel (a bisect only)."""
-
-    outcome: str
-    vs_good: Comparison
-    vs_bad: Comparison | None
-    min_effect_pct: float
-
-
-def half_gap_pct(good: Sequence[float], bad: Sequence[float], key: str = "iops") -> float:
-    """Half the endpoints' change on the ratio scale, in percent of good as the comparisons
-    measure it (bad = 25% of good -> a 50% drop; for a metric where lower is better, bad = 4
-    times good -> a 100% rise)."""
-    g, b = statistics.median(good), statistics.median(bad)
-    if not metric(key).higher_is_better:
-        return (math.sqrt(b / g) - 1) * 100 if 0 < g < b else 0.0
-    return (1 - math.sqrt(b / g)) * 100 if 0 < b < g else 0.0
-
-
-def _one(base: Sequence[float], new: Sequence[float], m: Metric, min_effect_pct: float) -> Comparison:
-    """A family of one comparison, decided by :func:`decide_cells` (its q equals its p)."""
-    (c,) = decide_cells({0: CellValues({m.key: base}, {m.key: new})}, (m.key,),
-                        min_effect_pct=min_effect_pct)[0]
-    return c
-
-
-def step_rule(good: Sequence[float], new: Sequence[float], *, min_effect_pct: float,
-              bad: Sequence[float] | None = None, key: str = "iops") -> Step:
-    """The step rule: alone, a regression of at least the minimum effect against the good
-    reference is bad, no change or an improvement is good. Between two endpoints (a bisect step)
-    the effect needed is also at least half the endpoints' gap on the ratio scale: with a -75%
-    change between them, bad means at least -50% from good, good means the bad endpoint is at
-    least a -50% regression from here. Anything else is open."""
-    m = metric(key)
-    if not good or not new:
-        raise HarnessError("a performance step needs measurements of the reference and of the kernel")
-    eff = min_effect_pct if bad is None else max(min_effect_pct, half_gap_pct(good, bad, key))
-    vs_good = _one(good, new, m, eff)
-    if vs_good.verdict == "regression":
-        return Step("bad", vs_good, None, eff)
-    if bad is None:
-        return Step("good" if vs_good.verdict in ("no change", "improvement") else "open", vs_good, None, eff)
-    vs_bad = _one(new, bad, m, eff)
-    return Step("good" if vs_bad.verdict == "regression" else "open", vs_good, vs_bad, eff)
-
-
+# -- a kernel against its reference in alternating boots (a check, a bisect's endpoints) --------------
 @dataclass(frozen=True)
 class PairedStep:
     """A kernel against a reference measured in alternating boots: ``ratios`` are the per-round

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.drivers.checks import EXIT_CODES, CheckError, decide, parse_check
+from harness.drivers.checks import EXIT_CODES, Checker, CheckError, FioSettings, parse_check
 from harness.errors import DefinitionError
 
 
@@ -40,29 +40,54 @@ def test_unknown_section_is_named():
         parse_check("xfstests:generic/002@nosuch")
 
 
-GOOD = [2000.0, 2100.0, 1950.0]
-BAD = [600.0, 560.0, 580.0]
 check = parse_check("fio:ext4/nvme/unwritten-convert/libaio:20%")
 
 
-def test_decide_against_the_good_reference_alone():
-    assert decide(GOOD, BAD, check).outcome == "bad"
-    assert decide(GOOD, [2010.0, 1990.0, 2080.0], check).outcome == "good"
-    # a 15% drop is below the minimum effect of 20%: not a regression
-    assert decide(GOOD, [1700.0, 1720.0, 1690.0], check).outcome == "good"
-    # two runs cannot be decided: measure more, never guess
-    assert decide(GOOD, [2000.0, 600.0], check).outcome == "skip"
+def checker(chk, speeds, level, max_rounds=4):
+    """A Checker whose boots are synthetic: boot ``i`` runs at ``speeds[i // 2]`` of the host (a
+    round is a reference boot, then a kernel boot), the reference at 1000 and the kernel at
+    ``level`` of it, three runs a boot 1% apart. ``c.booted`` lists what was measured, in order."""
+    c = Checker.__new__(Checker)
+    c.check, c.fio, c.booted = chk, FioSettings(max_rounds=max_rounds), []
+
+    def measure(ref, sampling=None):
+        speed = speeds[len(c.booted) // 2]
+        c.booted.append(ref)
+        v = 1000 * speed * (level if ref == "new" else 1.0)
+        return [v * 0.99, v, v * 1.01], []
+    c.measure = measure
+    return c
 
 
-def test_decide_between_both_endpoints():
-    assert decide(GOOD, [2040.0, 1980.0, 2010.0], check, BAD).outcome == "good"
-    assert decide(GOOD, [590.0, 570.0, 600.0], check, BAD).outcome == "bad"
-    # past half the gap (on the ratio scale) from good: bad
-    v = decide(GOOD, [800.0, 790.0, 820.0], check, BAD)
-    assert v.outcome == "bad" and "IOPS" in v.reason and v.comparison.pct_change < -55
-    # a good kernel measured 24% low on a slow stretch of the host (seen here in a 16-commit
-    # bisect): beyond the 20% minimum effect, but nearer good than bad: good, not a false culprit
-    assert decide([2071.0, 2014.0, 1990.0], [1540.0, 1460.0, 1796.0], check, [501.0, 478.0, 539.0]).outcome == "good"
+def test_a_fio_check_alternates_boots_and_judges_each_round():
+    # a host 3x faster in the second round than the first moves both boots of a round: a
+    # reference measured once at the start would make the halved kernel look good (1500 vs 1000)
+    c = checker(check, speeds=[1.0, 3.0, 0.6, 1.0], level=0.5)
+    v = c.performance("ref", "new")
+    assert v.outcome == "bad" and v.paired is not None and v.paired.pct < -45
+    assert c.booted[:4] == ["ref", "new", "ref", "new"] and len(v.paired.ratios) >= 2
+    assert "alternating pairs of boots" in v.reason and "ext4/nvme/unwritten-convert/libaio" in v.reason
+    # a 15% drop is below the minimum effect of 20%: good, and so is an improvement
+    assert checker(check, [1.0, 2.0, 0.5, 1.0], 0.85).performance("ref", "new").outcome == "good"
+    assert checker(check, [1.0, 2.0, 0.5, 1.0], 1.3).performance("ref", "new").outcome == "good"
+
+
+def test_a_fio_check_left_open_is_a_skip_never_a_guess():
+    # rounds that disagree about a -20%-or-worse change: open at the cap, so skip (exit 125)
+    c = checker(check, [1.0, 1.0], 0.7, max_rounds=2)
+    noisy = iter([1.0, 0.5, 1.0, 0.95])
+    base_measure = c.measure
+
+    def measure(ref, sampling=None):
+        f = next(noisy)
+        return [x * f for x in base_measure(ref)[0]], []
+    c.measure = measure
+    v = c.performance("ref", "new")
+    assert v.outcome == "skip" and v.reason.endswith("-> open") and len(c.booted) == 4
+    # the reference not measured (its boot failed): skip, and says which kernel
+    c = checker(check, [1.0], 0.5)
+    c.measure = lambda ref, sampling=None: ([], [])
+    assert c.performance("ref", "new").reason.startswith("no measurement of ref")
 
 
 def test_tallied_runs_count_failures_and_leave_skips_out():
@@ -97,15 +122,10 @@ def test_counter_checks_name_a_counted_metric():
 
 def test_a_counter_where_lower_is_better_regresses_when_it_rises():
     commits = parse_check("counter:ext4/nvme/unwritten-convert/libaio:jbd2_commits_per_kwrite:10%")
-    base = [186.0, 190.0, 183.0, 188.0]
-    v = decide(base, [333.0, 330.0, 338.0, 329.0], commits)
+    v = checker(commits, [1.0, 1.5, 0.8], 1.78).performance("ref", "new")
     assert v.outcome == "bad" and "jbd2_commits_per_kwrite" in v.reason
-    assert decide(base, [120.0, 118.0, 125.0, 121.0], commits).outcome == "good"   # fewer commits
-    assert decide(base, [187.0, 185.0, 189.0, 186.0], commits).outcome == "good"
-    # between endpoints: half the gap on the ratio scale (+33% here), the rising way
-    bad = [333.0, 330.0, 338.0, 329.0]
-    assert decide(base, [240.0, 238.0, 236.0, 241.0], commits, bad).outcome == "good"   # +28%: nearer good
-    assert decide(base, [300.0, 296.0, 305.0, 299.0], commits, bad).outcome == "bad"    # +60%
+    assert checker(commits, [1.0, 1.5, 0.8], 0.65).performance("ref", "new").outcome == "good"   # fewer commits
+    assert checker(commits, [1.0, 1.5, 0.8], 1.0).performance("ref", "new").outcome == "good"
 
 
 def test_paired_rule_follows_the_metric_direction():

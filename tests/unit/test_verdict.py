@@ -26,7 +26,6 @@ from harness.results.verdict import (
     compare_cell,
     decide_cells,
     metric,
-    step_rule,
 )
 from harness.run.records import BootRecord, MeasurementRecord
 from tests.helpers.specs import fio_spec
@@ -194,16 +193,6 @@ def test_settle_rule():
     border = compare_cell(CellValues({"iops": VALUES[BORDER][0]}, {"iops": VALUES[BORDER][1]}))
     assert cell_settled(decide_cells({"c": CellValues({"iops": VALUES[BIG][0]}, {"iops": VALUES[BIG][1]})})["c"])
     assert cell_settled(big) and not cell_settled(border) and not cell_settled([])
-
-
-def test_step_rule():
-    good, bad = [2000.0, 2100.0, 1950.0], [501.0, 478.0, 539.0]
-    assert step_rule(good, [590.0, 570.0, 600.0], min_effect_pct=10).outcome == "bad"
-    assert step_rule(good, [2010.0, 1990.0, 2080.0], min_effect_pct=10).outcome == "good"
-    assert step_rule(good, [2000.0, 600.0], min_effect_pct=10).outcome == "open"
-    s = step_rule(good, [1540.0, 1460.0, 1796.0], min_effect_pct=10, bad=bad)
-    assert s.outcome == "good" and s.min_effect_pct > 45 and s.vs_bad is not None
-    assert s.vs_good.q_value == s.vs_good.p_value
 
 
 def test_the_paired_rule_cancels_a_host_whose_speed_swings_between_rounds():

@@ -112,13 +112,17 @@ def test_performance_bisect_finds_the_dio_sync_change(history, tmp_path):
 
 def test_counter_check_sees_completions_serialised(history, tmp_path):
     """`kharness check` on a counted metric (issue 20): the dio-sync commit runs its deferred
-    completions one at a time, where its parent runs many at once, whatever the host's speed."""
+    completions one at a time, where its parent runs many at once, whatever the host's speed;
+    the two are booted in alternating rounds, each judged by its own ratio (issue 23)."""
     repo, base, c = history
     res = kharness("check", "--kernel", f"baseline@{c[1]}", "--reference", f"baseline@{base}",
                    "--check", "counter:ext4/nvme/unwritten-convert/libaio:dio_wq_peak_concurrency:50%",
                    "--runtime", "4", "--size", "32m", "--results-dir", tmp_path, store=tmp_path / "s.sqlite")
     assert res.returncode == 1, res.stdout
     assert "dio_wq_peak_concurrency" in res.stdout and ": bad:" in res.stdout
+    assert "alternating pairs of boots" in res.stdout
+    (runs,) = [line for line in res.stdout.splitlines() if line.startswith("runs: ")]
+    assert len(runs.split(", ")) >= 4      # two rounds at least: reference, kernel, reference, kernel
 
 
 def test_git_bisect_run_with_kharness_check(history, tmp_path):
