@@ -114,6 +114,28 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def flagged(results: Path) -> str:
+    """What the run's own verdicts flagged (``comparison.json``, the matrix's one rule over all its
+    cells): per metric, the comparisons flagged a regression or an improvement, of those decided.
+    In an A/A run (the kernel against itself) every one is a false alarm, and each is named.
+    Empty without the file."""
+    f = results / "comparison.json"
+    if not f.is_file():
+        return ""
+    doc = json.loads(f.read_text())
+    rows = [r for r in doc.get("rows", []) if isinstance(r, dict)]
+    what = "false alarms (A/A)" if doc.get("aa") else "flagged"
+    lines = [f"| metric | gates | comparisons | {what} |", "|---|---|---|---|"]
+    for mt in METRICS:
+        mine = [r for r in rows if r.get("metric") == mt.label]
+        if mine:
+            hit = [f"{r.get('cell')} {r.get('verdict')} {r.get('pct_change') or 0:+.0f}%" for r in mine
+                   if r.get("verdict") in ("regression", "improvement")]
+            lines.append(f"| {mt.label} | {'yes' if mt.gates else 'no'} | {len(mine)} | {len(hit)}"
+                         + (f": {'; '.join(hit)}" if hit and doc.get("aa") else "") + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="patched")
@@ -126,17 +148,15 @@ def main() -> None:
     ap.add_argument("--table", type=Path, help="print the table of a saved run and stop")
     ap.add_argument("--records", type=Path, help="print the table of a matrix run's directory and stop")
     args = ap.parse_args()
-    if args.table:
-        print(table(json.loads(args.table.read_text())))
-        return
-    if args.records:
-        print(table(from_records(args.records)))
-        return
-    data = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data))
-    print(f"{data['wall_s'] / 60:.0f} min, {len(data['boot_seconds'])} boots; values in {args.out}")
+    if args.table or args.records:
+        data = json.loads(args.table.read_text()) if args.table else from_records(args.records)
+    else:
+        data = run(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(data))
+        print(f"{data['wall_s'] / 60:.0f} min, {len(data['boot_seconds'])} boots; values in {args.out}")
     print(table(data))
+    print(flagged(Path(data["results"])))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import math
 import random
 
-from benchmarks.noise_table import from_records, table
+from benchmarks.noise_table import flagged, from_records, table
 
 
 def _write(root, name, role, cells):
@@ -38,3 +38,14 @@ def test_records_are_grouped_by_boot_and_the_table_splits_the_noise(tmp_path):
     assert mde8 < mde3
     jbd2 = next(line for line in lines if line.startswith("| jbd2 commits/kwrite |"))
     assert "| 0.0% | 0.0% |" in jbd2                       # a constant count: no noise at all
+
+
+def test_an_aa_run_names_its_false_alarms(tmp_path):
+    assert flagged(tmp_path) == ""
+    rows = [{"cell": f"c{i}", "metric": "IOPS", "verdict": "no change", "pct_change": 1.0} for i in range(9)]
+    rows += [{"cell": "c9", "metric": "IOPS", "verdict": "improvement", "pct_change": 12.4},
+             {"cell": "c0", "metric": "flushes/kwrite", "verdict": "no change", "pct_change": 0.0}]
+    (tmp_path / "comparison.json").write_text(json.dumps({"aa": True, "rows": rows}))
+    out = flagged(tmp_path)
+    assert "| IOPS | yes | 10 | 1: c9 improvement +12% |" in out and "| flushes/kwrite | no | 1 | 0 |" in out
+    assert "false alarms (A/A)" in out
