@@ -71,6 +71,11 @@ def run_fault(name: str, patch: Path, work: Path, accel: str | None) -> dict:
                                       "reasons": list(p.selection.reasons)}
         plan = plan_try(str(patch), base_name="baseline", name=kname, full=True, store=store)
         row["full"] = {"items": _items(plan), "estimated_s": round(plan.selection.cost_s, 1)}
+        # the selections on disk before the hour-long full run, so an interrupted run keeps them
+        (work.parent / f"{name}-selections.json").write_text(json.dumps(row, indent=1))
+        for label in BUDGETS:
+            sel = row[f"select_{label}"]
+            print(f"{name} --budget {label}: {', '.join(sel['items'])} (~{sel['estimated_s']:.0f} s)", flush=True)
         t0 = time.monotonic()
         executor = executor_for(None)
         try:
