@@ -44,7 +44,7 @@ from pathlib import Path
 from scipy.stats import t as student_t
 
 from harness.paths import cache_dir
-from harness.results.verdict import measured, metric, paired_rule
+from harness.results.verdict import measured, metric, paired_rule, round_logs
 from harness.run.boot import run_boot
 from harness.run.plan import fio_cell, fio_spec
 from harness.run.records import BootRecord
@@ -125,7 +125,7 @@ def table(lines: list[dict]) -> str:
         if len(mine) < 2:
             continue
         rounds = [(x["base"], x["new"]) for x in mine]
-        logs = [math.log(statistics.median(n) / statistics.median(b)) for b, n in rounds]
+        logs = round_logs(rounds)
         sd = statistics.stdev(logs)
         step = paired_rule(rounds, min_effect_pct=10)
         base = [statistics.median(x["base"]) for x in mine]
