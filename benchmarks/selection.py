@@ -10,7 +10,8 @@ block layer. For each fault:
 1. the selections `kharness try FAULT --base baseline --budget 15m` and `--budget 30m` would run
    are recorded first (``plan_try``, dry, with the cell costs the benchmark's store knew then);
 2. the full run (`--full`: every cell of the quick profile's matrix and every xfstest the
-   selection knows) runs on real VMs with the same driver `kharness try` uses;
+   selection knows) runs on real VMs with the same driver `kharness try` uses, less the evidence
+   boots it adds for regressed cells (they change no verdict);
 3. the full run *catches* the fault when a gating metric of a cell is a regression, a cell's runs
    fail on the fault's kernel, or an xfstest fails on it and passed on the base. A selection
    catches it when it chose one of those cells or tests. Its time is its estimated cost over the
@@ -25,8 +26,9 @@ selection's own run, with fewer cells, is if anything more sensitive.
     .venv/bin/python -m benchmarks.selection --table
 
 Results go to ``--out`` (default ``~/.cache/kharness/bench/selection.jsonl``), one JSON line per
-fault, with run directories and a store beside it; a fault already in the file is skipped. The
-definitions `try` keeps (``kernels/select-*.yaml``) are removed after each fault.
+fault, with run directories and a store beside it; a fault already in the file is skipped, and a
+fault whose earlier attempt finished its matrix (comparison.json) but not its xfstests resumes
+there. The definitions `try` keeps (``kernels/select-*.yaml``) are removed after each fault.
 """
 
 from __future__ import annotations
@@ -56,41 +58,85 @@ def _items(plan: object) -> list[str]:
     return [c.item for c in sel.cells + sel.xfstests]
 
 
-def run_fault(name: str, patch: Path, work: Path, accel: str | None) -> dict:
-    """The selections, then the full run on real VMs; the fault's result line."""
+def selections(name: str, patch: Path, store: object, *, after_matrix: bool = False) -> dict:
+    """The fault's result line so far: the 15m and 30m selections (dry ``plan_try``) and the full
+    run's items with its estimated cost. ``after_matrix``: computed after the full matrix ran
+    (a resumed fault whose first attempt predates the selections file), which the line says."""
+    from harness.drivers.series.run import plan_try
+
+    row: dict = {"fault": name, "patch": str(patch.relative_to(ROOT))}
+    for label, budget in BUDGETS.items():
+        p = plan_try(str(patch), base_name="baseline", name=patch.stem, budget_s=budget, dry_run=True, store=store)
+        row[f"select_{label}"] = {"items": _items(p), "estimated_s": round(p.selection.cost_s, 1),
+                                  "reasons": list(p.selection.reasons)}
+    full = plan_try(str(patch), base_name="baseline", name=patch.stem, full=True, dry_run=True, store=store)
+    row["full"] = {"items": _items(full), "estimated_s": round(full.selection.cost_s, 1)}
+    if after_matrix:
+        row["selected_after_matrix"] = True
+    return row
+
+
+def finished_matrix(runs: Path, name: str) -> Path | None:
+    """The newest earlier attempt of ``name`` whose full matrix finished (its comparison.json
+    written): a resumed fault runs only what came after it, the xfstests."""
+    done = [d for d in runs.glob(f"{name}-*") if (d / "comparison.json").is_file() and (d / "selection.json").is_file()]
+    return max(done, key=lambda d: d.name) if done else None
+
+
+def matrix_verdicts(work: Path) -> dict:
+    """What the full matrix found, from its comparison.json (the rows `kharness try` reports)."""
+    comp = json.loads((work / "comparison.json").read_text())
+    rows = [r for r in comp["rows"] if r.get("gates", True)]
+    return {"regressions": sorted({r["cell"] for r in rows if r["verdict"] == "regression"}),
+            "changes": {r["cell"]: round(r["pct_change"], 1) for r in rows
+                        if r["verdict"] == "regression" and r.get("pct_change") is not None},
+            "failed": sorted(comp.get("failures") or {})}
+
+
+def run_fault(name: str, patch: Path, work: Path, accel: str | None, resume: Path | None = None) -> dict:
+    """The selections, then the full run on real VMs (from its xfstests when ``resume`` is an
+    earlier attempt whose matrix finished); the fault's result line."""
     from harness.drivers.series.run import plan_try, run_try
+    from harness.drivers.series.xfstests import run_xfstests
     from harness.executors.choose import executor_for
     from harness.results.store import Store
 
     kname = patch.stem
-    row: dict = {"fault": name, "patch": str(patch.relative_to(ROOT))}
+    kept = work.parent / f"{name}-selections.json"
     with Store(work.parent / "store.sqlite") as store:
-        for label, budget in BUDGETS.items():
-            p = plan_try(str(patch), base_name="baseline", name=kname, budget_s=budget, dry_run=True, store=store)
-            row[f"select_{label}"] = {"items": _items(p), "estimated_s": round(p.selection.cost_s, 1),
-                                      "reasons": list(p.selection.reasons)}
-        plan = plan_try(str(patch), base_name="baseline", name=kname, full=True, store=store)
-        row["full"] = {"items": _items(plan), "estimated_s": round(plan.selection.cost_s, 1)}
-        # the selections on disk before the hour-long full run, so an interrupted run keeps them
-        (work.parent / f"{name}-selections.json").write_text(json.dumps(row, indent=1))
+        if resume is not None and kept.is_file():
+            row = json.loads(kept.read_text())
+        else:
+            row = selections(name, patch, store, after_matrix=resume is not None)
+            # on disk before the hour-long full run, so an interrupted run keeps them
+            kept.write_text(json.dumps(row, indent=1))
         for label in BUDGETS:
             sel = row[f"select_{label}"]
             print(f"{name} --budget {label}: {', '.join(sel['items'])} (~{sel['estimated_s']:.0f} s)", flush=True)
+        plan = plan_try(str(patch), base_name="baseline", name=kname, full=True, store=store)   # keeps the definition
         t0 = time.monotonic()
         executor = executor_for(None)
         try:
-            m, xfs, _ = run_try(plan, work, accel=accel, sink=store, executor=executor)
+            if resume is None:
+                _, xfs, _ = run_try(plan, work, accel=accel, sink=store, executor=executor, evidence=False)
+                matrix_s = (work / "comparison.json").stat().st_mtime - (work / "selection.json").stat().st_mtime
+            else:
+                work = resume
+                comp = json.loads((work / "comparison.json").read_text())
+                print(f"{name}: the full matrix finished in {work}; running its xfstests", flush=True)
+                xfs = run_xfstests([c.item for c in plan.selection.xfstests], comp["kernel"], comp["baseline"], work,
+                                   group=comp["group"].replace("matrix-", "xfstests-", 1), accel=accel, sink=store,
+                                   executor=executor)
+                matrix_s = (work / "comparison.json").stat().st_mtime - (work / "selection.json").stat().st_mtime
         finally:
             executor.close()
             (ROOT / "kernels" / f"{kname}.yaml").unlink(missing_ok=True)
             shutil.rmtree(ROOT / "kernels" / "patches" / kname, ignore_errors=True)
-        rows = [r for r in m.rows() if r.get("gates", True)]
+        wall = time.monotonic() - t0
+        xfstests_s = wall - matrix_s if resume is None else wall
         row["full"].update(
-            wall_s=round(time.monotonic() - t0, 1),
-            regressions=sorted({r["cell"] for r in rows if r["verdict"] == "regression"}),
-            changes={r["cell"]: round(r["pct_change"], 1) for r in rows
-                     if r["verdict"] == "regression" and r.get("pct_change") is not None},
-            failed=sorted(c for c, o in m.outcomes.items() if o.failures),
+            wall_s=round(matrix_s + xfstests_s, 1), matrix_wall_s=round(matrix_s, 1),
+            xfstests_wall_s=round(xfstests_s, 1), resumed=resume is not None, **matrix_verdicts(work),
             new_failures=[f"{d.section}:{d.test}" for d in xfs.new_failures],
             xfstests_not_run=xfs.not_run, run_dir=str(work))
     return row
@@ -156,8 +202,9 @@ def main() -> None:
         if name in done:
             print(f"{name} is in {args.out}: skipped")
             continue
-        work = args.out.parent / args.out.stem / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        row = run_fault(name, patch, work, args.accel)
+        runs = args.out.parent / args.out.stem
+        work = runs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        row = run_fault(name, patch, work, args.accel, resume=finished_matrix(runs, name))
         with args.out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(table([row]))

@@ -1,9 +1,10 @@
 """The pure parts of benchmarks/selection.py: the fault patches, what each touches, and how a
 selection is judged against the full run (the full runs themselves are on real VMs)."""
 
+import json
 import subprocess
 
-from benchmarks.selection import BUDGETS, evaluate, faults, table
+from benchmarks.selection import BUDGETS, evaluate, faults, finished_matrix, matrix_verdicts, table
 from harness.drivers.series.read import read_series
 
 
@@ -61,3 +62,36 @@ def test_the_table_sums_up_each_budget():
     assert "--budget 15m: 1 of 2 caught faults caught by the selection (3 faults)" in text
     assert "--budget 30m: 2 of 2 caught faults" in text
     assert "time share median 25%" in text
+
+
+def _attempt(runs, name, comparison=True):
+    d = runs / name
+    d.mkdir(parents=True)
+    (d / "selection.json").write_text("{}")
+    if comparison:
+        (d / "comparison.json").write_text(json.dumps({
+            "rows": [{"cell": "ocfs2/nvme/append-extend/libaio", "metric": "IOPS", "gates": True,
+                      "verdict": "regression", "pct_change": -64.04},
+                     {"cell": "ocfs2/nvme/append-extend/libaio", "metric": "jbd2 commits/write", "gates": False,
+                      "verdict": "regression", "pct_change": 900.0},
+                     {"cell": "xfs/nvme/randwrite-osync/libaio", "metric": "p99", "gates": True,
+                      "verdict": "inconclusive", "pct_change": 3.0}],
+            "failures": {"ext4/virtio/append-extend/io_uring": ["select-99 run 1: mount failed"]}}))
+    return d
+
+
+def test_a_fault_resumes_from_its_newest_attempt_whose_matrix_finished(tmp_path):
+    assert finished_matrix(tmp_path, "select-03") is None
+    _attempt(tmp_path, "select-03-20261207-013836", comparison=False)
+    older = _attempt(tmp_path, "select-03-20261206-220000")
+    newer = _attempt(tmp_path, "select-03-20261207-015843")
+    _attempt(tmp_path, "select-04-20261207-030000")
+    assert finished_matrix(tmp_path, "select-03") == newer != older
+    assert finished_matrix(tmp_path, "select-05") is None
+
+
+def test_the_full_matrix_verdicts_are_read_from_its_comparison(tmp_path):
+    v = matrix_verdicts(_attempt(tmp_path, "select-03-1"))
+    assert v["regressions"] == ["ocfs2/nvme/append-extend/libaio"]     # the gating metric only
+    assert v["changes"] == {"ocfs2/nvme/append-extend/libaio": -64.0}
+    assert v["failed"] == ["ext4/virtio/append-extend/io_uring"]

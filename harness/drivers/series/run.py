@@ -194,9 +194,10 @@ def regressed_cells(m: MatrixRun) -> list[str]:
     return list(dict.fromkeys(r["cell"] for r in m.rows() if r.get("gates", True) and r["verdict"] == "regression"))
 
 
-def finish(plan: TryPlan, m: MatrixRun, xfs: XfstestsOutcome | None = None) -> str:
-    """After the matrix ran: an evidence boot per regressed cell, then report.txt; its text."""
-    for cid in regressed_cells(m):
+def finish(plan: TryPlan, m: MatrixRun, xfs: XfstestsOutcome | None = None, *, evidence: bool = True) -> str:
+    """After the matrix ran: an evidence boot per regressed cell (unless ``evidence`` is False),
+    then report.txt; its text."""
+    for cid in regressed_cells(m) if evidence else ():
         if not m.outcomes[cid].evidence:
             m.evidence_for(m.outcomes[cid].cell)
     text = render(report_input(plan, m, xfs))
@@ -206,17 +207,17 @@ def finish(plan: TryPlan, m: MatrixRun, xfs: XfstestsOutcome | None = None) -> s
 
 def run_try(plan: TryPlan, results: Path, *, accel: str | None = None, say: Say = print,
             sink: RecordSink | None = None, executor: Executor | None = None,
-            profile: Profile = PROFILES["quick"]) -> tuple[MatrixRun, XfstestsOutcome, str]:
-    """Run the selected cells with the matrix driver (evidence boots for regressions) and the
-    selected xfstests on both kernels; write selection.json and report.txt; return the matrix,
-    the xfstests outcome and the report text."""
+            profile: Profile = PROFILES["quick"], evidence: bool = True) -> tuple[MatrixRun, XfstestsOutcome, str]:
+    """Run the selected cells with the matrix driver (evidence boots for regressions unless
+    ``evidence`` is False: they change no verdict) and the selected xfstests on both kernels; write
+    selection.json and report.txt; return the matrix, the xfstests outcome and the report text."""
     m = matrix_for(plan, results, accel=accel, say=say, sink=sink, executor=executor, profile=profile)
     write_selection(plan, results)
     m.run()
     xfs = run_xfstests([c.item for c in plan.selection.xfstests], m.kernel, m.baseline, results,
                        group=m.group.replace("matrix-", "xfstests-", 1), accel=accel, say=say, sink=sink,
                        executor=executor)
-    return m, xfs, finish(plan, m, xfs)
+    return m, xfs, finish(plan, m, xfs, evidence=evidence)
 
 
 def report_input(plan: TryPlan, m: MatrixRun, xfs: XfstestsOutcome | None = None) -> ReportInput:
