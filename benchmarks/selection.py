@@ -93,11 +93,28 @@ def matrix_verdicts(work: Path) -> dict:
             "failed": sorted(comp.get("failures") or {})}
 
 
-def run_fault(name: str, patch: Path, work: Path, accel: str | None, resume: Path | None = None) -> dict:
+def base_xfstests(rows: list[dict]) -> object | None:
+    """The base kernel's xfstests attempts an earlier fault recorded (the newest), as
+    ``run_xfstests`` takes them: every fault's full run has the same base and tests, and
+    run_xfstests uses them only on the same base kernel and image."""
+    from harness.drivers.series.xfstests import BaseXfstests
+    from harness.results.history import TestAttempts
+
+    for r in reversed(rows):
+        b = r.get("full", {}).get("base_xfstests")
+        if b:
+            return BaseXfstests(b["key"], tuple(TestAttempts(a[0], a[1], tuple(a[2]), tuple(a[3]))
+                                                for a in b["attempts"]))
+    return None
+
+
+def run_fault(name: str, patch: Path, work: Path, accel: str | None, resume: Path | None = None,
+              base: object | None = None) -> dict:
     """The selections, then the full run on real VMs (from its xfstests when ``resume`` is an
-    earlier attempt whose matrix finished); the fault's result line."""
+    earlier attempt whose matrix finished; the base's xfstests from ``base`` when it ran on the
+    same base kernel and image); the fault's result line."""
     from harness.drivers.series.run import plan_try, run_try
-    from harness.drivers.series.xfstests import run_xfstests
+    from harness.drivers.series.xfstests import BaseXfstests, run_xfstests
     from harness.executors.choose import executor_for
     from harness.results.store import Store
 
@@ -117,17 +134,18 @@ def run_fault(name: str, patch: Path, work: Path, accel: str | None, resume: Pat
         t0 = time.monotonic()
         executor = executor_for(None)
         try:
+            reuse = base if isinstance(base, BaseXfstests) else None
             if resume is None:
-                _, xfs, _ = run_try(plan, work, accel=accel, sink=store, executor=executor, evidence=False)
-                matrix_s = (work / "comparison.json").stat().st_mtime - (work / "selection.json").stat().st_mtime
+                _, xfs, _ = run_try(plan, work, accel=accel, sink=store, executor=executor, evidence=False,
+                                    base_xfstests=reuse)
             else:
                 work = resume
                 comp = json.loads((work / "comparison.json").read_text())
                 print(f"{name}: the full matrix finished in {work}; running its xfstests", flush=True)
                 xfs = run_xfstests([c.item for c in plan.selection.xfstests], comp["kernel"], comp["baseline"], work,
                                    group=comp["group"].replace("matrix-", "xfstests-", 1), accel=accel, sink=store,
-                                   executor=executor)
-                matrix_s = (work / "comparison.json").stat().st_mtime - (work / "selection.json").stat().st_mtime
+                                   executor=executor, base=reuse)
+            matrix_s = (work / "comparison.json").stat().st_mtime - (work / "selection.json").stat().st_mtime
         finally:
             executor.close()
             (ROOT / "kernels" / f"{kname}.yaml").unlink(missing_ok=True)
@@ -138,7 +156,11 @@ def run_fault(name: str, patch: Path, work: Path, accel: str | None, resume: Pat
             wall_s=round(matrix_s + xfstests_s, 1), matrix_wall_s=round(matrix_s, 1),
             xfstests_wall_s=round(xfstests_s, 1), resumed=resume is not None, **matrix_verdicts(work),
             new_failures=[f"{d.section}:{d.test}" for d in xfs.new_failures],
-            xfstests_not_run=xfs.not_run, run_dir=str(work))
+            xfstests_not_run=xfs.not_run, run_dir=str(work),
+            base_boots=sum(1 for d in xfs.run_dirs if "-xfstests-baseline-" in Path(d).name))
+        if xfs.base is not None:
+            row["full"]["base_xfstests"] = {"key": xfs.base.key, "attempts": [
+                [a.section, a.test, list(a.statuses), list(a.messages)] for a in xfs.base.attempts]}
     return row
 
 
@@ -204,7 +226,8 @@ def main() -> None:
             continue
         runs = args.out.parent / args.out.stem
         work = runs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        row = run_fault(name, patch, work, args.accel, resume=finished_matrix(runs, name))
+        row = run_fault(name, patch, work, args.accel, resume=finished_matrix(runs, name), base=base_xfstests(rows))
+        rows.append(row)
         with args.out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(table([row]))

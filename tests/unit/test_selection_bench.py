@@ -4,7 +4,7 @@ selection is judged against the full run (the full runs themselves are on real V
 import json
 import subprocess
 
-from benchmarks.selection import BUDGETS, evaluate, faults, finished_matrix, matrix_verdicts, table
+from benchmarks.selection import BUDGETS, base_xfstests, evaluate, faults, finished_matrix, matrix_verdicts, table
 from harness.drivers.series.read import read_series
 
 
@@ -95,3 +95,12 @@ def test_the_full_matrix_verdicts_are_read_from_its_comparison(tmp_path):
     assert v["regressions"] == ["ocfs2/nvme/append-extend/libaio"]     # the gating metric only
     assert v["changes"] == {"ocfs2/nvme/append-extend/libaio": -64.0}
     assert v["failed"] == ["ext4/virtio/append-extend/io_uring"]
+
+
+def test_a_later_fault_takes_the_newest_recorded_base_xfstests():
+    assert base_xfstests([_row()]) is None
+    old, new = _row(), _row()
+    old["full"]["base_xfstests"] = {"key": "k1/i", "attempts": [["ext4_4k", "generic/091", ["fail"], ["x"]]]}
+    new["full"]["base_xfstests"] = {"key": "k2/i", "attempts": [["ext4_4k", "generic/091", ["pass"], [""]]]}
+    b = base_xfstests([old, new, _row()])
+    assert b.key == "k2/i" and b.attempts[0].statuses == ("pass",) and b.attempts[0].outcome == "pass"

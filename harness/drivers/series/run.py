@@ -22,7 +22,7 @@ from .base import Base, cached_repo, find_base, keep_definition
 from .read import Series, is_range, range_definition, read_series
 from .select import Costs, Selection, named_xfstests, select
 from .text import ReportInput, render
-from .xfstests import XfstestsOutcome, run_xfstests
+from .xfstests import BaseXfstests, XfstestsOutcome, run_xfstests
 
 
 @dataclass(frozen=True)
@@ -207,16 +207,18 @@ def finish(plan: TryPlan, m: MatrixRun, xfs: XfstestsOutcome | None = None, *, e
 
 def run_try(plan: TryPlan, results: Path, *, accel: str | None = None, say: Say = print,
             sink: RecordSink | None = None, executor: Executor | None = None,
-            profile: Profile = PROFILES["quick"], evidence: bool = True) -> tuple[MatrixRun, XfstestsOutcome, str]:
+            profile: Profile = PROFILES["quick"], evidence: bool = True,
+            base_xfstests: BaseXfstests | None = None) -> tuple[MatrixRun, XfstestsOutcome, str]:
     """Run the selected cells with the matrix driver (evidence boots for regressions unless
-    ``evidence`` is False: they change no verdict) and the selected xfstests on both kernels; write
+    ``evidence`` is False: they change no verdict) and the selected xfstests on both kernels (the
+    base's from ``base_xfstests`` where it ran on the same base kernel and image); write
     selection.json and report.txt; return the matrix, the xfstests outcome and the report text."""
     m = matrix_for(plan, results, accel=accel, say=say, sink=sink, executor=executor, profile=profile)
     write_selection(plan, results)
     m.run()
     xfs = run_xfstests([c.item for c in plan.selection.xfstests], m.kernel, m.baseline, results,
                        group=m.group.replace("matrix-", "xfstests-", 1), accel=accel, say=say, sink=sink,
-                       executor=executor)
+                       executor=executor, base=base_xfstests)
     return m, xfs, finish(plan, m, xfs, evidence=evidence)
 
 
