@@ -4,7 +4,16 @@ selection is judged against the full run (the full runs themselves are on real V
 import json
 import subprocess
 
-from benchmarks.selection import BUDGETS, base_xfstests, evaluate, faults, finished_matrix, matrix_verdicts, table
+from benchmarks.selection import (
+    BUDGETS,
+    base_xfstests,
+    evaluate,
+    faults,
+    finished_matrix,
+    matrix_verdicts,
+    selections,
+    table,
+)
 from harness.drivers.series.read import read_series
 
 
@@ -93,7 +102,7 @@ def test_a_fault_resumes_from_its_newest_attempt_whose_matrix_finished(tmp_path)
 def test_the_full_matrix_verdicts_are_read_from_its_comparison(tmp_path):
     v = matrix_verdicts(_attempt(tmp_path, "select-03-1"))
     assert v["regressions"] == ["ocfs2/nvme/append-extend/libaio"]     # the gating metric only
-    assert v["changes"] == {"ocfs2/nvme/append-extend/libaio": -64.0}
+    assert v["changes"] == {"ocfs2/nvme/append-extend/libaio IOPS": -64.0}
     assert v["failed"] == ["ext4/virtio/append-extend/io_uring"]
 
 
@@ -104,3 +113,24 @@ def test_a_later_fault_takes_the_newest_recorded_base_xfstests():
     new["full"]["base_xfstests"] = {"key": "k2/i", "attempts": [["ext4_4k", "generic/091", ["pass"], [""]]]}
     b = base_xfstests([old, new, _row()])
     assert b.key == "k2/i" and b.attempts[0].statuses == ("pass",) and b.attempts[0].outcome == "pass"
+
+
+def test_a_row_without_a_selection_shows_it_as_missing_and_the_aim_column_counts_its_own():
+    r = _row(regressions=["a/nvme/p/libaio"], s15=["a/nvme/p/libaio"])
+    assert evaluate(r, "aim") == {"caught": True, "selected": None, "share": None}
+    assert table([r]).splitlines()[2].endswith("| n/a |")
+    r["select_aim"] = {"items": ["a/nvme/p/libaio"], "estimated_s": 720.0}
+    text = table([r, _row()])
+    assert "a budget of 20% of the full run's: 1 of 1 caught faults caught by the selection (1 faults); " \
+           "time share median 20%" in text
+
+
+def test_the_aim_selection_fits_a_fifth_of_the_full_run(monkeypatch):
+    # the filesystems' direct-I/O structure as on 6.1 without grepping a cached tree (seconds a plan)
+    monkeypatch.setattr("harness.drivers.series.run.cached_repo", lambda source: None)
+    name, patch = next(iter(faults().items()))
+    row = selections(name, patch, None)
+    aim, full = row["select_aim"], row["full"]
+    assert aim["budget_s"] == round(0.2 * full["estimated_s"], 1)
+    assert aim["estimated_s"] <= aim["budget_s"] < row["select_15m"]["estimated_s"]
+    assert set(aim["items"]) <= set(full["items"]) and "selected_after_matrix" not in row
