@@ -11,8 +11,10 @@ ext4_4k, the filesystem of the selected cells: about 10 s a kernel, where generi
 under TCG). The one-filesystem case is a dry run of a commit range of the synthetic history
 test_09 uses (its first commit touches only fs/ext4/inode.c), checked from selection.json; the
 same range built and run is an extended test below, as is a series on a later commit of that
-history (built there, its xfstests new failure flagged). Times measured warm (TCG, 2 cores) are
-in docs/try.md.
+history (built there, its xfstests new failure flagged). The last test runs the same xfstest
+twice, the second time with the first run's base attempts: one boot fewer (the selection
+benchmark shares one base between its faults). Times measured warm (TCG, 2 cores) are in
+docs/try.md.
 """
 
 import json
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness.config.kernels import load_kernel
+from harness.drivers.series.xfstests import run_xfstests
 from harness.image.xfstests import HOW_TO, configured_source
 from harness.kernel.build import kernel_inputs
 from harness.kernel.source import import_source
@@ -174,3 +177,19 @@ def test_a_series_on_a_history_commit_is_built_there_and_its_xfstests_failure_fl
     tree = subprocess.run(["git", "-C", str(repo), "rev-parse", f"{meta['commit']}^{{tree}}", f"{c[5]}^{{tree}}"],
                           capture_output=True, text=True, check=True).stdout.split()
     assert tree[0] == tree[1], "the kept definition builds c5's tree"
+
+
+def test_a_second_run_on_the_same_base_takes_the_bases_xfstests(tmp_path):
+    """run_xfstests given an earlier run's base attempts (the selection benchmark's faults share
+    one base): one boot fewer, the same classification. A base from another kernel or image is
+    not taken (tests/unit/test_series_xfstests.py)."""
+    if configured_source(None, None) is None:
+        pytest.skip(f"no xfstests source configured: {HOW_TO}")
+    items = ["ext4_4k:generic/002"]
+    first = run_xfstests(items, "patched", "baseline", tmp_path / "a", group="xfstests-reuse-a")
+    again = run_xfstests(items, "patched", "baseline", tmp_path / "b", group="xfstests-reuse-b", base=first.base)
+    assert len(first.run_dirs) == 2 and len(again.run_dirs) == 1
+    assert "-xfstests-patched-" in Path(again.run_dirs[0]).name
+    rows = [(d.test, d.category, d.tonight, d.baseline) for d in first.diffs]
+    assert rows and rows == [(d.test, d.category, d.tonight, d.baseline) for d in again.diffs]
+    assert again.base == first.base and first.base is not None and first.base.attempts
