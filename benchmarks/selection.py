@@ -39,8 +39,12 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.paths import cache_dir
+
+if TYPE_CHECKING:
+    from harness.drivers.series.xfstests import BaseXfstests
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = ROOT / "kernels/patches/fault"
@@ -85,14 +89,14 @@ def backfill(row: dict, patch: Path, store: object) -> dict:
     """``row`` with the selections it lacks (a selection added to the benchmark after the row's
     full run), computed dry now and marked so (``computed_after_full_run``), and the matrix
     verdicts read again from its run directory; the rest unchanged."""
-    now = selections(row["fault"], patch, store)
     out = dict(row)
     run_dir = Path(row["full"].get("run_dir", ""))
     if (run_dir / "comparison.json").is_file():
         out["full"] = {**row["full"], **matrix_verdicts(run_dir)}
-    for label in LABELS:
-        if f"select_{label}" not in out:
-            out[f"select_{label}"] = {**now[f"select_{label}"], "computed_after_full_run": True}
+    missing = [label for label in LABELS if f"select_{label}" not in out]
+    now = selections(row["fault"], patch, store) if missing else {}
+    for label in missing:
+        out[f"select_{label}"] = {**now[f"select_{label}"], "computed_after_full_run": True}
     return out
 
 
@@ -113,7 +117,7 @@ def matrix_verdicts(work: Path) -> dict:
             "failed": sorted(comp.get("failures") or {})}
 
 
-def base_xfstests(rows: list[dict]) -> object | None:
+def base_xfstests(rows: list[dict]) -> BaseXfstests | None:
     """The base kernel's xfstests attempts an earlier fault recorded (the newest), as
     ``run_xfstests`` takes them: every fault's full run has the same base and tests, and
     run_xfstests uses them only on the same base kernel and image."""
@@ -129,12 +133,12 @@ def base_xfstests(rows: list[dict]) -> object | None:
 
 
 def run_fault(name: str, patch: Path, work: Path, accel: str | None, resume: Path | None = None,
-              base: object | None = None) -> dict:
+              base: BaseXfstests | None = None) -> dict:
     """The selections, then the full run on real VMs (from its xfstests when ``resume`` is an
     earlier attempt whose matrix finished; the base's xfstests from ``base`` when it ran on the
     same base kernel and image); the fault's result line."""
     from harness.drivers.series.run import plan_try, run_try
-    from harness.drivers.series.xfstests import BaseXfstests, run_xfstests
+    from harness.drivers.series.xfstests import run_xfstests
     from harness.executors.choose import executor_for
     from harness.results.store import Store
 
@@ -154,17 +158,16 @@ def run_fault(name: str, patch: Path, work: Path, accel: str | None, resume: Pat
         t0 = time.monotonic()
         executor = executor_for(None)
         try:
-            reuse = base if isinstance(base, BaseXfstests) else None
             if resume is None:
                 _, xfs, _ = run_try(plan, work, accel=accel, sink=store, executor=executor, evidence=False,
-                                    base_xfstests=reuse)
+                                    base_xfstests=base)
             else:
                 work = resume
                 comp = json.loads((work / "comparison.json").read_text())
                 print(f"{name}: the full matrix finished in {work}; running its xfstests", flush=True)
                 xfs = run_xfstests([c.item for c in plan.selection.xfstests], comp["kernel"], comp["baseline"], work,
                                    group=comp["group"].replace("matrix-", "xfstests-", 1), accel=accel, sink=store,
-                                   executor=executor, base=reuse)
+                                   executor=executor, base=base)
             matrix_s = (work / "comparison.json").stat().st_mtime - (work / "selection.json").stat().st_mtime
         finally:
             executor.close()
