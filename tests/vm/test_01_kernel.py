@@ -169,10 +169,14 @@ def test_compile_error_shows_compiler_lines_and_log(tmp_path, monkeypatch):
     d = tmp_path / "kernels"
     (d / "patches").mkdir(parents=True)
     (d / "fragments").mkdir()
-    (d / "fragments/trim.config").write_text((ROOT / "kernels/fragments/trim.config").read_text())
+    # the baseline's config exactly: the shared O= tree then recompiles only fs/direct-io.c and
+    # fails in seconds, and the next baseline build in that tree has nothing to redo
+    for frag in ("trim.config", "tracing.config"):
+        (d / "fragments" / frag).write_text((ROOT / "kernels/fragments" / frag).read_text())
     (d / "patches/0001-broken.patch").write_text(broken)
     (d / "broken.yaml").write_text("source: {tarball: /usr/src/linux-source-6.1.tar.xz}\n"
-                                   "config: {fragments: [fragments/trim.config]}\n"
+                                   "config: {base: defconfig,\n"
+                                   "         fragments: [fragments/trim.config, fragments/tracing.config]}\n"
                                    "patches: [patches/0001-broken.patch]\n")
     monkeypatch.setenv("KHARNESS_ROOT", str(tmp_path))
     with pytest.raises(BuildError) as e:
