@@ -10,6 +10,7 @@ from benchmarks.selection import (
     evaluate,
     faults,
     finished_matrix,
+    improved_cells,
     matrix_verdicts,
     selections,
     table,
@@ -84,7 +85,11 @@ def _attempt(runs, name, comparison=True):
                      {"cell": "ocfs2/nvme/append-extend/libaio", "metric": "jbd2 commits/write", "gates": False,
                       "verdict": "regression", "pct_change": 900.0},
                      {"cell": "xfs/nvme/randwrite-osync/libaio", "metric": "p99", "gates": True,
-                      "verdict": "inconclusive", "pct_change": 3.0}],
+                      "verdict": "inconclusive", "pct_change": 3.0},
+                     {"cell": "xfs/nvme/unwritten-convert/io_uring", "metric": "p99 latency us", "gates": True,
+                      "verdict": "improvement", "pct_change": -50.84},
+                     {"cell": "xfs/nvme/append-extend/libaio", "metric": "flushes/kwrite", "gates": False,
+                      "verdict": "improvement", "pct_change": -40.0}],
             "failures": {"ext4/virtio/append-extend/io_uring": ["select-99 run 1: mount failed"]}}))
     return d
 
@@ -104,6 +109,21 @@ def test_the_full_matrix_verdicts_are_read_from_its_comparison(tmp_path):
     assert v["regressions"] == ["ocfs2/nvme/append-extend/libaio"]     # the gating metric only
     assert v["changes"] == {"ocfs2/nvme/append-extend/libaio IOPS": -64.0}
     assert v["failed"] == ["ext4/virtio/append-extend/io_uring"]
+    # a gating improvement is recorded, and does not count as catching the fault
+    assert v["improvements"] == {"xfs/nvme/unwritten-convert/io_uring p99 latency us": -50.8}
+    assert improved_cells(v) == {"xfs/nvme/unwritten-convert/io_uring"}
+
+
+def test_a_fault_the_full_run_found_only_improvements_for_is_shown_but_not_counted():
+    r = _row(s15=["xfs/nvme/unwritten-convert/libaio"], s30=[])
+    r["full"]["improvements"] = {"xfs/nvme/unwritten-convert/libaio IOPS": 121.8}
+    assert not evaluate(r, "15m")["caught"]
+    text = table([r])
+    assert "| select-99 | nothing (improved: xfs/nvme/unwritten-convert/libaio) |" in text
+    assert "--budget 15m: 0 of 0 caught faults" in text
+    assert "it chose an improved cell for 1 of the 1 faults the full run found only improvements for" in text
+    assert "chose an improved cell for 0 of the 1" in text.split("--budget 30m")[1]
+    assert improved_cells(_row()["full"]) == set()      # a row from before improvements were recorded
 
 
 def test_a_later_fault_takes_the_newest_recorded_base_xfstests():
