@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.config.kernels import load_kernel
 from harness.errors import BuildError, PatchError
@@ -169,15 +170,15 @@ def test_compile_error_shows_compiler_lines_and_log(tmp_path, monkeypatch):
     d = tmp_path / "kernels"
     (d / "patches").mkdir(parents=True)
     (d / "fragments").mkdir()
-    # the baseline's config exactly: the shared O= tree then recompiles only fs/direct-io.c and
-    # fails in seconds, and the next baseline build in that tree has nothing to redo
-    for frag in ("trim.config", "tracing.config"):
-        (d / "fragments" / frag).write_text((ROOT / "kernels/fragments" / frag).read_text())
+    # the baseline's source and config, read from its definition: the shared O= tree then
+    # recompiles only fs/direct-io.c and fails in seconds, and the next baseline build in that
+    # tree has nothing to redo
+    baseline = yaml.safe_load((ROOT / "kernels/baseline.yaml").read_text())
+    for frag in baseline["config"]["fragments"]:
+        (d / frag).write_text((ROOT / "kernels" / frag).read_text())
     (d / "patches/0001-broken.patch").write_text(broken)
-    (d / "broken.yaml").write_text("source: {tarball: /usr/src/linux-source-6.1.tar.xz}\n"
-                                   "config: {base: defconfig,\n"
-                                   "         fragments: [fragments/trim.config, fragments/tracing.config]}\n"
-                                   "patches: [patches/0001-broken.patch]\n")
+    (d / "broken.yaml").write_text(yaml.safe_dump({"source": baseline["source"], "config": baseline["config"],
+                                                   "patches": ["patches/0001-broken.patch"]}))
     monkeypatch.setenv("KHARNESS_ROOT", str(tmp_path))
     with pytest.raises(BuildError) as e:
         build_kernel("broken")
