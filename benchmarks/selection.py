@@ -18,6 +18,11 @@ block layer. For each fault:
    full run's estimated cost (the same cost model and costs for both); the full run's wall time
    is recorded as well.
 
+Each line records the version of the selection rules that made its selections (``rules``; a line
+without one is version 1), and the summary counts each version on its own lines only: select-01
+to 06 were run with version 1, whose 20% selection missed select-04; version 2 (a reserve for
+data-integrity xfstests) is judged on select-07 to 10, written and committed before it.
+
 The selection is judged on the full run's verdicts of the cells it chose, not by a run of its
 own: a cell's verdict there is decided with the false-discovery control over every cell, so a
 selection's own run, with fewer cells, is if anything more sensitive.
@@ -70,8 +75,9 @@ def selections(name: str, patch: Path, store: object, *, after_matrix: bool = Fa
     run's items with its estimated cost. ``after_matrix``: computed after the full matrix ran
     (a resumed fault whose first attempt predates the selections file), which the line says."""
     from harness.drivers.series.run import plan_try
+    from harness.drivers.series.select import RULES
 
-    row: dict = {"fault": name, "patch": str(patch.relative_to(ROOT))}
+    row: dict = {"fault": name, "patch": str(patch.relative_to(ROOT)), "rules": RULES}
     full = plan_try(str(patch), base_name="baseline", name=patch.stem, full=True, dry_run=True, store=store)
     row["full"] = {"items": _items(full), "estimated_s": round(full.selection.cost_s, 1)}
     budgets = {**BUDGETS, "aim": AIM_SHARE * full.selection.cost_s}
@@ -88,12 +94,18 @@ def selections(name: str, patch: Path, store: object, *, after_matrix: bool = Fa
 def backfill(row: dict, patch: Path, store: object) -> dict:
     """``row`` with the selections it lacks (a selection added to the benchmark after the row's
     full run), computed dry now and marked so (``computed_after_full_run``), and the matrix
-    verdicts read again from its run directory; the rest unchanged."""
+    verdicts read again from its run directory; the rest unchanged. ValueError when a selection
+    is missing and the rules changed since the row's (its selections would mix two versions)."""
+    from harness.drivers.series.select import RULES
+
     out = dict(row)
     run_dir = Path(row["full"].get("run_dir", ""))
     if (run_dir / "comparison.json").is_file():
         out["full"] = {**row["full"], **matrix_verdicts(run_dir)}
     missing = [label for label in LABELS if f"select_{label}" not in out]
+    if missing and row.get("rules", 1) != RULES:
+        raise ValueError(f"{row['fault']}: made with selection rules {row.get('rules', 1)}, now {RULES}: "
+                         f"not adding {', '.join(missing)}")
     now = selections(row["fault"], patch, store) if missing else {}
     for label in missing:
         out[f"select_{label}"] = {**now[f"select_{label}"], "computed_after_full_run": True}
@@ -222,17 +234,25 @@ def _cell(e: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     """A line per fault, then the summary per selection (the two budgets and the aim's share)."""
-    lines = ["| fault | full run: caught by | full wall | 15m: caught, share | 30m: caught, share "
+    lines = ["| fault | rules | full run: caught by | full wall | 15m: caught, share | 30m: caught, share "
              f"| {AIM_SHARE:.0%} of full: caught, share |",
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         f = r["full"]
         by = sorted(caught_by(f))
         better = sorted(improved_cells(f))
         what = ", ".join(by) or ("nothing" + (f" (improved: {', '.join(better)})" if better else ""))
         cols = [_cell(evaluate(r, label)) for label in LABELS]
-        lines.append(f"| {r['fault']} | {what} | {f['wall_s'] / 60:.0f} min | " + " | ".join(cols) + " |")
-    lines.append("")
+        lines.append(f"| {r['fault']} | {r.get('rules', 1)} | {what} | {f['wall_s'] / 60:.0f} min | "
+                     + " | ".join(cols) + " |")
+    for version in sorted({r.get("rules", 1) for r in rows}):
+        lines += ["", f"Selection rules {version}:"] + summary([r for r in rows if r.get("rules", 1) == version])
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """A line per selection (the two budgets and the aim's share) over ``rows``."""
+    lines = []
     for label in LABELS:
         ev = [(r, e) for r, e in ((r, evaluate(r, label)) for r in rows) if e["share"] is not None]
         caught = [e for _, e in ev if e["caught"]]
@@ -247,7 +267,7 @@ def table(rows: list[dict]) -> str:
                      f"{100 * statistics.median(shares) if shares else 0:.0f}% (aim: 95% within {AIM_SHARE:.0%})"
                      + (f"; it chose an improved cell for {len(chose)} of the {len(only_better)} faults the "
                         "full run found only improvements for" if only_better else ""))
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:

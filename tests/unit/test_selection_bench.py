@@ -4,8 +4,11 @@ selection is judged against the full run (the full runs themselves are on real V
 import json
 import subprocess
 
+import pytest
+
 from benchmarks.selection import (
     BUDGETS,
+    backfill,
     base_xfstests,
     evaluate,
     faults,
@@ -16,6 +19,7 @@ from benchmarks.selection import (
     table,
 )
 from harness.drivers.series.read import read_series
+from harness.drivers.series.select import RULES
 
 
 def test_the_faults_cover_the_areas_the_harness_runs():
@@ -55,7 +59,7 @@ def test_a_fault_the_full_run_missed_counts_for_neither():
     r = _row(s15=["ext4/nvme/unwritten-convert/libaio"])
     e = evaluate(r, "15m")
     assert not e["caught"] and not e["selected"]
-    assert "| select-99 | nothing |" in table([r])
+    assert "| select-99 | 1 | nothing |" in table([r])
 
 
 def test_a_cell_that_failed_on_the_fault_is_caught():
@@ -119,7 +123,7 @@ def test_a_fault_the_full_run_found_only_improvements_for_is_shown_but_not_count
     r["full"]["improvements"] = {"xfs/nvme/unwritten-convert/libaio IOPS": 121.8}
     assert not evaluate(r, "15m")["caught"]
     text = table([r])
-    assert "| select-99 | nothing (improved: xfs/nvme/unwritten-convert/libaio) |" in text
+    assert "| select-99 | 1 | nothing (improved: xfs/nvme/unwritten-convert/libaio) |" in text
     assert "--budget 15m: 0 of 0 caught faults" in text
     assert "it chose an improved cell for 1 of the 1 faults the full run found only improvements for" in text
     assert "chose an improved cell for 0 of the 1" in text.split("--budget 30m")[1]
@@ -151,6 +155,22 @@ def test_the_aim_selection_fits_a_fifth_of_the_full_run(monkeypatch):
     name, patch = next(iter(faults().items()))
     row = selections(name, patch, None)
     aim, full = row["select_aim"], row["full"]
-    assert aim["budget_s"] == round(0.2 * full["estimated_s"], 1)
+    assert aim["budget_s"] == round(0.2 * full["estimated_s"], 1) and row["rules"] == RULES
     assert aim["estimated_s"] <= aim["budget_s"] < row["select_15m"]["estimated_s"]
     assert set(aim["items"]) <= set(full["items"]) and "selected_after_matrix" not in row
+
+
+def test_each_rules_version_is_summed_up_on_its_own(tmp_path):
+    old = _row(regressions=["a/nvme/p/libaio"], s15=[])             # no "rules": version 1
+    new = _row(regressions=["a/nvme/p/libaio"], s15=["a/nvme/p/libaio"])
+    new["rules"] = 2
+    text = table([old, new])
+    v1, v2 = text.split("Selection rules 1:")[1].split("Selection rules 2:")
+    assert "--budget 15m: 0 of 1 caught faults" in v1 and "--budget 15m: 1 of 1 caught faults" in v2
+    assert "| select-99 | 2 |" in text
+    # a selection missing from a version-1 row is not made up with other rules
+    del old["select_30m"]
+    old["full"]["run_dir"] = str(tmp_path)
+    assert RULES != 1
+    with pytest.raises(ValueError, match="select-99: made with selection rules 1, now 2: not adding 30m"):
+        backfill(old, faults()["select-01"], None)

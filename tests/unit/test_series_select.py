@@ -108,3 +108,23 @@ def test_named_xfstests_replace_the_chosen_ones_in_the_selected_filesystems():
     for bad in ("generic/../x", "nosuch_4k:generic/001", "-rf", "generic/001 ; x"):
         with pytest.raises(ValueError, match="want TEST"):
             named_xfstests(s, [bad], Costs())
+
+
+def test_a_touched_direct_io_write_path_keeps_a_quarter_for_its_integrity_tests():
+    # a functional fault moves no cell's metric: rules 1 spent a 651 s budget on cells alone
+    s = sel(["fs/iomap/direct-io.c"], [("fs/iomap/direct-io.c", ("iomap_dio_bio_iter",))], budget_s=651.0)
+    assert [x.item for x in s.xfstests][:1] == ["ext4_4k:generic/091"]
+    assert s.cells and s.cost_s <= 651.0
+    assert any("25% of the budget kept for its data-integrity xfstests" in r for r in s.reasons)
+    assert s.to_json()["rules"] == 2
+    # more room: the first test on each touched filesystem before a second one on any
+    wide = sel(["fs/iomap/direct-io.c"], [("fs/iomap/direct-io.c", ("iomap_dio_bio_iter",))], budget_s=900.0)
+    assert [x.item for x in wide.xfstests][:2] == ["ext4_4k:generic/091", "xfs_4k:generic/091"]
+
+
+def test_no_reserve_without_a_direct_io_path_or_room_for_it():
+    from harness.drivers.series.select import INTEGRITY_SHARE
+    assert not any("data-integrity" in r for r in sel(["block/blk-flush.c"], budget_s=900.0).reasons)
+    tiny = sel(["fs/ext4/file.c"], budget_s=(Costs().xfstests_boot_s + Costs().xfstest_s) / INTEGRITY_SHARE - 1)
+    assert not any(x.reason.startswith("kept for data integrity") for x in tiny.xfstests)
+    assert not any("data-integrity" in r for r in sel(["fs/ext4/file.c"], full=True).reasons)

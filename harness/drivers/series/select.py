@@ -9,7 +9,10 @@ layer and the NVMe/virtio drivers select disks. Patterns follow docs/workloads.m
 completions block"): the deferred-completion patterns (unwritten-convert, randwrite-osync,
 append-extend) rank first for completion-path changes. A file nothing maps is "unknown": every
 filesystem at a low weight. Each cell's cost is its measured duration when the results store has
-one, else an estimate; cells are taken by value per second while they fit the budget.
+one, else an estimate; cells are taken by value per second while they fit the budget. When the
+series touches a direct-I/O write path, a quarter of the budget is kept first for that path's
+data-integrity xfstests (``INTEGRITY_SHARE``): a functional fault moves no cell's metric, and the
+ranking by weight per second alone can spend a small budget on cells (rules version 2).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ SECTIONS = {"ext4": "ext4_4k", "xfs": "xfs_4k", "ocfs2": "ocfs2_local"}
 # into unwritten/partial blocks; 013: fsstress), and a sanity test for anything else.
 DIO_TESTS = ("generic/091", "generic/263", "generic/240")
 BASIC_TESTS = ("generic/001", "generic/013")
+# The share of a budget kept for the data-integrity tests of a touched direct-I/O write path, and
+# the version of these rules, recorded in selection.json and by the selection benchmark (1: no
+# reserve; 2: the reserve).
+INTEGRITY_SHARE = 0.25
+RULES = 2
 _TEST = re.compile(r"\A[a-z0-9_]{1,32}/[0-9]{3,4}\Z")     # an xfstests test: generic/001, ext4/271
 
 
@@ -80,7 +88,7 @@ class Selection:
         def row(c: Choice) -> dict:
             return {"kind": c.kind, "item": c.item, "weight": round(c.weight, 3), "cost_s": round(c.cost_s, 1),
                     "reason": c.reason}
-        return {"full": self.full, "budget_s": self.budget_s, "estimated_s": round(self.cost_s, 1),
+        return {"rules": RULES, "full": self.full, "budget_s": self.budget_s, "estimated_s": round(self.cost_s, 1),
                 "reasons": list(self.reasons), "filesystems": list(self.filesystems),
                 "cells": [row(c) for c in self.cells], "xfstests": [row(c) for c in self.xfstests],
                 "skipped": [row(c) for c in self.skipped]}
@@ -165,6 +173,31 @@ def classify(path: str, functions: Sequence[str], *, filesystems: Sequence[str],
                 f"touches {path}: no rule maps it to a cell: every filesystem at a low weight")
 
 
+def integrity_reserve(xcands: Sequence[Choice], areas: Sequence[Area], budget_s: float,
+                      costs: Costs = Costs()) -> list[Choice]:
+    """The data-integrity xfstests (``DIO_TESTS``) kept first from ``budget_s``: for the filesystems
+    whose direct-I/O path an area touches (heaviest first), one test per filesystem in turn
+    (generic/091 on each, then 263, then 240), with their boot, while they fit
+    ``INTEGRITY_SHARE`` of the budget; none when the series touches no such path."""
+    fs_of = {sec: fs for fs, sec in SECTIONS.items()}
+    weight = {fs: max((a.filesystems.get(fs, 0.0) for a in areas if a.dio), default=0.0) for fs in SECTIONS}
+
+    def order(c: Choice) -> tuple[int, float, str]:
+        sec, test = c.item.split(":", 1)
+        return DIO_TESTS.index(test), -weight[fs_of[sec]], c.item
+
+    tests = sorted((c for c in xcands if c.item.split(":", 1)[1] in DIO_TESTS and weight[fs_of[c.item.split(":")[0]]]),
+                   key=order)
+    room = INTEGRITY_SHARE * budget_s - costs.xfstests_boot_s
+    kept: list[Choice] = []
+    for c in tests:
+        if c.cost_s > room:
+            break
+        kept.append(replace(c, reason=f"kept for data integrity ({INTEGRITY_SHARE:.0%} of the budget): {c.reason}"))
+        room -= c.cost_s
+    return kept
+
+
 def select(touched: Touched, *, filesystems: Sequence[str], disks: Sequence[str], patterns: Sequence[str],
            engines: Sequence[str], iomap_users: Sequence[str], direct_io_users: Sequence[str],
            costs: Costs = Costs(), budget_s: float | None = 900.0, full: bool = False,
@@ -204,12 +237,15 @@ def select(touched: Touched, *, filesystems: Sequence[str], disks: Sequence[str]
                 if full or w > 0:
                     xcands.append(Choice("xfstests", f"{sec}:{t}", w, costs.xfstest_s, why))
     ranked = sorted(cands + xcands, key=lambda c: (-c.weight / max(c.cost_s, 1.0), c.item))
-    chosen: list[Choice] = []
+    reserve = [] if full or budget_s is None else integrity_reserve(xcands, areas, budget_s, costs)
+    chosen: list[Choice] = list(reserve)
     skipped: list[Choice] = []
-    spent = overhead = 0.0
+    x_used = bool(reserve)
+    spent = overhead = costs.xfstests_boot_s if x_used else 0.0
+    spent += sum(c.cost_s for c in reserve)
     disks_used: set[str] = set()
-    x_used = False
-    for c in ranked:
+    kept = {c.item for c in reserve}
+    for c in (c for c in ranked if c.item not in kept):
         extra = 0.0
         if c.kind == "cell" and c.item.split("/")[1] not in disks_used:
             extra = costs.boot_s
@@ -227,6 +263,9 @@ def select(touched: Touched, *, filesystems: Sequence[str], disks: Sequence[str]
             skipped.append(c)
     order = {c.item: i for i, c in enumerate(ranked)}
     reasons = tuple(dict.fromkeys(a.reason for a in areas))
+    if reserve:
+        reasons += (f"touches a direct-I/O write path: {INTEGRITY_SHARE:.0%} of the budget kept for its data-integrity "
+                    f"xfstests ({', '.join(c.item for c in reserve)})",)
     return Selection(tuple(sorted((c for c in chosen if c.kind == "cell"), key=lambda c: order[c.item])),
                      tuple(c for c in chosen if c.kind == "xfstests"), tuple(skipped), reasons,
                      None if full else budget_s, full, overhead)
