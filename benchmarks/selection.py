@@ -91,6 +91,11 @@ def selections(name: str, patch: Path, store: object, *, after_matrix: bool = Fa
     return row
 
 
+def rules_of(row: dict) -> int:
+    """The version of the selection rules that made ``row``'s selections (a row without one: 1)."""
+    return int(row.get("rules", 1))
+
+
 def backfill(row: dict, patch: Path, store: object) -> dict:
     """``row`` with the selections it lacks (a selection added to the benchmark after the row's
     full run), computed dry now and marked so (``computed_after_full_run``), and the matrix
@@ -103,8 +108,8 @@ def backfill(row: dict, patch: Path, store: object) -> dict:
     if (run_dir / "comparison.json").is_file():
         out["full"] = {**row["full"], **matrix_verdicts(run_dir)}
     missing = [label for label in LABELS if f"select_{label}" not in out]
-    if missing and row.get("rules", 1) != RULES:
-        raise ValueError(f"{row['fault']}: made with selection rules {row.get('rules', 1)}, now {RULES}: "
+    if missing and rules_of(row) != RULES:
+        raise ValueError(f"{row['fault']}: made with selection rules {rules_of(row)}, now {RULES}: "
                          f"not adding {', '.join(missing)}")
     now = selections(row["fault"], patch, store) if missing else {}
     for label in missing:
@@ -243,10 +248,10 @@ def table(rows: list[dict]) -> str:
         better = sorted(improved_cells(f))
         what = ", ".join(by) or ("nothing" + (f" (improved: {', '.join(better)})" if better else ""))
         cols = [_cell(evaluate(r, label)) for label in LABELS]
-        lines.append(f"| {r['fault']} | {r.get('rules', 1)} | {what} | {f['wall_s'] / 60:.0f} min | "
+        lines.append(f"| {r['fault']} | {rules_of(r)} | {what} | {f['wall_s'] / 60:.0f} min | "
                      + " | ".join(cols) + " |")
-    for version in sorted({r.get("rules", 1) for r in rows}):
-        lines += ["", f"Selection rules {version}:"] + summary([r for r in rows if r.get("rules", 1) == version])
+    for version in sorted({rules_of(r) for r in rows}):
+        lines += ["", f"Selection rules {version}:"] + summary([r for r in rows if rules_of(r) == version])
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.drivers.series.diff import Touched, touched_text
-from harness.drivers.series.select import DEFERRED, Costs, named_xfstests, select
+from harness.drivers.series.select import DEFERRED, INTEGRITY_SHARE, Costs, named_xfstests, select
 
 FS = ("ext4", "xfs", "ocfs2")
 DISKS = ("nvme", "virtio")
@@ -123,7 +123,6 @@ def test_a_touched_direct_io_write_path_keeps_a_quarter_for_its_integrity_tests(
 
 
 def test_no_reserve_without_a_direct_io_path_or_room_for_it():
-    from harness.drivers.series.select import INTEGRITY_SHARE
     assert not any("data-integrity" in r for r in sel(["block/blk-flush.c"], budget_s=900.0).reasons)
     tiny = sel(["fs/ext4/file.c"], budget_s=(Costs().xfstests_boot_s + Costs().xfstest_s) / INTEGRITY_SHARE - 1)
     assert not any(x.reason.startswith("kept for data integrity") for x in tiny.xfstests)

@@ -181,16 +181,14 @@ def integrity_reserve(xcands: Sequence[Choice], areas: Sequence[Area], budget_s:
     ``INTEGRITY_SHARE`` of the budget; none when the series touches no such path."""
     fs_of = {sec: fs for fs, sec in SECTIONS.items()}
     weight = {fs: max((a.filesystems.get(fs, 0.0) for a in areas if a.dio), default=0.0) for fs in SECTIONS}
-
-    def order(c: Choice) -> tuple[int, float, str]:
+    tests = []      # (test's place in DIO_TESTS, -its filesystem's weight, item): the order they are kept in
+    for c in xcands:
         sec, test = c.item.split(":", 1)
-        return DIO_TESTS.index(test), -weight[fs_of[sec]], c.item
-
-    tests = sorted((c for c in xcands if c.item.split(":", 1)[1] in DIO_TESTS and weight[fs_of[c.item.split(":")[0]]]),
-                   key=order)
+        if test in DIO_TESTS and weight[fs_of[sec]]:
+            tests.append(((DIO_TESTS.index(test), -weight[fs_of[sec]], c.item), c))
     room = INTEGRITY_SHARE * budget_s - costs.xfstests_boot_s
     kept: list[Choice] = []
-    for c in tests:
+    for _, c in sorted(tests, key=lambda kc: kc[0]):
         if c.cost_s > room:
             break
         kept.append(replace(c, reason=f"kept for data integrity ({INTEGRITY_SHARE:.0%} of the budget): {c.reason}"))
