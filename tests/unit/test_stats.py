@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pytest
+from scipy.stats import ttest_ind
 
 from harness.errors import HarnessError
 from harness.results.stats import SETTLE_ALPHA, compare, format_comparison, summarize, welch_log_p
@@ -222,10 +225,6 @@ def test_settled_means_decided_or_a_narrow_no_change():
 def test_welch_log_p_one_constant_side_warns_nothing():
     """fio's p99 often lands in the same histogram bucket on every run: scipy's "precision loss"
     warning for the exact zero variance is silenced, and the p-value is Welch's own."""
-    import warnings
-
-    import numpy as np
-    from scipy.stats import ttest_ind
     base, new = [86508.0] * 5, [86508.0, 90000.0, 88000.0, 86508.0, 95000.0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
