@@ -34,6 +34,12 @@ Results go to ``--out`` (default ``~/.cache/kharness/bench/selection.jsonl``), o
 fault, with run directories and a store beside it; a fault already in the file is skipped, and a
 fault whose earlier attempt finished its matrix (comparison.json) but not its xfstests resumes
 there. The definitions `try` keeps (``kernels/select-*.yaml``) are removed after each fault.
+
+Each finished row is also written, without this machine's run directory and the base's xfstests
+attempts, to the record committed with the repository (``benchmarks/data/selection.jsonl``), so
+the table survives a new machine: ``--table`` reads the record and the results file (the results
+file's row wins for a fault in both), a fault in the record is skipped as one in the results file
+is, and ``--export`` writes the results file's rows into the record.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = ROOT / "kernels/patches/fault"
+RECORD = ROOT / "benchmarks/data/selection.jsonl"   # the committed rows (module docstring)
+# what a row holds that only this machine can use: its run directory, and the base's xfstests
+# attempts (guest messages, taken by the next fault's run on the same base kernel and image)
+LOCAL_KEYS = ("run_dir", "base_xfstests")
 BUDGETS = {"15m": 900.0, "30m": 1800.0}
 AIM_SHARE = 0.20        # the issue's aim: 95% of the caught faults within 20% of the full time
 # the selections measured: the two budgets, and one whose budget is the aim's share of the full
@@ -89,6 +99,46 @@ def selections(name: str, patch: Path, store: object, *, after_matrix: bool = Fa
     if after_matrix:
         row["selected_after_matrix"] = True
     return row
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The result rows of ``path`` (none: no such file); ValueError naming the file and line of a
+    line that is not a JSON object with a fault."""
+    if not path.exists():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not JSON: {e.msg}") from None
+        if not isinstance(row, dict) or not isinstance(row.get("fault"), str):
+            raise ValueError(f"{path}:{n}: not a result row (a JSON object with a \"fault\")")
+        rows.append(row)
+    return rows
+
+
+def portable(row: dict) -> dict:
+    """``row`` as the committed record keeps it: without what only this machine can use."""
+    return {**row, "full": {k: v for k, v in row["full"].items() if k not in LOCAL_KEYS}}
+
+
+def merged(record: list[dict], rows: list[dict]) -> list[dict]:
+    """The record's rows and ``rows``, one per fault (``rows``' wins), in the faults' order."""
+    by = {r["fault"]: r for r in record} | {r["fault"]: r for r in rows}
+    return [by[k] for k in sorted(by)]
+
+
+def write_record(rows: list[dict], path: Path = RECORD) -> list[dict]:
+    """Merge ``rows`` (made portable) into the committed record at ``path``; its rows now."""
+    out = merged(read_rows(path), [portable(r) for r in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in out))
+    tmp.replace(path)
+    return out
 
 
 def rules_of(row: dict) -> int:
@@ -283,13 +333,22 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="print the table of the results file and stop")
     ap.add_argument("--backfill", action="store_true",
                     help="add the selections a row lacks (computed now, marked so) to the results file and stop")
+    ap.add_argument("--export", action="store_true",
+                    help="write the results file's rows into the committed record "
+                         f"({RECORD.relative_to(ROOT)}) and stop")
     args = ap.parse_args()
     # SIGTERM and SIGHUP unwind like Ctrl-C, so each fault's kept definition is removed (finally)
     from harness.procs import install_signal_handlers
     install_signal_handlers()
-    rows = [json.loads(x) for x in args.out.read_text().splitlines() if x.strip()] if args.out.exists() else []
+    try:
+        rows, record = read_rows(args.out), read_rows(RECORD)
+    except ValueError as e:
+        raise SystemExit(f"benchmarks.selection: {e}") from None
     if args.table:
-        print(table(rows))
+        print(table(merged(record, rows)))
+        return
+    if args.export:
+        print(table(write_record(rows)))
         return
     if args.backfill:
         from harness.results.store import Store
@@ -298,12 +357,12 @@ def main() -> None:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(table(rows))
         return
-    done = {r["fault"] for r in rows}
+    done = {r["fault"]: args.out for r in rows} | {r["fault"]: RECORD for r in record}
     for name, patch in faults().items():
         if args.fault and name not in args.fault:
             continue
         if name in done:
-            print(f"{name} is in {args.out}: skipped")
+            print(f"{name} is in {done[name]}: skipped (remove its line to run it again)")
             continue
         runs = args.out.parent / args.out.stem
         work = runs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -311,6 +370,7 @@ def main() -> None:
         rows.append(row)
         with args.out.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        write_record([row])
         print(table([row]))
 
 

@@ -15,8 +15,11 @@ from benchmarks.selection import (
     finished_matrix,
     improved_cells,
     matrix_verdicts,
+    merged,
+    read_rows,
     selections,
     table,
+    write_record,
 )
 from harness.drivers.series.read import read_series
 from harness.drivers.series.select import RULES
@@ -174,3 +177,32 @@ def test_each_rules_version_is_summed_up_on_its_own(tmp_path):
     assert RULES != 1
     with pytest.raises(ValueError, match="select-99: made with selection rules 1, now 2: not adding 30m"):
         backfill(old, faults()["select-01"], None)
+
+
+def test_the_committed_record_keeps_a_row_without_this_machines_paths(tmp_path):
+    record = tmp_path / "data" / "selection.jsonl"
+    a = _row(regressions=["ext4/nvme/p/libaio"], s15=["ext4/nvme/p/libaio"])
+    a["full"].update(run_dir=str(tmp_path / "runs/select-99-1"), base_xfstests={"key": "k", "attempts": []})
+    write_record([a], record)
+    (kept,) = read_rows(record)
+    assert "run_dir" not in kept["full"] and "base_xfstests" not in kept["full"]
+    assert kept["full"]["regressions"] == ["ext4/nvme/p/libaio"] and kept["select_15m"] == a["select_15m"]
+    assert str(tmp_path) not in record.read_text()
+    # a later row for the same fault replaces it; another fault's is added in the faults' order
+    b = {**_row(), "fault": "select-01"}
+    a2 = _row(new_failures=["ext4_4k:generic/091"])
+    assert [r["fault"] for r in write_record([b, a2], record)] == ["select-01", "select-99"]
+    assert read_rows(record)[1]["full"]["new_failures"] == ["ext4_4k:generic/091"]
+    # the table reads the record and a machine's results file, the file's row winning
+    assert merged(read_rows(record), [a])[1]["full"]["regressions"] == ["ext4/nvme/p/libaio"]
+
+
+def test_a_broken_results_line_names_its_file_and_line(tmp_path):
+    f = tmp_path / "selection.jsonl"
+    f.write_text(json.dumps(_row()) + "\n\n{not json\n")
+    with pytest.raises(ValueError, match=rf"{f}:3: not JSON"):
+        read_rows(f)
+    f.write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match=rf"{f}:1: not a result row"):
+        read_rows(f)
+    assert read_rows(tmp_path / "absent.jsonl") == []
