@@ -21,7 +21,9 @@ block layer. For each fault:
 Each line records the version of the selection rules that made its selections (``rules``; a line
 without one is version 1), and the summary counts each version on its own lines only: select-01
 to 06 were run with version 1, whose 20% selection missed select-04; version 2 (a reserve for
-data-integrity xfstests) is judged on select-07 to 10, written and committed before it.
+data-integrity xfstests) is judged on select-07 to 10, written and committed before it, and
+missed select-10; version 3 (the changed lines' words raise patterns) on select-11 to 14,
+written and committed before it in turn.
 
 The selection is judged on the full run's verdicts of the cells it chose, not by a run of its
 own: a cell's verdict there is decided with the false-discovery control over every cell, so a

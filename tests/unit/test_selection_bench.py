@@ -175,7 +175,7 @@ def test_each_rules_version_is_summed_up_on_its_own(tmp_path):
     del old["select_30m"]
     old["full"]["run_dir"] = str(tmp_path)
     assert RULES != 1
-    with pytest.raises(ValueError, match="select-99: made with selection rules 1, now 2: not adding 30m"):
+    with pytest.raises(ValueError, match=f"select-99: made with selection rules 1, now {RULES}: not adding 30m"):
         backfill(old, faults()["select-01"], None)
 
 

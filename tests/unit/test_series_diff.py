@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.drivers.series.diff import function_of, safe_path, touched_text
+from harness.drivers.series.diff import MAX_WORDS, function_of, safe_path, touched_text
 
 SHIPPED = "kernels/patches/0001-dio-unbound-single-threaded-wq.patch"
 
@@ -58,4 +58,14 @@ def test_any_text_parses_and_files_stay_relative(text):
     t = touched_text(text)
     for f in t.files:
         assert not f.startswith("/") and ".." not in f.split("/")
-    assert set(dict(t.functions)) <= set(t.files)
+    assert set(dict(t.functions)) <= set(t.files) and set(dict(t.words)) <= set(t.files)
+
+
+def test_the_words_of_changed_lines_are_kept_per_file_lowercased_and_bounded():
+    text = ("diff --git a/fs/a.c b/fs/a.c\n--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@ int f(void)\n"
+            " unchanged_context_word;\n-\tif (x & IOCB_SYNC) return sizeof(y);\n+\t/* FUA is gone */\n")
+    t = touched_text(text)
+    assert t.words_of("fs/a.c") == ("x", "iocb_sync", "y", "fua", "is", "gone")    # no C keyword, no context
+    many = text + "".join(f"+w{i};\n" for i in range(2 * MAX_WORDS))
+    assert len(touched_text(many).words_of("fs/a.c")) == MAX_WORDS
+    assert touched_text(text).words_of("fs/other.c") == ()

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.drivers.series.diff import Touched, touched_text
-from harness.drivers.series.select import DEFERRED, INTEGRITY_SHARE, Costs, named_xfstests, select
+from harness.drivers.series.select import DEFERRED, INTEGRITY_SHARE, RULES, Costs, named_xfstests, select
 
 FS = ("ext4", "xfs", "ocfs2")
 DISKS = ("nvme", "virtio")
@@ -11,8 +11,8 @@ PATTERNS = ("randwrite-overwrite", "append-extend", "unwritten-convert", "randwr
 ENGINES = ("libaio", "io_uring")
 
 
-def sel(files, functions=(), **kw):
-    t = Touched(tuple(files), tuple(functions))
+def sel(files, functions=(), words=(), **kw):
+    t = Touched(tuple(files), tuple(functions), tuple(words))
     kw.setdefault("budget_s", 900.0)
     return select(t, filesystems=FS, disks=DISKS, patterns=PATTERNS, engines=ENGINES,
                   iomap_users=("ext4", "xfs"), direct_io_users=("ocfs2",), **kw)
@@ -116,7 +116,7 @@ def test_a_touched_direct_io_write_path_keeps_a_quarter_for_its_integrity_tests(
     assert [x.item for x in s.xfstests][:1] == ["ext4_4k:generic/091"]
     assert s.cells and s.cost_s <= 651.0
     assert any("25% of the budget kept for its data-integrity xfstests" in r for r in s.reasons)
-    assert s.to_json()["rules"] == 2
+    assert s.to_json()["rules"] == RULES
     # more room: the first test on each touched filesystem before a second one on any
     wide = sel(["fs/iomap/direct-io.c"], [("fs/iomap/direct-io.c", ("iomap_dio_bio_iter",))], budget_s=900.0)
     assert [x.item for x in wide.xfstests][:2] == ["ext4_4k:generic/091", "xfs_4k:generic/091"]
@@ -127,3 +127,41 @@ def test_no_reserve_without_a_direct_io_path_or_room_for_it():
     tiny = sel(["fs/ext4/file.c"], budget_s=(Costs().xfstests_boot_s + Costs().xfstest_s) / INTEGRITY_SHARE - 1)
     assert not any(x.reason.startswith("kept for data integrity") for x in tiny.xfstests)
     assert not any("data-integrity" in r for r in sel(["fs/ext4/file.c"], full=True).reasons)
+
+
+FUA_HUNK = """diff --git a/fs/iomap/direct-io.c b/fs/iomap/direct-io.c
+--- a/fs/iomap/direct-io.c
++++ b/fs/iomap/direct-io.c
+@@ -553,8 +553,10 @@ __iomap_dio_rw(struct kiocb *iocb, struct iov_iter *iter,
+ \t\t\t * completion whether a cache flush is necessary.
+ \t\t\t */
+-\t\t\tif (!(iocb->ki_flags & IOCB_SYNC))
+-\t\t\t\tdio->flags |= IOMAP_DIO_WRITE_FUA;
++\t\t\t/* FUA is not used */
+ \t\t}
+"""
+
+
+def test_the_changed_lines_raise_the_patterns_they_name():
+    """Rules 3: a change to FUA inside __iomap_dio_rw (whose name says only "dio") ranks the FUA
+    overwrites with the deferred completions, and says so; the same files without the words do not."""
+    t = touched_text(FUA_HUNK)
+    assert "iomap_dio_write_fua" in t.words_of("fs/iomap/direct-io.c")
+    s = select(t, filesystems=FS, disks=DISKS, patterns=PATTERNS, engines=ENGINES, iomap_users=("ext4", "xfs"),
+               direct_io_users=("ocfs2",), budget_s=900.0)
+    top = {c.item for c in s.cells if c.weight == 1.0}
+    assert {"ext4/nvme/randwrite-overwrite/libaio", "xfs/nvme/randwrite-overwrite/libaio"} <= top
+    assert any(r.endswith("its changed lines name randwrite-overwrite") for r in s.reasons)
+    bare = sel(["fs/iomap/direct-io.c"], [("fs/iomap/direct-io.c", ("__iomap_dio_rw",))])
+    assert not any(c.weight == 1.0 and "overwrite" in c.item for c in bare.cells)
+    assert not any("changed lines" in r for r in bare.reasons)
+
+
+def test_words_raise_a_pattern_under_any_rule_but_never_lower_one():
+    # jbd2's rule ranks O_SYNC overwrites and conversions first; a FUA word adds the overwrites
+    s = sel(["fs/jbd2/commit.c"], words=[("fs/jbd2/commit.c", ("req_fua", "jbd2_journal_commit_transaction"))])
+    w = {c.item: c.weight for c in s.cells}
+    assert w["ext4/nvme/randwrite-overwrite/libaio"] == w["ext4/nvme/randwrite-osync/libaio"] == 1.0
+    # a word naming nothing changes nothing
+    plain = sel(["fs/ocfs2/aops.c"], words=[("fs/ocfs2/aops.c", ("create", "i_blkbits"))])
+    assert plain == sel(["fs/ocfs2/aops.c"])

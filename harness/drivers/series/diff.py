@@ -1,8 +1,11 @@
-"""What a series touches: files and functions, read from its diffs (pure).
+"""What a series touches: files, functions and the words of its changed lines, read from its
+diffs (pure).
 
 A unified diff names each file in ``diff --git a/X b/Y`` (or ``--- a/X`` / ``+++ b/Y``) and each
 hunk in ``@@ -a,b +c,d @@ CONTEXT``: git puts the enclosing function's first line in CONTEXT
 (its "funcname" heuristic), which is how the functions a patch changes are known without the tree.
+The identifiers on the added and removed lines (code and comments: ``IOMAP_DIO_WRITE_FUA``,
+``datasync``) say what a change is about where the function's name does not.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@ ?(.*)$")
 _FUNC = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 # A C function definition's first line inside a hunk (column 0, not a declaration ending in ';').
 _DEF = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*[\s*]+)+\**([A-Za-z_][A-Za-z0-9_]*)\s*\((?!.*;\s*$)")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_PATH = 4096
+MAX_WORDS = 512     # words kept per file: a series is the user's, but a huge one stays bounded
 _FILE_LINES = ("--- a/", "--- /dev/null", "+++ b/", "+++ /dev/null")
 
 
@@ -29,10 +34,15 @@ class Touched:
 
     files: tuple[str, ...]
     functions: tuple[tuple[str, tuple[str, ...]], ...]   # (file, functions) for files with any
+    words: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (file, lowercased identifiers of changed lines)
 
     def functions_of(self, path: str) -> tuple[str, ...]:
         """The functions hunks of ``path`` are in (empty when none is known)."""
         return dict(self.functions).get(path, ())
+
+    def words_of(self, path: str) -> tuple[str, ...]:
+        """The identifiers on ``path``'s added and removed lines, lowercased, first-seen order."""
+        return dict(self.words).get(path, ())
 
     @property
     def all_functions(self) -> tuple[str, ...]:
@@ -61,9 +71,11 @@ def function_of(context: str) -> str | None:
 
 
 def touched(lines: Iterable[str]) -> Touched:
-    """Files and functions of the diffs in ``lines`` (several patches may follow one another)."""
+    """Files, functions and changed lines' words of the diffs in ``lines`` (several patches may
+    follow one another)."""
     files: dict[str, None] = {}
     funcs: dict[str, dict[str, None]] = {}
+    words: dict[str, dict[str, None]] = {}
     current: str | None = None
     in_func: str | None = None     # the function the hunk is in at this line
     prev = ""
@@ -95,7 +107,15 @@ def touched(lines: Iterable[str]) -> Touched:
             in_func = d.group(1)
         if line[0] in "+-" and in_func:
             funcs.setdefault(current, {}).setdefault(in_func)
-    return Touched(tuple(files), tuple((p, tuple(fs)) for p, fs in funcs.items()))
+        if line[0] in "+-":
+            seen = words.setdefault(current, {})
+            for w in _WORD.findall(line, 1):
+                if len(seen) >= MAX_WORDS:
+                    break
+                if w not in _KEYWORDS:
+                    seen.setdefault(w.lower())
+    return Touched(tuple(files), tuple((p, tuple(fs)) for p, fs in funcs.items()),
+                   tuple((p, tuple(ws)) for p, ws in words.items() if ws))
 
 
 def touched_text(text: str) -> Touched:

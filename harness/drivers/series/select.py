@@ -7,7 +7,9 @@ that still use ``__blockdev_direct_IO`` and, when ``sb_init_dio_done_wq`` change
 filesystem (its workqueue runs every deferred completion); jbd2 selects ext4 and ocfs2; the block
 layer and the NVMe/virtio drivers select disks. Patterns follow docs/workloads.md ("Which
 completions block"): the deferred-completion patterns (unwritten-convert, randwrite-osync,
-append-extend) rank first for completion-path changes. A file nothing maps is "unknown": every
+append-extend) rank first for completion-path changes; the words of a changed function's name, and
+of the changed lines themselves, raise the patterns they name (``FUA``: the overwrites, which go
+out as FUA writes on NVMe; rules version 3). A file nothing maps is "unknown": every
 filesystem at a low weight. Each cell's cost is its measured duration when the results store has
 one, else an estimate; cells are taken by value per second while they fit the budget. When the
 series touches a direct-I/O write path, a quarter of the budget is kept first for that path's
@@ -35,9 +37,15 @@ DIO_TESTS = ("generic/091", "generic/263", "generic/240")
 BASIC_TESTS = ("generic/001", "generic/013")
 # The share of a budget kept for the data-integrity tests of a touched direct-I/O write path, and
 # the version of these rules, recorded in selection.json and by the selection benchmark (1: no
-# reserve; 2: the reserve).
+# reserve; 2: the reserve; 3: the changed lines' words raise patterns as function names do).
 INTEGRITY_SHARE = 0.25
-RULES = 2
+RULES = 3
+# Words that raise a pattern to the top weight, in a changed function's name or a changed line.
+PATTERN_WORDS = ((("unwritten", "convert", "extent"), "unwritten-convert"),
+                 (("size", "extend", "end_io", "append"), "append-extend"),
+                 (("sync", "commit", "journal", "log_force"), "randwrite-osync"),
+                 (("overwrite", "fua", "flush"), "randwrite-overwrite"))
+DEFERRED_WORDS = ("dio", "complete", "workqueue", "wq")     # every deferred-completion pattern
 _TEST = re.compile(r"\A[a-z0-9_]{1,32}/[0-9]{3,4}\Z")     # an xfstests test: generic/001, ext4/271
 
 
@@ -112,26 +120,35 @@ class Area:
         return w
 
 
+def _raised(text: str, all_patterns: Sequence[str]) -> set[str]:
+    """The patterns ``text`` (names or words, lowercased) raises to the top weight."""
+    out = {pat for keys, pat in PATTERN_WORDS if any(x in text for x in keys)}
+    if any(x in text for x in DEFERRED_WORDS):
+        out |= set(DEFERRED)
+    return out & set(all_patterns)
+
+
 def _patterns_for(functions: Sequence[str], all_patterns: Sequence[str]) -> dict[str, float]:
     """Pattern weights from function names: conversions, size updates, syncs; else deferred first."""
-    w = {p: (0.6 if p in DEFERRED else 0.3) for p in all_patterns}
-    names = " ".join(functions).lower()
-    for words, pat in ((("unwritten", "convert", "extent"), "unwritten-convert"),
-                       (("size", "extend", "end_io", "append"), "append-extend"),
-                       (("sync", "commit", "journal", "log_force"), "randwrite-osync"),
-                       (("overwrite", "fua", "flush"), "randwrite-overwrite")):
-        if pat in w and any(x in names for x in words):
-            w[pat] = 1.0
-    if any(x in names for x in ("dio", "complete", "workqueue", "wq")):
-        for p in DEFERRED:
-            if p in w:
-                w[p] = 1.0
-    return w
+    up = _raised(" ".join(functions).lower(), all_patterns)
+    return {p: 1.0 if p in up else 0.6 if p in DEFERRED else 0.3 for p in all_patterns}
 
 
 def classify(path: str, functions: Sequence[str], *, filesystems: Sequence[str], patterns: Sequence[str],
-             iomap_users: Sequence[str], direct_io_users: Sequence[str]) -> Area:
-    """The area of one touched file (see the module docstring for the rules)."""
+             iomap_users: Sequence[str], direct_io_users: Sequence[str], words: Sequence[str] = ()) -> Area:
+    """The area of one touched file (see the module docstring for the rules): the file's rule,
+    then the patterns the changed lines' ``words`` name raised to the top weight (rules 3)."""
+    area = _classify(path, functions, filesystems=filesystems, patterns=patterns, iomap_users=iomap_users,
+                     direct_io_users=direct_io_users)
+    raised = [p for p in patterns if p in _raised(" ".join(words), patterns) and area.patterns.get(p, 0.0) < 1.0]
+    if not raised:
+        return area
+    return replace(area, patterns={**area.patterns, **{p: 1.0 for p in raised}},
+                   reason=f"{area.reason}; its changed lines name {', '.join(raised)}")
+
+
+def _classify(path: str, functions: Sequence[str], *, filesystems: Sequence[str], patterns: Sequence[str],
+              iomap_users: Sequence[str], direct_io_users: Sequence[str]) -> Area:
     fs_all = {f: 1.0 for f in filesystems}
     nvme = {"nvme": 1.0}
     pw = _patterns_for(functions, patterns)
@@ -203,7 +220,8 @@ def select(touched: Touched, *, filesystems: Sequence[str], disks: Sequence[str]
     """Choose cells and xfstests for a series: every candidate weighted by the areas its files
     map to, ranked by weight per second, taken while the budget lasts (everything with ``full``)."""
     areas = [classify(p, touched.functions_of(p), filesystems=filesystems, patterns=patterns,
-                      iomap_users=iomap_users, direct_io_users=direct_io_users) for p in touched.files]
+                      iomap_users=iomap_users, direct_io_users=direct_io_users, words=touched.words_of(p))
+             for p in touched.files]
     if not areas:
         areas = [Area({f: 0.2 for f in filesystems}, {"nvme": 1.0}, {p: 0.2 for p in patterns},
                       "the series touches no file: every filesystem at a low weight")]
