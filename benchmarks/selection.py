@@ -135,11 +135,11 @@ def merged(record: list[dict], rows: list[dict]) -> list[dict]:
 
 def write_record(rows: list[dict], path: Path = RECORD) -> list[dict]:
     """Merge ``rows`` (made portable) into the committed record at ``path``; its rows now."""
+    from harness.util import write_text_atomic
+
     out = merged(read_rows(path), [portable(r) for r in rows])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in out))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in out))
     return out
 
 

@@ -140,7 +140,8 @@ def classify(path: str, functions: Sequence[str], *, filesystems: Sequence[str],
     then the patterns the changed lines' ``words`` name raised to the top weight (rules 3)."""
     area = _classify(path, functions, filesystems=filesystems, patterns=patterns, iomap_users=iomap_users,
                      direct_io_users=direct_io_users)
-    raised = [p for p in patterns if p in _raised(" ".join(words), patterns) and area.patterns.get(p, 0.0) < 1.0]
+    named = _raised(" ".join(words), patterns)
+    raised = [p for p in patterns if p in named and area.patterns.get(p, 0.0) < 1.0]
     if not raised:
         return area
     return replace(area, patterns={**area.patterns, **{p: 1.0 for p in raised}},
